@@ -1,0 +1,137 @@
+//! The domain error of zkfs and the one table that maps it to an errno.
+//!
+//! Filesystem logic returns [`Error`]; only the FUSE adapter turns it into an errno
+//! through [`Error::errno`]. Every variant a user can trigger carries a message that
+//! says what happened, and is logged where it is produced.
+
+use std::fmt;
+
+/// Why a filesystem operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path does not exist (any more) in ZooKeeper or in the view.
+    #[error("no such node: {0}")]
+    NotFound(String),
+    /// A node of that name already exists.
+    #[error("already exists: {0}")]
+    Exists(String),
+    /// rmdir of a node that still has children.
+    #[error("node {0} has children; remove them first (rm -r)")]
+    NotEmpty(String),
+    /// The name cannot be created here (not HOST:PORT, reserved, invalid for ZooKeeper).
+    #[error("{0}")]
+    InvalidName(String),
+    /// What was written is not one JSON object.
+    #[error("{0}")]
+    InvalidDocument(String),
+    /// The data is larger than ZooKeeper accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The change is forbidden by zkfs's rules (another session's registration, chmod, ...).
+    #[error("{0}")]
+    NotPermitted(String),
+    /// ZooKeeper's ACL forbids it.
+    #[error("ZooKeeper ACL denies access to {0}")]
+    AccessDenied(String),
+    /// The mount is read-only.
+    #[error("read-only mount")]
+    ReadOnly,
+    /// The operation does not exist in ZooKeeper (rename, links, ...).
+    #[error("{0} is not supported: ZooKeeper has no such operation")]
+    Unsupported(&'static str),
+    /// A directory operation on a file or the reverse.
+    #[error("not a directory: {0}")]
+    NotDir(String),
+    /// A file operation on a directory.
+    #[error("is a directory: {0}")]
+    IsDir(String),
+    /// No ZooKeeper server answered in time, or the session is gone.
+    #[error("ZooKeeper unavailable: {0}")]
+    Unavailable(String),
+    /// A file handle that zkfs does not know (a bug or a handle from before a restart).
+    #[error("stale file handle")]
+    Stale,
+}
+
+impl Error {
+    /// The errno a program sees for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::NotFound(_) => libc::ENOENT,
+            Error::Exists(_) => libc::EEXIST,
+            Error::NotEmpty(_) => libc::ENOTEMPTY,
+            Error::InvalidName(_) => libc::EINVAL,
+            Error::InvalidDocument(_) => libc::EINVAL,
+            Error::TooLarge(_) => libc::EFBIG,
+            Error::NotPermitted(_) => libc::EPERM,
+            Error::AccessDenied(_) => libc::EACCES,
+            Error::ReadOnly => libc::EROFS,
+            Error::Unsupported(_) => libc::ENOTSUP,
+            Error::NotDir(_) => libc::ENOTDIR,
+            Error::IsDir(_) => libc::EISDIR,
+            Error::Unavailable(_) => libc::EIO,
+            Error::Stale => libc::ESTALE,
+        }
+    }
+
+    /// Maps a ZooKeeper client error met while operating on `path`.
+    pub fn from_zk(err: zookeeper_client::Error, path: &str) -> Error {
+        use zookeeper_client::Error as Zk;
+        match err {
+            Zk::NoNode => Error::NotFound(path.to_string()),
+            Zk::NodeExists => Error::Exists(path.to_string()),
+            Zk::NotEmpty => Error::NotEmpty(path.to_string()),
+            Zk::NoAuth => Error::AccessDenied(path.to_string()),
+            Zk::NoChildrenForEphemerals => Error::NotDir(path.to_string()),
+            Zk::BadArguments(why) => Error::InvalidName(format!("{path}: {why}")),
+            Zk::InvalidAcl => Error::AccessDenied(path.to_string()),
+            Zk::NotReadOnly => Error::ReadOnly,
+            Zk::QuotaExceeded => Error::TooLarge(format!("{path}: ZooKeeper quota exceeded")),
+            other => Error::Unavailable(format!("{path}: {other}")),
+        }
+    }
+}
+
+/// Result of filesystem logic.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Displays an errno as its symbolic name for logs ("EINVAL").
+pub struct ErrnoName(pub i32);
+
+impl fmt::Display for ErrnoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            libc::ENOENT => "ENOENT",
+            libc::EEXIST => "EEXIST",
+            libc::ENOTEMPTY => "ENOTEMPTY",
+            libc::EINVAL => "EINVAL",
+            libc::EFBIG => "EFBIG",
+            libc::EPERM => "EPERM",
+            libc::EACCES => "EACCES",
+            libc::EROFS => "EROFS",
+            libc::ENOTSUP => "ENOTSUP",
+            libc::ENOTDIR => "ENOTDIR",
+            libc::EISDIR => "EISDIR",
+            libc::EIO => "EIO",
+            libc::ESTALE => "ESTALE",
+            other => return write!(f, "errno {other}"),
+        };
+        f.write_str(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zookeeper_errors_map_to_the_errno_a_shell_user_expects() {
+        let e = |z| Error::from_zk(z, "/a").errno();
+        assert_eq!(e(zookeeper_client::Error::NoNode), libc::ENOENT);
+        assert_eq!(e(zookeeper_client::Error::NodeExists), libc::EEXIST);
+        assert_eq!(e(zookeeper_client::Error::NotEmpty), libc::ENOTEMPTY);
+        assert_eq!(e(zookeeper_client::Error::NoAuth), libc::EACCES);
+        assert_eq!(e(zookeeper_client::Error::ConnectionLoss), libc::EIO);
+        assert_eq!(e(zookeeper_client::Error::SessionExpired), libc::EIO);
+    }
+}

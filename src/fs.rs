@@ -1,0 +1,448 @@
+//! Filesystem operations on the view: what `ls`, `cat`, `touch`, `mkdir`, `rm` do.
+//!
+//! Plain Rust over [`View`] and [`Session`]; the FUSE adapter (`fuse.rs`) only
+//! translates. Writes to open files live in [`crate::handles`].
+//!
+//! The mapping: a persistent znode is a directory holding `properties.json` (its data)
+//! and its children; an ephemeral znode is a registration file showing its data. Only
+//! registrations can be created as files, only by this mount's session they can be
+//! removed or changed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log::info;
+use serde_json::json;
+use zookeeper_client::{Acls, CreateMode, Stat};
+
+use crate::error::{Error, Result};
+use crate::handles::{Handle, Handles, OpenMode};
+use crate::inodes::{child_path, split_path, Inode, InodeKind, ROOT_INO};
+use crate::names::{self, PROPERTIES};
+use crate::properties;
+use crate::session::Session;
+use crate::view::{Kind, NodeView, View};
+
+/// File type as the kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+}
+
+/// The attributes of an inode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Directory or file.
+    pub kind: FileKind,
+    /// Bytes `cat` prints (0 for directories).
+    pub size: u64,
+    /// 2 + subdirectories for a directory, 1 for a file.
+    pub nlink: u32,
+    /// Permission bits.
+    pub perm: u16,
+    /// The znode's mtime (also used as atime and ctime).
+    pub mtime: SystemTime,
+    /// The znode's ctime (creation).
+    pub crtime: SystemTime,
+    /// Owner: the user running the mount.
+    pub uid: u32,
+    /// Group: the group running the mount.
+    pub gid: u32,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirEntry {
+    /// Inode number.
+    pub ino: u64,
+    /// Name.
+    pub name: String,
+    /// Directory or file.
+    pub kind: FileKind,
+}
+
+/// What an `open` gives back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Opened {
+    /// The file handle.
+    pub fh: u64,
+    /// Bypass the page cache (handles that write).
+    pub direct_io: bool,
+    /// The kernel's cached pages are still true: keep them.
+    pub keep_cache: bool,
+}
+
+/// The filesystem.
+pub struct Fs {
+    view: Arc<View>,
+    session: Arc<Session>,
+    read_only: bool,
+    uid: u32,
+    gid: u32,
+    handles: Handles,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_dir: AtomicU64,
+    /// The mzxid whose bytes the kernel's page cache holds, per inode.
+    paged: Mutex<HashMap<u64, i64>>,
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// The id of the process a FUSE request came from (the kernel gives the thread id).
+pub fn process_of(tid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).unwrap_or(tid)
+}
+
+impl Fs {
+    /// The filesystem over `view`.
+    pub fn new(view: Arc<View>, read_only: bool) -> Fs {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let session = Arc::clone(view.session());
+        Fs {
+            handles: Handles::new(Arc::clone(&view)),
+            view,
+            session,
+            read_only,
+            uid,
+            gid,
+            dirs: Mutex::default(),
+            next_dir: AtomicU64::new(1),
+            paged: Mutex::default(),
+        }
+    }
+
+    /// The view the filesystem shows.
+    pub fn view(&self) -> &Arc<View> {
+        &self.view
+    }
+
+    fn inode(&self, ino: u64) -> Result<Inode> {
+        self.view.inode(ino).ok_or(Error::Stale)
+    }
+
+    fn dir_path(&self, ino: u64) -> Result<String> {
+        let inode = self.inode(ino)?;
+        match inode.kind {
+            InodeKind::Dir => Ok(inode.path),
+            _ => Err(Error::NotDir(inode.path)),
+        }
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn own(&self, stat: &Stat) -> bool {
+        stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
+    }
+
+    fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
+        let write = if self.read_only { 0 } else { 0o200 };
+        let (fkind, size, nlink, perm) = match kind {
+            InodeKind::Dir => (FileKind::Dir, 0, 2 + nlink_dirs, 0o555 | write),
+            InodeKind::Properties => (FileKind::File, node.rendered.len() as u64, 1, 0o444 | write),
+            InodeKind::Registration => {
+                let w = if self.own(&node.stat) { write } else { 0 };
+                (FileKind::File, node.rendered.len() as u64, 1, 0o444 | w)
+            }
+        };
+        Attr {
+            ino,
+            kind: fkind,
+            size,
+            nlink,
+            perm,
+            mtime: time(node.stat.mtime),
+            crtime: time(node.stat.ctime),
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+
+    fn attr(&self, ino: u64, inode: &Inode) -> Result<Attr> {
+        let node = self.view.node(&inode.path)?;
+        if node.kind.data_inode() != inode.kind && inode.kind != InodeKind::Dir {
+            return Err(Error::NotFound(inode.path.clone()));
+        }
+        let dirs = if inode.kind == InodeKind::Dir {
+            if node.kind != Kind::Dir {
+                return Err(Error::NotFound(inode.path.clone()));
+            }
+            self.view.children(&inode.path)?.iter().filter(|(_, k)| *k == Kind::Dir).count() as u32
+        } else {
+            0
+        };
+        Ok(self.attr_of(ino, inode.kind, &node, dirs))
+    }
+
+    // ----- reads -----
+
+    /// `stat` of an inode.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        self.attr(ino, &inode)
+    }
+
+    /// Looks `name` up in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        let dir = self.dir_path(parent)?;
+        if name == PROPERTIES {
+            let ino = self.view.ino(&dir, InodeKind::Properties);
+            return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
+        }
+        let kind = self.view.child(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        let path = child_path(&dir, name);
+        let ikind = match kind {
+            Kind::Dir => InodeKind::Dir,
+            Kind::Registration => InodeKind::Registration,
+        };
+        let ino = self.view.ino(&path, ikind);
+        self.attr(ino, &Inode { path, kind: ikind })
+    }
+
+    /// Opens directory `ino` for reading: a snapshot of its entries.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let dir = self.dir_path(ino)?;
+        let parent_ino = match split_path(&dir) {
+            Some((parent, _)) => self.view.ino(parent, InodeKind::Dir),
+            None => ROOT_INO,
+        };
+        let mut entries = vec![
+            DirEntry { ino, name: ".".into(), kind: FileKind::Dir },
+            DirEntry { ino: parent_ino, name: "..".into(), kind: FileKind::Dir },
+            DirEntry { ino: self.view.ino(&dir, InodeKind::Properties), name: PROPERTIES.into(), kind: FileKind::File },
+        ];
+        for (name, kind) in self.view.children(&dir)? {
+            if name == PROPERTIES {
+                continue; // a znode of that name is hidden by the node's own properties
+            }
+            let path = child_path(&dir, &name);
+            let (ikind, fkind) = match kind {
+                Kind::Dir => (InodeKind::Dir, FileKind::Dir),
+                Kind::Registration => (InodeKind::Registration, FileKind::File),
+            };
+            entries.push(DirEntry { ino: self.view.ino(&path, ikind), name, kind: fkind });
+        }
+        let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().map_err(|_| Error::Stale)?.insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// The entries of an open directory.
+    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>> {
+        self.dirs.lock().map_err(|_| Error::Stale)?.get(&fh).cloned().ok_or(Error::Stale)
+    }
+
+    /// Closes an open directory.
+    pub fn releasedir(&self, fh: u64) {
+        if let Ok(mut d) = self.dirs.lock() {
+            d.remove(&fh);
+        }
+    }
+
+    // ----- files -----
+
+    /// Opens a file. `mode` says whether and how it will be written.
+    pub fn open(&self, ino: u64, mode: OpenMode) -> Result<Opened> {
+        let inode = self.inode(ino)?;
+        let node = self.view.node(&inode.path)?;
+        if inode.kind == InodeKind::Dir {
+            return Err(Error::IsDir(inode.path));
+        }
+        if mode.writes() {
+            self.writable()?;
+            if inode.kind == InodeKind::Registration && !self.own(&node.stat) {
+                return Err(Error::NotPermitted(format!(
+                    "{} is a registration of another ZooKeeper session; only that session can change it",
+                    inode.path
+                )));
+            }
+        }
+        let keep_cache = {
+            let mut paged = self.paged.lock().map_err(|_| Error::Stale)?;
+            let same = paged.get(&ino) == Some(&node.stat.mzxid);
+            paged.insert(ino, node.stat.mzxid);
+            same && !mode.writes()
+        };
+        let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
+        Ok(Opened { fh, direct_io: mode.writes(), keep_cache })
+    }
+
+    /// Reads from an open file.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let handle = self.handles.get(fh)?;
+        let h = handle.lock().map_err(|_| Error::Stale)?;
+        // A node removed while open: say so instead of serving its old bytes forever.
+        if self.view.inode(h.ino).is_none() {
+            return Err(Error::NotFound(h.inode.path.clone()));
+        }
+        let bytes = &h.snapshot;
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+
+    /// Writes to an open file; see [`crate::handles`].
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        self.handles.write(fh, offset, data)
+    }
+
+    /// A `close` of the file: an incomplete document fails here.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        self.handles.flush(fh)
+    }
+
+    /// The last close of the file.
+    pub fn release(&self, fh: u64) {
+        self.handles.release(fh)
+    }
+
+    /// `truncate`/`O_TRUNC` and `touch`/`chmod` on an inode.
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, size: Option<u64>, chmod_or_chown: bool) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        if chmod_or_chown {
+            return Err(Error::NotPermitted(format!(
+                "{}: ZooKeeper nodes have no owner or mode to change",
+                inode.path
+            )));
+        }
+        if let Some(size) = size {
+            if inode.kind == InodeKind::Dir {
+                return Err(Error::IsDir(inode.path));
+            }
+            self.writable()?;
+            if size != 0 {
+                return Err(Error::InvalidDocument(format!(
+                    "{}: can only be truncated to 0 before writing a JSON object",
+                    inode.path
+                )));
+            }
+            if let Some(fh) = fh {
+                self.handles.truncate(fh)?;
+            }
+            // Truncation alone changes nothing in ZooKeeper: the object written next does.
+        }
+        self.attr(ino, &inode)
+    }
+
+    // ----- namespace -----
+
+    /// Registers a server: creates the ephemeral node `name` (HOST:PORT) under
+    /// directory `parent`, with `{"pid": pid}`. With `open`, also opens it for writing.
+    pub fn create(&self, parent: u64, name: &str, pid: u32, open: Option<OpenMode>) -> Result<(Attr, Option<Opened>)> {
+        self.writable()?;
+        let dir = self.dir_path(parent)?;
+        if name == PROPERTIES {
+            return Err(Error::Exists(child_path(&dir, name)));
+        }
+        names::check_registration(name)?;
+        let path = child_path(&dir, name);
+        let data = json!({ "pid": pid }).to_string().into_bytes();
+        let p = path.clone();
+        let d = data.clone();
+        let (stat, _) = self.session.call(&path, |c| async move {
+            c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::anyone_all())).await
+        })?;
+        info!("registered {path} (pid {pid})");
+        self.session.remember_registration(&path, &data);
+        self.view.local_created(&path, Kind::Registration);
+        let ino = self.view.ino(&path, InodeKind::Registration);
+        let node = NodeView {
+            kind: Kind::Registration,
+            rendered: Arc::new(properties::render(&data)),
+            data: Arc::new(data),
+            stat,
+        };
+        let attr = self.attr_of(ino, InodeKind::Registration, &node, 0);
+        let opened = open.map(|mode| {
+            let inode = Inode { path, kind: InodeKind::Registration };
+            let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
+            Opened { fh, direct_io: true, keep_cache: false }
+        });
+        Ok((attr, opened))
+    }
+
+    /// `mkdir`: creates a persistent node with no data.
+    pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
+        self.writable()?;
+        let dir = self.dir_path(parent)?;
+        names::check_node_name(name)?;
+        let path = child_path(&dir, name);
+        let p = path.clone();
+        let (stat, _) = self.session.call(&path, |c| async move {
+            c.create(&p, &[], &CreateMode::Persistent.with_acls(Acls::anyone_all())).await
+        })?;
+        info!("created {path}");
+        self.view.local_created(&path, Kind::Dir);
+        let ino = self.view.ino(&path, InodeKind::Dir);
+        let node =
+            NodeView { kind: Kind::Dir, rendered: Arc::new(properties::render(&[])), data: Arc::new(Vec::new()), stat };
+        Ok(self.attr_of(ino, InodeKind::Dir, &node, 0))
+    }
+
+    /// `rm` of a file: removes one of this mount's registrations.
+    ///
+    /// `properties.json` exists as long as its node: removing it is accepted and changes
+    /// nothing, so that `rm -r` of a subtree works (see README).
+    pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        self.writable()?;
+        let dir = self.dir_path(parent)?;
+        if name == PROPERTIES {
+            return Ok(());
+        }
+        let path = child_path(&dir, name);
+        match self.view.child(&dir, name)? {
+            None => return Err(Error::NotFound(path)),
+            Some(Kind::Dir) => return Err(Error::IsDir(path)),
+            Some(Kind::Registration) => {}
+        }
+        let p = path.clone();
+        let stat = self
+            .session
+            .call(&path, |c| async move { c.check_stat(&p).await })?
+            .ok_or_else(|| Error::NotFound(path.clone()))?;
+        if !self.own(&stat) {
+            return Err(Error::NotPermitted(format!(
+                "{path} is a registration of another ZooKeeper session; only that session can remove it"
+            )));
+        }
+        let p = path.clone();
+        self.session.call(&path, |c| async move { c.delete(&p, None).await })?;
+        info!("unregistered {path}");
+        self.session.forget_registration(&path);
+        self.view.local_removed(&path);
+        Ok(())
+    }
+
+    /// `rmdir`: removes an empty persistent node.
+    pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        self.writable()?;
+        let dir = self.dir_path(parent)?;
+        let path = child_path(&dir, name);
+        match self.view.child(&dir, name)? {
+            None => return Err(Error::NotFound(path)),
+            Some(Kind::Registration) => return Err(Error::NotDir(path)),
+            Some(Kind::Dir) => {}
+        }
+        let p = path.clone();
+        self.session.call(&path, |c| async move { c.delete(&p, None).await })?;
+        info!("removed {path}");
+        self.view.local_removed(&path);
+        Ok(())
+    }
+}

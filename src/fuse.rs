@@ -1,0 +1,377 @@
+//! The FUSE adapter: the only module that sees fuser's types.
+//!
+//! It translates kernel requests into [`Fs`] calls and their results into replies,
+//! mapping every error through [`Error::errno`]. It also runs the thread that passes
+//! the view's [`KernelNote`]s to the kernel: that must never happen inside a request
+//! handler (the kernel can deadlock waiting on the very request being served).
+
+use std::ffi::OsStr;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use log::{debug, warn};
+
+use crate::error::{ErrnoName, Error};
+use crate::fs::{Attr, FileKind, Fs, Opened};
+use crate::handles::OpenMode;
+use crate::view::KernelNote;
+
+/// How long the kernel may keep entries and attributes. Long, because the view tells
+/// the kernel precisely when something changed.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// The fuser [`Filesystem`] over [`Fs`].
+pub struct ZkFuse {
+    fs: Arc<Fs>,
+}
+
+impl ZkFuse {
+    /// The adapter for `fs`.
+    pub fn new(fs: Arc<Fs>) -> ZkFuse {
+        ZkFuse { fs }
+    }
+}
+
+fn to_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.crtime,
+        kind: match a.kind {
+            FileKind::Dir => FileType::Directory,
+            FileKind::File => FileType::RegularFile,
+        },
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn errno(op: &str, e: &Error) -> Errno {
+    let code = e.errno();
+    debug!("{op}: {} ({e})", ErrnoName(code));
+    Errno::from_i32(code)
+}
+
+fn name_str<'a>(op: &str, name: &'a OsStr) -> Result<&'a str, Errno> {
+    name.to_str().ok_or_else(|| {
+        debug!("{op}: name {name:?} is not UTF-8");
+        Errno::from_i32(libc::EINVAL)
+    })
+}
+
+fn open_flags(o: &Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if o.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    if o.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    flags
+}
+
+impl Filesystem for ZkFuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Let O_TRUNC reach open() instead of arriving as a separate truncate.
+        if config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC).is_err() {
+            warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; truncation arrives as setattr");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = match name_str("lookup", name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &to_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("lookup", &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
+            Err(e) => reply.error(errno("getattr", &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let chmod = mode.is_some() || uid.is_some() || gid.is_some();
+        match self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod) {
+            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
+            Err(e) => reply.error(errno("setattr", &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_str("mknod", name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            return reply.error(errno("mknod", &Error::Unsupported("creating a device, fifo or socket")));
+        }
+        match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), None) {
+            Ok((a, _)) => reply.entry(&TTL, &to_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("mknod", &e)),
+        }
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let name = match name_str("mkdir", name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.mkdir(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &to_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("mkdir", &e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result =
+            name_str("unlink", name).and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| errno("unlink", &e)));
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = name_str("rmdir", name).and_then(|n| self.fs.rmdir(parent.0, n).map_err(|e| errno("rmdir", &e)));
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+        reply.error(errno("symlink", &Error::Unsupported("a symbolic link")));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(errno("rename", &Error::Unsupported("rename")));
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(errno("link", &Error::Unsupported("a hard link")));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, OpenMode::from_flags(flags.0)) {
+            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
+            Err(e) => reply.error(errno("open", &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno("read", &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno("write", &e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("flush", &e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Every change is in ZooKeeper before its write returns.
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno("opendir", &e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.fs.readdir(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno("readdir", &e)),
+        };
+        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let kind = match entry.kind {
+                FileKind::Dir => FileType::Directory,
+                FileKind::File => FileType::RegularFile,
+            };
+            if reply.add(INodeNo(entry.ino), (i + 1) as u64, kind, &entry.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::from_i32(libc::ENODATA));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = match name_str("create", name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let mode = match OpenMode::from_flags(flags) {
+            OpenMode::Read => OpenMode::Set,
+            m => m,
+        };
+        match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), Some(mode)) {
+            Ok((a, Some(o))) => reply.created(&TTL, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o)),
+            Ok((_, None)) => reply.error(Errno::from_i32(libc::EIO)),
+            Err(e) => reply.error(errno("create", &e)),
+        }
+    }
+}
+
+/// Starts the thread that passes [`KernelNote`]s to the kernel.
+pub fn spawn_notifier(notifier: Notifier, notes: Receiver<KernelNote>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("zkfs-notify".into()).spawn(move || {
+        for note in notes {
+            let result = match &note {
+                KernelNote::InvalEntry { parent, name } => notifier.inval_entry(INodeNo(*parent), OsStr::new(name)),
+                KernelNote::InvalInode { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
+            };
+            match result {
+                Ok(()) => debug!("kernel told: {note:?}"),
+                // ENOENT: the kernel had forgotten it already, which is as good.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) || e.raw_os_error() == Some(libc::EBADF) => return,
+                Err(e) => debug!("kernel note {note:?} failed: {e}"),
+            }
+        }
+    })
+}

@@ -1,0 +1,225 @@
+//! Open files, and how what is written to them changes ZooKeeper.
+//!
+//! * Opened with `O_TRUNC` (`>`), or written without `O_APPEND`: the written object
+//!   **sets** the properties; keys not written are removed.
+//! * Opened with `O_APPEND` (`>>`): the written keys are **merged** into the existing
+//!   properties in a read-modify-write that carries the znode version and retries on
+//!   conflict, so concurrent writers anywhere lose nothing.
+//! * A registration keeps its `pid` under both.
+//!
+//! The change is made by the `write` that completes the object ([`crate::document`]),
+//! which returns only once ZooKeeper has accepted it, or fails with the reason.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use log::{debug, warn};
+use zookeeper_client::Error as ZkError;
+
+use crate::document::{Document, Progress};
+use crate::error::{Error, Result};
+use crate::inodes::{Inode, InodeKind};
+use crate::properties::{self, Properties, MAX_DATA_BYTES};
+use crate::view::View;
+
+/// How many times an update retries after losing a race with another writer.
+const MAX_UPDATE_ATTEMPTS: usize = 1000;
+
+/// How an open file will be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Not written.
+    Read,
+    /// Written objects replace the properties (`>`).
+    Set,
+    /// Written objects are merged into the properties (`>>`).
+    Update,
+}
+
+impl OpenMode {
+    /// The mode of an `open(2)` with `flags`.
+    pub fn from_flags(flags: i32) -> OpenMode {
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            OpenMode::Read
+        } else if flags & libc::O_APPEND != 0 {
+            OpenMode::Update
+        } else {
+            OpenMode::Set
+        }
+    }
+
+    /// True unless read-only.
+    pub fn writes(self) -> bool {
+        self != OpenMode::Read
+    }
+}
+
+/// One open file.
+pub struct Handle {
+    /// Its inode number.
+    pub ino: u64,
+    /// What it shows.
+    pub inode: Inode,
+    /// What it reads: the rendering at open time.
+    pub snapshot: Arc<Vec<u8>>,
+    mode: OpenMode,
+    doc: Document,
+}
+
+impl Handle {
+    /// A handle on `inode` showing `snapshot`.
+    pub fn new(ino: u64, inode: Inode, snapshot: Arc<Vec<u8>>, mode: OpenMode) -> Handle {
+        Handle { ino, inode, snapshot, mode, doc: Document::new() }
+    }
+}
+
+/// The table of open files.
+pub struct Handles {
+    view: Arc<View>,
+    map: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    next: AtomicU64,
+}
+
+impl Handles {
+    /// An empty table.
+    pub fn new(view: Arc<View>) -> Handles {
+        Handles { view, map: Mutex::default(), next: AtomicU64::new(1) }
+    }
+
+    /// Adds a handle; returns its number.
+    pub fn insert(&self, handle: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(fh, Arc::new(Mutex::new(handle)));
+        }
+        fh
+    }
+
+    /// The handle `fh`.
+    pub fn get(&self, fh: u64) -> Result<Arc<Mutex<Handle>>> {
+        self.map.lock().map_err(|_| Error::Stale)?.get(&fh).cloned().ok_or(Error::Stale)
+    }
+
+    /// Adds written bytes; applies the object they complete.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let handle = self.get(fh)?;
+        let mut h = handle.lock().map_err(|_| Error::Stale)?;
+        let offset = match h.mode {
+            OpenMode::Read => return Err(Error::NotPermitted("file not open for writing".into())),
+            OpenMode::Update => None,
+            OpenMode::Set => Some(offset),
+        };
+        match h.doc.write(offset, data) {
+            Err(e) => {
+                warn!("refused write to {}: {e}; nothing was changed", shown(&h.inode));
+                Err(e)
+            }
+            Ok(Progress::Complete(written)) => {
+                let result = self.apply(&h.inode, h.mode, written);
+                h.doc.set_applied(&result);
+                match &result {
+                    Ok(()) => debug!("{} {:?} applied", shown(&h.inode), h.mode),
+                    Err(e) => warn!("refused change to {}: {e}; nothing was changed", shown(&h.inode)),
+                }
+                result.map(|()| data.len())
+            }
+            Ok(Progress::Incomplete | Progress::Nothing) => Ok(data.len()),
+        }
+    }
+
+    /// `O_TRUNC` arriving as a truncate: the handle sets.
+    pub fn truncate(&self, fh: u64) -> Result<()> {
+        let handle = self.get(fh)?;
+        let mut h = handle.lock().map_err(|_| Error::Stale)?;
+        if h.mode == OpenMode::Update {
+            h.mode = OpenMode::Set;
+        }
+        Ok(())
+    }
+
+    /// A `close`: fails if the document is still incomplete.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let handle = self.get(fh)?;
+        let h = handle.lock().map_err(|_| Error::Stale)?;
+        h.doc.finish().inspect_err(|e| warn!("close of {}: {e}", shown(&h.inode)))
+    }
+
+    /// The last close: the handle goes.
+    pub fn release(&self, fh: u64) {
+        let Some(handle) = self.map.lock().ok().and_then(|mut m| m.remove(&fh)) else { return };
+        let Ok(h) = handle.lock() else { return };
+        if h.doc.is_pending() {
+            warn!("{}: an incomplete JSON object was discarded at close; nothing was changed", shown(&h.inode));
+        }
+    }
+
+    /// Applies a complete object to ZooKeeper.
+    fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties) -> Result<()> {
+        let session = self.view.session();
+        let path = inode.path.as_str();
+        let registration = inode.kind == InodeKind::Registration;
+        if mode == OpenMode::Set && !registration {
+            let data = sized(properties::encode(&written), path)?;
+            let (p, d) = (path.to_string(), data.clone());
+            let stat = session.call(path, |c| async move { c.set_data(&p, &d, None).await })?;
+            self.view.local_data(path, data, stat);
+            return Ok(());
+        }
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let p = path.to_string();
+            let (old, stat) = session.call(path, |c| async move { c.get_data(&p).await })?;
+            if registration && stat.ephemeral_owner != session.session_id() {
+                return Err(Error::NotPermitted(format!("{path} is a registration of another ZooKeeper session")));
+            }
+            let old = properties::decode(&old);
+            let new = match mode {
+                OpenMode::Set => {
+                    let mut kept = Properties::new();
+                    if let Some(pid) = old.get("pid") {
+                        kept.insert("pid".into(), pid.clone());
+                    }
+                    properties::merge(kept, written.clone())
+                }
+                _ => properties::merge(old, written.clone()),
+            };
+            let data = sized(properties::encode(&new), path)?;
+            let (p, d) = (path.to_string(), data.clone());
+            let version = stat.version;
+            let outcome = session.call(path, |c| async move {
+                match c.set_data(&p, &d, Some(version)).await {
+                    Ok(stat) => Ok(Some(stat)),
+                    Err(ZkError::BadVersion) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })?;
+            if let Some(stat) = outcome {
+                if registration {
+                    session.remember_registration(path, &data);
+                }
+                self.view.local_data(path, data, stat);
+                return Ok(());
+            }
+            debug!("{path} changed under an update; retrying");
+        }
+        Err(Error::Unavailable(format!("{path}: too many concurrent writers; update not applied")))
+    }
+}
+
+fn sized(data: Vec<u8>, path: &str) -> Result<Vec<u8>> {
+    if data.len() > MAX_DATA_BYTES {
+        return Err(Error::TooLarge(format!(
+            "{path}: {} bytes is more than the {MAX_DATA_BYTES} bytes ZooKeeper accepts for a node",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
+fn shown(inode: &Inode) -> String {
+    match inode.kind {
+        InodeKind::Properties if inode.path == "/" => "/properties.json".into(),
+        InodeKind::Properties => format!("{}/properties.json", inode.path),
+        _ => inode.path.clone(),
+    }
+}

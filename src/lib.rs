@@ -1,0 +1,29 @@
+//! zkfs mounts an Apache ZooKeeper tree as a filesystem, so that hosts register,
+//! discover and configure services with `ls`, `cat`, `touch`, `rm` and inotify.
+//!
+//! The layout, from ZooKeeper up to the kernel:
+//!
+//! * [`session`] — the mount's ZooKeeper session: its state machine, reconnection after
+//!   expiry, and the registrations it holds.
+//! * [`view`] — the cached, watched view of the tree, and what the kernel must be told
+//!   when ZooKeeper reports a change.
+//! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
+//! * [`document`] — the JSON a program writes, across many `write` calls.
+//! * [`names`] — which names may be created (registrations are `HOST:PORT`).
+//! * [`inodes`] — inode numbers for the paths the kernel has been shown.
+//! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
+//! * [`cli`] — the command line and mount options.
+//! * [`error`] — the domain error and its errno table.
+
+pub mod cli;
+pub mod document;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod handles;
+pub mod inodes;
+pub mod names;
+pub mod properties;
+pub mod session;
+pub mod view;

@@ -1,0 +1,282 @@
+//! The `zkfs` command: parse, connect, mount, serve, and clean up on every way out.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fuser::{MountOption, SessionACL};
+use log::{error, info, warn};
+
+use zkfs::cli::{self, Command, Config};
+use zkfs::fs::Fs;
+use zkfs::fuse::{spawn_notifier, ZkFuse};
+use zkfs::inodes::ROOT_INO;
+use zkfs::session::Session;
+use zkfs::view::View;
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Mount(c)) => c,
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("zkfs {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("zkfs: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let default_log =
+        if config.foreground { "zkfs=info,zookeeper_client=error" } else { "zkfs=warn,zookeeper_client=error" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_log)).init();
+
+    let mountpoint = match check_mountpoint(&config.mountpoint) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("zkfs: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Signals are blocked before any thread starts, so every thread inherits the mask
+    // and only the signal thread, in sigwait, receives them.
+    block_signals();
+
+    let ready = if config.foreground {
+        None
+    } else {
+        match daemonize() {
+            Ok(Some(pipe)) => Some(pipe),
+            Ok(None) => unreachable!("the parent exits in daemonize"),
+            Err(msg) => {
+                eprintln!("zkfs: {msg}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match run(&config, &mountpoint, ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((msg, ready)) => {
+            match ready {
+                Some(mut pipe) => {
+                    let _ = pipe.write_all(msg.as_bytes());
+                }
+                None => eprintln!("zkfs: {msg}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
+    let canonical = path.canonicalize().map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
+    if !canonical.is_dir() {
+        return Err(format!("mountpoint {}: not a directory", path.display()));
+    }
+    Ok(canonical)
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: plain libc call on a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+type ReadyPipe = std::fs::File;
+
+/// Forks: the parent waits until the child says it is mounted (or why not) and exits
+/// with that; the child returns the pipe to report on. Must run before any thread.
+fn daemonize() -> Result<Option<ReadyPipe>, String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds; fork happens before any thread exists.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the fds were just created and are owned here.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread runs yet.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(read_end);
+            // SAFETY: setsid in the child detaches it from the terminal's session.
+            unsafe { libc::setsid() };
+            Ok(Some(std::fs::File::from(write_end)))
+        }
+        _child => {
+            drop(write_end);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(read_end).read_to_string(&mut msg);
+            if msg == "OK" {
+                std::process::exit(0);
+            }
+            if msg.is_empty() {
+                msg = "the background process died before mounting (run with -f to see why)".into();
+            }
+            eprintln!("zkfs: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+type Failure = (String, Option<ReadyPipe>);
+
+fn run(config: &Config, mountpoint: &Path, mut ready: Option<ReadyPipe>) -> Result<(), Failure> {
+    let rt =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("zkfs-zk").enable_all().build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return Err((format!("cannot start the runtime: {e}"), ready)),
+        };
+    let session = match rt.block_on(Session::open(rt.handle().clone(), &config.connect, config.session_timeout)) {
+        Ok(s) => s,
+        Err(msg) => return Err((msg, ready)),
+    };
+    let (notes_tx, notes_rx) = std::sync::mpsc::channel();
+    let (view, changes) = View::new(Arc::clone(&session), notes_tx);
+    let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = session.supervise(session_tx);
+    let events = view.start(changes, session_rx);
+    let fs = Arc::new(Fs::new(view, config.read_only));
+    if let Err(e) = fs.getattr(ROOT_INO) {
+        session.close();
+        return Err((format!("cannot read the root of {}: {e}", config.connect), ready));
+    }
+
+    let mut fuse_config = fuser::Config::default();
+    fuse_config.mount_options =
+        vec![MountOption::FSName(config.connect.clone()), MountOption::CUSTOM("subtype=zkfs".into())];
+    if config.read_only {
+        fuse_config.mount_options.push(MountOption::RO);
+    }
+    if config.default_permissions {
+        fuse_config.mount_options.push(MountOption::DefaultPermissions);
+    }
+    for flag in &config.kernel_flags {
+        fuse_config.mount_options.push(kernel_flag(flag));
+    }
+    fuse_config.acl = if config.allow_other {
+        SessionACL::All
+    } else if config.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    fuse_config.n_threads = Some(4);
+
+    let fuse_session = match fuser::Session::new(ZkFuse::new(Arc::clone(&fs)), mountpoint, &fuse_config) {
+        Ok(s) => s,
+        Err(e) => {
+            session.close();
+            return Err((format!("cannot mount at {}: {e}", mountpoint.display()), ready));
+        }
+    };
+    info!("mounted {} at {}", config.connect, mountpoint.display());
+    let notifier = spawn_notifier(fuse_session.notifier(), notes_rx);
+    if let Err(e) = notifier {
+        warn!("cannot start the kernel notifier: {e}");
+    }
+    spawn_signal_thread(mountpoint.to_path_buf());
+
+    if let Some(pipe) = ready.as_mut() {
+        let _ = pipe.write_all(b"OK");
+        drop(ready.take());
+        detach_stdio();
+    }
+    let served = fuse_session.run();
+    info!("unmounted {}", mountpoint.display());
+    session.close();
+    supervisor.abort();
+    events.abort();
+    drop(fs);
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = served {
+        error!("the FUSE session ended with an error: {e}");
+    }
+    Ok(())
+}
+
+fn kernel_flag(flag: &str) -> MountOption {
+    match flag {
+        "nosuid" => MountOption::NoSuid,
+        "suid" => MountOption::Suid,
+        "nodev" => MountOption::NoDev,
+        "dev" => MountOption::Dev,
+        "noexec" => MountOption::NoExec,
+        "exec" => MountOption::Exec,
+        "noatime" => MountOption::NoAtime,
+        "atime" => MountOption::Atime,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        "dirsync" => MountOption::DirSync,
+        other => MountOption::CUSTOM(other.to_string()),
+    }
+}
+
+/// Waits for SIGINT/SIGTERM/SIGHUP and unmounts; the FUSE session then ends and the
+/// main thread closes the ZooKeeper session.
+fn spawn_signal_thread(mountpoint: PathBuf) {
+    let spawned = std::thread::Builder::new().name("zkfs-signals".into()).spawn(move || {
+        let set = signal_set();
+        let mut sig = 0;
+        // SAFETY: sigwait on the blocked set.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        info!("signal {sig}: unmounting {}", mountpoint.display());
+        unmount(&mountpoint);
+    });
+    if let Err(e) = spawned {
+        warn!("cannot start the signal thread: {e}");
+    }
+}
+
+/// Unmounts: a plain umount, lazily if the mount is busy (a busy mount left behind by
+/// an exiting daemon would be dead: "Transport endpoint is not connected"), and
+/// `fusermount3 -u -z` when not root.
+fn unmount(mountpoint: &Path) {
+    let Ok(c) = CString::new(mountpoint.as_os_str().as_encoded_bytes()) else { return };
+    // SAFETY: umount2 on a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return;
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EBUSY) {
+        warn!("{} is busy; unmounting lazily", mountpoint.display());
+        // SAFETY: as above.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return;
+        }
+    }
+    let status = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(mountpoint).status();
+    if !matches!(status, Ok(s) if s.success()) {
+        error!("cannot unmount {}: {err}", mountpoint.display());
+    }
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+}

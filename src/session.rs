@@ -1,0 +1,358 @@
+//! The ZooKeeper session of a mount, and the registrations it holds.
+//!
+//! A ZooKeeper session can be lost for good (expired), while a mount must last: this
+//! module keeps one live `zookeeper_client::Client` at a time, replaces it when its
+//! session expires, re-creates the mount's registrations on the new session, and tells
+//! the view (through [`SessionEvent`]) when it must re-arm its watches and re-read
+//! what it shows. The states, and which are terminal:
+//!
+//! ```text
+//!   Connected ──connection lost──▶ Disconnected ──reconnected──▶ Connected
+//!       │                              │
+//!       └──────── session expired ─────┴──▶ Expired ──new session──▶ Connected
+//!   any ──close()──▶ Closed   (terminal)
+//! ```
+//!
+//! Calls made from FUSE threads block on the runtime with a deadline of one session
+//! timeout, so a change never hangs while no server can be reached.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use zookeeper_client::{Acls, Client, CreateMode, SessionState as ZkState};
+
+use crate::error::{Error, Result};
+
+/// What the session layer tells the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The connection came back after a loss: watches may have been lost with it.
+    Reconnected,
+    /// A new session replaced an expired one: every watch is gone.
+    NewSession,
+}
+
+/// The state of the mount's ZooKeeper session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A server answers; changes go through.
+    Connected,
+    /// No server reached since `since`; reads come from the view, changes fail after a
+    /// session timeout. The client reconnects by itself.
+    Disconnected,
+    /// The session expired; a new one is being opened.
+    Expired,
+    /// The mount closed the session. Terminal.
+    Closed,
+}
+
+/// Counters for operators and tests.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Times the connection came back.
+    pub reconnects: u64,
+    /// Sessions opened after an expiry.
+    pub new_sessions: u64,
+    /// The last error seen by the session layer.
+    pub last_error: Option<String>,
+}
+
+/// The mount's ZooKeeper session.
+pub struct Session {
+    rt: Handle,
+    connect: String,
+    timeout: Duration,
+    client: RwLock<Option<Client>>,
+    state: Mutex<(State, Stats)>,
+    /// Registrations made by this mount: path → latest data. Re-created after expiry.
+    registrations: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Every session id this mount has had, to recognise its own leftover nodes.
+    past_sessions: Mutex<Vec<i64>>,
+}
+
+impl Session {
+    /// Opens the first session. Fails at once when no server of `connect` answers or its
+    /// chroot does not exist: the mount must not start then.
+    pub async fn open(rt: Handle, connect: &str, timeout: Duration) -> std::result::Result<Arc<Session>, String> {
+        let client = Client::connector()
+            .with_session_timeout(timeout)
+            .with_fail_eagerly()
+            .connect(connect)
+            .await
+            .map_err(|e| format!("cannot connect to ZooKeeper at {connect}: {e}"))?;
+        match tokio::time::timeout(timeout, client.check_stat("/")).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => {
+                return Err(format!("the chroot of {connect} does not exist in ZooKeeper; create it first"))
+            }
+            Ok(Err(e)) => return Err(format!("cannot read ZooKeeper at {connect}: {e}")),
+            Err(_) => return Err(format!("ZooKeeper at {connect} did not answer within {timeout:?}")),
+        }
+        info!(
+            "connected to ZooKeeper at {connect}, session {:#x}, timeout {:?}",
+            client.session_id().0,
+            client.session_timeout()
+        );
+        let session = Session {
+            rt,
+            connect: connect.to_string(),
+            timeout: client.session_timeout(),
+            past_sessions: Mutex::new(vec![client.session_id().0]),
+            client: RwLock::new(Some(client)),
+            state: Mutex::new((State::Connected, Stats::default())),
+            registrations: Mutex::new(BTreeMap::new()),
+        };
+        Ok(Arc::new(session))
+    }
+
+    /// Starts the task that follows the session's state, reconnects after expiry and
+    /// reports to `events`. Ends when the session is closed.
+    pub fn supervise(self: &Arc<Self>, events: mpsc::UnboundedSender<SessionEvent>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        self.rt.spawn(async move { this.supervisor(events).await })
+    }
+
+    async fn supervisor(self: Arc<Self>, events: mpsc::UnboundedSender<SessionEvent>) {
+        loop {
+            let Some(mut watcher) = self.current().map(|c| c.state_watcher()) else { return };
+            let mut was_disconnected = false;
+            let terminal = loop {
+                let state = watcher.changed().await;
+                debug!("ZooKeeper session state: {state:?}");
+                match state {
+                    ZkState::Disconnected => {
+                        warn!("lost the connection to ZooKeeper; reconnecting (reads are answered from the view)");
+                        was_disconnected = true;
+                        self.set_state(State::Disconnected, None);
+                    }
+                    ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        self.set_state(State::Connected, None);
+                        if was_disconnected {
+                            info!("reconnected to ZooKeeper");
+                            self.state.lock().map(|mut s| s.1.reconnects += 1).ok();
+                            let _ = events.send(SessionEvent::Reconnected);
+                        }
+                        was_disconnected = false;
+                    }
+                    other => break other,
+                }
+            };
+            if terminal == ZkState::Closed || self.is_closed() {
+                self.set_state(State::Closed, None);
+                return;
+            }
+            error!("ZooKeeper session ended ({terminal:?}); opening a new session");
+            self.set_state(State::Expired, Some(format!("session {terminal:?}")));
+            if !self.reopen().await {
+                return;
+            }
+            self.recreate_registrations().await;
+            let _ = events.send(SessionEvent::NewSession);
+        }
+    }
+
+    /// Opens sessions until one works or the mount closes. False when closed.
+    async fn reopen(&self) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.is_closed() {
+                return false;
+            }
+            let attempt = Client::connector().with_session_timeout(self.timeout).connect(&self.connect).await;
+            match attempt {
+                Ok(client) => {
+                    info!("new ZooKeeper session {:#x}", client.session_id().0);
+                    self.past_sessions.lock().map(|mut p| p.push(client.session_id().0)).ok();
+                    let Ok(mut slot) = self.client.write() else { return false };
+                    if slot.is_none() {
+                        return false; // closed meanwhile; dropping `client` closes it
+                    }
+                    *slot = Some(client);
+                    drop(slot);
+                    self.state.lock().map(|mut s| s.1.new_sessions += 1).ok();
+                    self.set_state(State::Connected, None);
+                    return true;
+                }
+                Err(e) => {
+                    warn!("cannot open a new ZooKeeper session yet: {e}");
+                    self.set_state(State::Expired, Some(e.to_string()));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn recreate_registrations(&self) {
+        let regs: Vec<(String, Vec<u8>)> = match self.registrations.lock() {
+            Ok(r) => r.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        for (path, data) in regs {
+            if let Err(e) = self.register_again(&path, &data).await {
+                error!("cannot re-create registration {path}: {e}");
+                self.set_state(State::Connected, Some(format!("re-creating {path}: {e}")));
+            } else {
+                info!("re-created registration {path}");
+            }
+        }
+    }
+
+    /// Creates `path` again on the current session. A leftover node of one of this
+    /// mount's earlier sessions is replaced; another session's node is left alone.
+    async fn register_again(&self, path: &str, data: &[u8]) -> Result<()> {
+        for _ in 0..10 {
+            let client = self.client()?;
+            let opts = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+            match client.create(path, data, &opts).await {
+                Ok(_) => return Ok(()),
+                Err(zookeeper_client::Error::NodeExists) => {
+                    let Some(stat) = client.check_stat(path).await.map_err(|e| Error::from_zk(e, path))? else {
+                        continue;
+                    };
+                    if stat.ephemeral_owner == client.session_id().0 {
+                        return Ok(());
+                    }
+                    if !self.was_ours(stat.ephemeral_owner) {
+                        return Err(Error::Exists(format!("{path} is held by session {:#x}", stat.ephemeral_owner)));
+                    }
+                    match client.delete(path, Some(stat.version)).await {
+                        Ok(()) | Err(zookeeper_client::Error::NoNode) | Err(zookeeper_client::Error::BadVersion) => {}
+                        Err(e) => return Err(Error::from_zk(e, path)),
+                    }
+                }
+                Err(zookeeper_client::Error::NoNode) => {
+                    return Err(Error::NotFound(format!("{path}: its parent no longer exists")));
+                }
+                Err(e) => return Err(Error::from_zk(e, path)),
+            }
+        }
+        Err(Error::Unavailable(format!("{path}: could not be re-created")))
+    }
+
+    fn was_ours(&self, owner: i64) -> bool {
+        self.past_sessions.lock().map(|p| p.contains(&owner)).unwrap_or(false)
+    }
+
+    fn set_state(&self, state: State, err: Option<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.0 != State::Closed {
+                s.0 = state;
+            }
+            if err.is_some() {
+                s.1.last_error = err;
+            }
+        }
+    }
+
+    /// The current state and counters.
+    pub fn state(&self) -> (State, Stats) {
+        self.state.lock().map(|s| s.clone()).unwrap_or((State::Closed, Stats::default()))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.read().map(|c| c.is_none()).unwrap_or(true)
+    }
+
+    fn current(&self) -> Option<Client> {
+        self.client.read().ok().and_then(|c| c.clone())
+    }
+
+    /// The live client.
+    ///
+    /// # Notable errors
+    /// [`Error::Unavailable`] once the session is closed.
+    pub fn client(&self) -> Result<Client> {
+        self.current().ok_or_else(|| Error::Unavailable("the mount is closing".into()))
+    }
+
+    /// The id of the current session (the owner of this mount's registrations).
+    pub fn session_id(&self) -> i64 {
+        self.current().map(|c| c.session_id().0).unwrap_or(0)
+    }
+
+    /// The negotiated session timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The runtime the ZooKeeper client runs on.
+    pub fn runtime(&self) -> &Handle {
+        &self.rt
+    }
+
+    /// Runs a ZooKeeper call from a FUSE thread: blocks until it answers or one session
+    /// timeout has passed, and maps its error for `path`.
+    pub fn call<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+    {
+        self.rt.block_on(self.call_async(path, f))
+    }
+
+    /// [`Session::call`] for async callers.
+    pub async fn call_async<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+    {
+        let client = self.client()?;
+        let started = Instant::now();
+        match tokio::time::timeout(self.timeout, f(client)).await {
+            Ok(result) => result.map_err(|e| Error::from_zk(e, path)),
+            Err(_) => {
+                Err(Error::Unavailable(format!("{path}: no ZooKeeper server answered within {:?}", started.elapsed())))
+            }
+        }
+    }
+
+    /// Records a registration made (or changed) by this mount.
+    pub fn remember_registration(&self, path: &str, data: &[u8]) {
+        if let Ok(mut r) = self.registrations.lock() {
+            r.insert(path.to_string(), data.to_vec());
+        }
+    }
+
+    /// Forgets a registration removed by this mount (or by ZooKeeper with its parent).
+    pub fn forget_registration(&self, path: &str) {
+        if let Ok(mut r) = self.registrations.lock() {
+            r.remove(path);
+        }
+    }
+
+    /// The registrations this mount holds.
+    pub fn registrations(&self) -> Vec<String> {
+        self.registrations.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Closes the session so that its registrations vanish at once, and waits (up to
+    /// two seconds) until the server has confirmed.
+    pub fn close(&self) {
+        let Some(client) = self.client.write().ok().and_then(|mut c| c.take()) else { return };
+        let mut watcher = client.state_watcher();
+        drop(client);
+        // zookeeper-client has no awaitable close(): the session closes in the background
+        // once the last Client is dropped, so wait for Closed before the process exits.
+        let closed = self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    if watcher.changed().await.is_terminated() {
+                        break;
+                    }
+                }
+            })
+            .await
+        });
+        self.set_state(State::Closed, None);
+        match closed {
+            Ok(()) => info!("ZooKeeper session closed"),
+            Err(_) => warn!("ZooKeeper did not confirm the session close within 2s"),
+        }
+    }
+}
