@@ -40,7 +40,8 @@ enum State {
     #[default]
     Open,
     Applied,
-    Failed(String),
+    /// Refused: every later write fails with the same error.
+    Failed(Error),
 }
 
 /// The bytes written through one open file.
@@ -65,7 +66,7 @@ impl Document {
     /// now is. An error means the write must fail; the document then refuses all else.
     pub fn write(&mut self, offset: Option<u64>, data: &[u8]) -> Result<Progress> {
         match &self.state {
-            State::Failed(why) => return Err(Error::InvalidDocument(why.clone())),
+            State::Failed(e) => return Err(e.clone()),
             State::Applied => {
                 if data.iter().all(u8::is_ascii_whitespace) {
                     return Ok(Progress::Nothing);
@@ -79,9 +80,9 @@ impl Document {
             None => self.buf.len() + data.len(),
         };
         if end > MAX_DOCUMENT_BYTES {
-            let why = format!("document larger than {MAX_DOCUMENT_BYTES} bytes");
-            self.state = State::Failed(why.clone());
-            return Err(Error::TooLarge(why));
+            let e = Error::TooLarge(format!("document larger than {MAX_DOCUMENT_BYTES} bytes"));
+            self.state = State::Failed(e.clone());
+            return Err(e);
         }
         match offset {
             Some(off) if off as usize != self.buf.len() => {
@@ -115,7 +116,7 @@ impl Document {
     pub fn set_applied(&mut self, result: &Result<()>) {
         self.state = match result {
             Ok(()) => State::Applied,
-            Err(e) => State::Failed(e.to_string()),
+            Err(e) => State::Failed(e.clone()),
         };
     }
 
@@ -125,8 +126,9 @@ impl Document {
     }
 
     fn fail<T>(&mut self, why: String) -> Result<T> {
-        self.state = State::Failed(why.clone());
-        Err(Error::InvalidDocument(why))
+        let e = Error::InvalidDocument(why);
+        self.state = State::Failed(e.clone());
+        Err(e)
     }
 
     fn progress(&mut self) -> Result<Progress> {
@@ -273,6 +275,8 @@ mod tests {
         d.write(None, b"{\"a\": \"").unwrap();
         let err = d.write(None, &vec![b'x'; MAX_DOCUMENT_BYTES]).unwrap_err();
         assert_eq!(err.errno(), libc::EFBIG);
+        // A writer retrying after a short write sees the same error.
+        assert_eq!(d.write(None, b"x").unwrap_err().errno(), libc::EFBIG);
     }
 
     #[test]

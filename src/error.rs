@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// Why a filesystem operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The path does not exist (any more) in ZooKeeper or in the view.
     #[error("no such node: {0}")]

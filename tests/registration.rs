@@ -1,0 +1,97 @@
+//! SPEC "Registering servers": touch registers, rm unregisters, bad names create nothing.
+
+mod common;
+mod shell;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{Mount, Zk, ZkServer};
+use serde_json::json;
+use shell::{ls, q, sh, sh_ok};
+
+fn setup() -> (ZkServer, Zk, Mount) {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::new(&server.connect_string());
+    (server, zk, mount)
+}
+
+#[test]
+fn touch_registers_an_ephemeral_node_with_the_pid_of_the_creating_process() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join("fooservice/providers/127.0.0.1:8080");
+    let mut touch = Command::new("touch").arg(&reg).spawn().unwrap();
+    let pid = touch.id();
+    assert!(touch.wait().unwrap().success());
+
+    let stat = zk.stat("/fooservice/providers/127.0.0.1:8080").expect("registered in ZooKeeper");
+    assert_ne!(stat.ephemeral_owner, 0, "a registration is ephemeral");
+    assert_eq!(zk.get_json("/fooservice/providers/127.0.0.1:8080"), json!({"pid": pid}));
+    assert_eq!(ls(&mount.join("fooservice/providers")), vec!["127.0.0.1:8080", "properties.json"]);
+    // Our own registration is writable by us; touching it again changes nothing.
+    assert_ne!(reg.metadata().unwrap().permissions().mode() & 0o200, 0);
+    let version = stat.version;
+    sh_ok(&format!("touch {}", q(&reg)));
+    assert_eq!(zk.stat("/fooservice/providers/127.0.0.1:8080").unwrap().version, version);
+}
+
+#[test]
+fn writing_json_while_creating_registers_with_those_properties() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join("fooservice/providers/[::1]:8081");
+    let r = sh(&format!(r#"echo '{{"weight": 3}}' > {}"#, q(&reg)));
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(zk.get_json("/fooservice/providers/[::1]:8081"), json!({"pid": r.pid, "weight": 3}));
+    // Later writes keep the pid too.
+    sh_ok(&format!(r#"echo '{{"weight": 5}}' > {}"#, q(&reg)));
+    assert_eq!(zk.get_json("/fooservice/providers/[::1]:8081"), json!({"pid": r.pid, "weight": 5}));
+    sh_ok(&format!(r#"echo '{{"zone": "a"}}' >> {}"#, q(&reg)));
+    assert_eq!(zk.get_json("/fooservice/providers/[::1]:8081"), json!({"pid": r.pid, "weight": 5, "zone": "a"}));
+}
+
+#[test]
+fn only_host_port_names_can_be_created_as_files() {
+    let (_server, zk, mount) = setup();
+    let dir = mount.join("fooservice/providers");
+    for bad in [".x.swp", "4913", "x~", "#x#", "host", "host:0", "host:70000", "host:http", ":80", "[::1:80"] {
+        let r = sh(&format!("touch {}", q(&dir.join(bad))));
+        assert!(!r.ok, "touch {bad} succeeded");
+        assert!(r.stderr.contains("Invalid argument") || r.stderr.contains("not permitted"), "{bad}: {}", r.stderr);
+        let r = sh(&format!(r#"echo '{{}}' > {}"#, q(&dir.join(bad))));
+        assert!(!r.ok, "echo > {bad} succeeded");
+    }
+    assert_eq!(zk.children("/fooservice/providers"), Vec::<String>::new(), "a refused name created a node");
+    assert!(mount.log().contains("HOST:PORT"), "the reason is logged or shown");
+}
+
+#[test]
+fn rm_removes_own_registrations_but_not_another_sessions() {
+    let (_server, zk, mount) = setup();
+    let dir = mount.join("fooservice/providers");
+    sh_ok(&format!("touch {}", q(&dir.join("10.0.0.1:80"))));
+    zk.create_ephemeral("/fooservice/providers/10.0.0.2:80", br#"{"pid": 42}"#);
+
+    sh_ok(&format!("rm {}", q(&dir.join("10.0.0.1:80"))));
+    assert!(!zk.exists("/fooservice/providers/10.0.0.1:80"));
+
+    let r = sh(&format!("rm -f {}", q(&dir.join("10.0.0.2:80"))));
+    assert!(!r.ok && r.stderr.contains("not permitted"), "{}", r.stderr);
+    let r = sh(&format!(r#"echo '{{"weight": 1}}' >> {}"#, q(&dir.join("10.0.0.2:80"))));
+    assert!(!r.ok, "changed another session's registration");
+    assert_eq!(zk.get_json("/fooservice/providers/10.0.0.2:80"), json!({"pid": 42}));
+}
+
+#[test]
+fn registrations_of_one_mount_are_visible_on_another() {
+    let (server, zk, mount_a) = setup();
+    let mount_b = Mount::new(&server.connect_string());
+    sh_ok(&format!("touch {}", q(&mount_a.join("fooservice/providers/a.example:1"))));
+    common::wait_until(std::time::Duration::from_secs(2), "mount B shows A's registration", || {
+        ls(&mount_b.join("fooservice/providers")).contains(&"a.example:1".to_string())
+    });
+    // B cannot remove A's registration.
+    assert!(!sh(&format!("rm -f {}", q(&mount_b.join("fooservice/providers/a.example:1")))).ok);
+    assert!(zk.exists("/fooservice/providers/a.example:1"));
+}

@@ -1,0 +1,75 @@
+//! SPEC "The tree": directories, registration files, properties.json, true stat.
+
+mod common;
+mod shell;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{Mount, Zk, ZkServer};
+use serde_json::json;
+use shell::{cat_json, ls};
+
+#[test]
+fn persistent_nodes_are_directories_and_ephemeral_nodes_read_only_files() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    zk.create_ephemeral("/fooservice/providers/10.0.0.1:80", br#"{"pid": 1}"#);
+    let mount = Mount::new(&server.connect_string());
+
+    assert_eq!(ls(&mount.join("fooservice")), vec!["properties.json", "providers"]);
+    assert_eq!(ls(&mount.join("fooservice/providers")), vec!["10.0.0.1:80", "properties.json"]);
+    assert!(mount.join("fooservice/providers").metadata().unwrap().is_dir());
+    let reg = mount.join("fooservice/providers/10.0.0.1:80").metadata().unwrap();
+    assert!(reg.is_file());
+    assert_eq!(reg.permissions().mode() & 0o222, 0, "another session's registration must be read-only");
+    // Ephemeral nodes cannot have children, so a registration is no directory.
+    assert_eq!(
+        std::fs::create_dir(mount.join("fooservice/providers/10.0.0.1:80/x")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTDIR)
+    );
+    assert_eq!(cat_json(&mount.join("fooservice/providers/10.0.0.1:80")), json!({"pid": 1}));
+}
+
+#[test]
+fn properties_follow_zc_zk_rules() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/object", br#"{"database": "/db", "threads": 1}"#);
+    zk.create("/empty", b"");
+    zk.create("/text", b"hello world");
+    zk.create("/array", b"[1, 2]");
+    let mount = Mount::new(&server.connect_string());
+
+    assert_eq!(cat_json(&mount.join("object/properties.json")), json!({"database": "/db", "threads": 1}));
+    assert_eq!(cat_json(&mount.join("empty/properties.json")), json!({}));
+    assert_eq!(cat_json(&mount.join("text/properties.json")), json!({"string_value": "hello world"}));
+    assert_eq!(cat_json(&mount.join("array/properties.json")), json!({"string_value": "[1, 2]"}));
+    // The root has properties too.
+    assert_eq!(cat_json(&mount.join("properties.json")), json!({}));
+}
+
+#[test]
+fn stat_tells_the_truth() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"a": "bcd"}"#);
+    zk.create("/svc/child1", b"");
+    zk.create("/svc/child2", b"");
+    zk.create_ephemeral("/svc/h:1", b"");
+    let mount = Mount::new(&server.connect_string());
+
+    let props = mount.join("svc/properties.json");
+    let shown = std::fs::read(&props).unwrap();
+    let meta = props.metadata().unwrap();
+    assert_eq!(meta.len(), shown.len() as u64, "size must be what cat prints");
+    let stat = zk.stat("/svc").unwrap();
+    assert_eq!(meta.modified().unwrap(), UNIX_EPOCH + Duration::from_millis(stat.mtime as u64));
+    let dir = mount.join("svc").metadata().unwrap();
+    assert_eq!(dir.nlink(), 4, "2 + two child directories");
+    assert_eq!(dir.modified().unwrap(), UNIX_EPOCH + Duration::from_millis(stat.mtime as u64));
+    let reg = mount.join("svc/h:1").metadata().unwrap();
+    assert_eq!(reg.len(), std::fs::read(mount.join("svc/h:1")).unwrap().len() as u64);
+    assert_eq!(reg.nlink(), 1);
+}
