@@ -28,6 +28,9 @@ use zookeeper_client::{Acls, Client, CreateMode, SessionState as ZkState};
 
 use crate::error::{Error, Result};
 
+/// How long the first connection is retried before the mount gives up.
+const STARTUP_RETRY: Duration = Duration::from_secs(2);
+
 /// What the session layer tells the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
@@ -79,12 +82,22 @@ impl Session {
     /// Opens the first session. Fails at once when no server of `connect` answers or its
     /// chroot does not exist: the mount must not start then.
     pub async fn open(rt: Handle, connect: &str, timeout: Duration) -> std::result::Result<Arc<Session>, String> {
-        let client = Client::connector()
-            .with_session_timeout(timeout)
-            .with_fail_eagerly()
-            .connect(connect)
-            .await
-            .map_err(|e| format!("cannot connect to ZooKeeper at {connect}: {e}"))?;
+        // A server that has just started accepts connections before it serves sessions;
+        // retry briefly so that a mount racing its server's start works, while an
+        // unreachable ensemble still fails within about two seconds.
+        let started = Instant::now();
+        let client = loop {
+            match Client::connector().with_session_timeout(timeout).with_fail_eagerly().connect(connect).await {
+                Ok(client) => break client,
+                Err(e) if started.elapsed() > STARTUP_RETRY => {
+                    return Err(format!("cannot connect to ZooKeeper at {connect}: {e}"));
+                }
+                Err(e) => {
+                    debug!("connecting to {connect}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
         match tokio::time::timeout(timeout, client.check_stat("/")).await {
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => {
