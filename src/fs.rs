@@ -9,7 +9,7 @@
 //! removed or changed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +23,7 @@ use crate::inodes::{child_path, split_path, Inode, InodeKind, ROOT_INO};
 use crate::names::{self, PROPERTIES};
 use crate::properties;
 use crate::session::Session;
-use crate::view::{Kind, NodeView, View};
+use crate::view::{Kind, NodeView, Presence, View};
 
 /// File type as the kernel sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub struct Attr {
     pub uid: u32,
     /// Group: the group running the mount.
     pub gid: u32,
+    /// Made up without reading ZooKeeper (an echo, a node on its way out): the kernel
+    /// must not keep these attributes.
+    pub volatile: bool,
 }
 
 /// One directory entry.
@@ -77,7 +80,12 @@ pub struct Opened {
     pub direct_io: bool,
     /// The kernel's cached pages are still true: keep them.
     pub keep_cache: bool,
+    /// Nothing to report at close: the kernel need not send a flush.
+    pub no_flush: bool,
 }
+
+/// The file handle of the echo thread's opens (which the filesystem only acknowledges).
+pub const ECHO_FH: u64 = 0;
 
 /// The filesystem.
 pub struct Fs {
@@ -87,10 +95,10 @@ pub struct Fs {
     uid: u32,
     gid: u32,
     handles: Handles,
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
-    next_dir: AtomicU64,
     /// The mzxid whose bytes the kernel's page cache holds, per inode.
     paged: Mutex<HashMap<u64, i64>>,
+    /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
+    echo_tid: AtomicU32,
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -116,10 +124,19 @@ impl Fs {
             read_only,
             uid,
             gid,
-            dirs: Mutex::default(),
-            next_dir: AtomicU64::new(1),
             paged: Mutex::default(),
+            echo_tid: AtomicU32::new(0),
         }
+    }
+
+    /// Records the echo thread's id: its requests are echoes to acknowledge.
+    pub fn set_echo_thread(&self, tid: u32) {
+        self.echo_tid.store(tid, Ordering::Relaxed);
+    }
+
+    /// True if a request from thread `tid` is an echo.
+    pub fn is_echo(&self, tid: u32) -> bool {
+        tid != 0 && tid == self.echo_tid.load(Ordering::Relaxed)
     }
 
     /// The view the filesystem shows.
@@ -171,6 +188,27 @@ impl Fs {
             crtime: time(node.stat.ctime),
             uid: self.uid,
             gid: self.gid,
+            volatile: false,
+        }
+    }
+
+    /// Attributes made up for a child known only by name and kind.
+    fn volatile_attr(&self, ino: u64, kind: Kind) -> Attr {
+        let (fkind, nlink, perm) = match kind {
+            Kind::Dir => (FileKind::Dir, 2, 0o555),
+            Kind::Registration => (FileKind::File, 1, 0o444),
+        };
+        Attr {
+            ino,
+            kind: fkind,
+            size: 0,
+            nlink,
+            perm,
+            mtime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            uid: self.uid,
+            gid: self.gid,
+            volatile: true,
         }
     }
 
@@ -205,18 +243,21 @@ impl Fs {
             let ino = self.view.ino(&dir, InodeKind::Properties);
             return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
         }
-        let kind = self.view.child(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        let child = self.view.child(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
         let path = child_path(&dir, name);
-        let ikind = match kind {
-            Kind::Dir => InodeKind::Dir,
-            Kind::Registration => InodeKind::Registration,
-        };
+        let ikind = child.kind.inode();
         let ino = self.view.ino(&path, ikind);
+        if child.presence != Presence::Present && self.view.cached(&path).is_none() {
+            // On its way out: gone from ZooKeeper, shown until its echo unlink.
+            return Ok(self.volatile_attr(ino, child.kind));
+        }
         self.attr(ino, &Inode { path, kind: ikind })
     }
 
-    /// Opens directory `ino` for reading: a snapshot of its entries.
-    pub fn opendir(&self, ino: u64) -> Result<u64> {
+    /// The entries of directory `ino`. Listed afresh from the view on every call: the
+    /// kernel keeps the listing in its own cache (no opendir is sent to zkfs) until the
+    /// view tells it the directory changed.
+    pub fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
         let dir = self.dir_path(ino)?;
         let parent_ino = match split_path(&dir) {
             Some((parent, _)) => self.view.ino(parent, InodeKind::Dir),
@@ -232,27 +273,13 @@ impl Fs {
                 continue; // a znode of that name is hidden by the node's own properties
             }
             let path = child_path(&dir, &name);
-            let (ikind, fkind) = match kind {
-                Kind::Dir => (InodeKind::Dir, FileKind::Dir),
-                Kind::Registration => (InodeKind::Registration, FileKind::File),
+            let fkind = match kind {
+                Kind::Dir => FileKind::Dir,
+                Kind::Registration => FileKind::File,
             };
-            entries.push(DirEntry { ino: self.view.ino(&path, ikind), name, kind: fkind });
+            entries.push(DirEntry { ino: self.view.ino(&path, kind.inode()), name, kind: fkind });
         }
-        let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
-        self.dirs.lock().map_err(|_| Error::Stale)?.insert(fh, Arc::new(entries));
-        Ok(fh)
-    }
-
-    /// The entries of an open directory.
-    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>> {
-        self.dirs.lock().map_err(|_| Error::Stale)?.get(&fh).cloned().ok_or(Error::Stale)
-    }
-
-    /// Closes an open directory.
-    pub fn releasedir(&self, fh: u64) {
-        if let Ok(mut d) = self.dirs.lock() {
-            d.remove(&fh);
-        }
+        Ok(entries)
     }
 
     // ----- files -----
@@ -280,11 +307,21 @@ impl Fs {
             same && !mode.writes()
         };
         let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
-        Ok(Opened { fh, direct_io: mode.writes(), keep_cache })
+        Ok(Opened { fh, direct_io: mode.writes(), keep_cache, no_flush: !mode.writes() })
+    }
+
+    /// The echo thread's open (to truncate and close, for the events): acknowledged,
+    /// nothing else.
+    pub fn open_echo(&self, ino: u64) -> Result<Opened> {
+        self.inode(ino)?;
+        Ok(Opened { fh: ECHO_FH, direct_io: true, keep_cache: false, no_flush: true })
     }
 
     /// Reads from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if fh == ECHO_FH {
+            return Ok(Vec::new());
+        }
         let handle = self.handles.get(fh)?;
         let h = handle.lock().map_err(|_| Error::Stale)?;
         // A node removed while open: say so instead of serving its old bytes forever.
@@ -299,22 +336,32 @@ impl Fs {
 
     /// Writes to an open file; see [`crate::handles`].
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        if fh == ECHO_FH {
+            return Err(Error::NotPermitted("echo handles take no data".into()));
+        }
         self.handles.write(fh, offset, data)
     }
 
     /// A `close` of the file: an incomplete document fails here.
     pub fn flush(&self, fh: u64) -> Result<()> {
+        if fh == ECHO_FH {
+            return Ok(());
+        }
         self.handles.flush(fh)
     }
 
     /// The last close of the file.
     pub fn release(&self, fh: u64) {
-        self.handles.release(fh)
+        if fh != ECHO_FH {
+            self.handles.release(fh)
+        }
     }
 
     /// `truncate`/`O_TRUNC` and `touch`/`chmod` on an inode.
     pub fn setattr(&self, ino: u64, fh: Option<u64>, size: Option<u64>, chmod_or_chown: bool) -> Result<Attr> {
         let inode = self.inode(ino)?;
+        // touch, chmod, truncate: all changes, so all refused on a read-only mount.
+        self.writable()?;
         if chmod_or_chown {
             return Err(Error::NotPermitted(format!(
                 "{}: ZooKeeper nodes have no owner or mode to change",
@@ -332,7 +379,7 @@ impl Fs {
                     inode.path
                 )));
             }
-            if let Some(fh) = fh {
+            if let Some(fh) = fh.filter(|fh| *fh != ECHO_FH) {
                 self.handles.truncate(fh)?;
             }
             // Truncation alone changes nothing in ZooKeeper: the object written next does.
@@ -353,6 +400,7 @@ impl Fs {
         names::check_registration(name)?;
         let path = child_path(&dir, name);
         let data = json!({ "pid": pid }).to_string().into_bytes();
+        let _local = self.view.local(&path);
         let p = path.clone();
         let d = data.clone();
         let (stat, _) = self.session.call(&path, |c| async move {
@@ -372,7 +420,7 @@ impl Fs {
         let opened = open.map(|mode| {
             let inode = Inode { path, kind: InodeKind::Registration };
             let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
-            Opened { fh, direct_io: true, keep_cache: false }
+            Opened { fh, direct_io: true, keep_cache: false, no_flush: false }
         });
         Ok((attr, opened))
     }
@@ -383,6 +431,7 @@ impl Fs {
         let dir = self.dir_path(parent)?;
         names::check_node_name(name)?;
         let path = child_path(&dir, name);
+        let _local = self.view.local(&path);
         let p = path.clone();
         let (stat, _) = self.session.call(&path, |c| async move {
             c.create(&p, &[], &CreateMode::Persistent.with_acls(Acls::anyone_all())).await
@@ -406,11 +455,12 @@ impl Fs {
             return Ok(());
         }
         let path = child_path(&dir, name);
-        match self.view.child(&dir, name)? {
+        match self.view.child(&dir, name)?.map(|c| c.kind) {
             None => return Err(Error::NotFound(path)),
             Some(Kind::Dir) => return Err(Error::IsDir(path)),
             Some(Kind::Registration) => {}
         }
+        let _local = self.view.local(&path);
         let p = path.clone();
         let stat = self
             .session
@@ -434,15 +484,50 @@ impl Fs {
         self.writable()?;
         let dir = self.dir_path(parent)?;
         let path = child_path(&dir, name);
-        match self.view.child(&dir, name)? {
+        match self.view.child(&dir, name)?.map(|c| c.kind) {
             None => return Err(Error::NotFound(path)),
             Some(Kind::Registration) => return Err(Error::NotDir(path)),
             Some(Kind::Dir) => {}
         }
+        let _local = self.view.local(&path);
         let p = path.clone();
         self.session.call(&path, |c| async move { c.delete(&p, None).await })?;
         info!("removed {path}");
         self.view.local_removed(&path);
         Ok(())
+    }
+
+    // ----- echoes -----
+
+    /// The echo `mknod`/`mkdir` of a child added elsewhere: acknowledged, shown from now.
+    pub fn echo_create(&self, parent: u64, name: &str) -> Result<Attr> {
+        let dir = self.dir_path(parent)?;
+        let kind = self.view.echo_created(&dir, name).ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        let ino = self.view.ino(&child_path(&dir, name), kind.inode());
+        Ok(self.volatile_attr(ino, kind))
+    }
+
+    /// The echo `unlink`/`rmdir` of a child removed elsewhere: acknowledged.
+    pub fn echo_remove(&self, parent: u64, name: &str) -> Result<()> {
+        let dir = self.dir_path(parent)?;
+        if self.view.echo_removed(&dir, name) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(child_path(&dir, name)))
+        }
+    }
+
+    /// `access(2)`: on a read-only mount, writing is refused.
+    pub fn access(&self, ino: u64, write: bool) -> Result<()> {
+        self.inode(ino)?;
+        if write {
+            self.writable()?;
+        }
+        Ok(())
+    }
+
+    /// rename, link, symlink: refused, with EROFS on a read-only mount.
+    pub fn unsupported(&self, what: &'static str) -> Error {
+        self.writable().err().unwrap_or(Error::Unsupported(what))
     }
 }

@@ -1,14 +1,11 @@
 //! The FUSE adapter: the only module that sees fuser's types.
 //!
 //! It translates kernel requests into [`Fs`] calls and their results into replies,
-//! mapping every error through [`Error::errno`]. It also runs the thread that passes
-//! the view's [`KernelNote`]s to the kernel: that must never happen inside a request
-//! handler (the kernel can deadlock waiting on the very request being served).
+//! mapping every error through [`Error::errno`]. Requests from the echo thread
+//! (`echo.rs`) are recognised by their thread id and only acknowledged.
 
 use std::ffi::OsStr;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fuser::{
@@ -18,10 +15,10 @@ use fuser::{
 };
 use log::{debug, warn};
 
+use crate::echo::KernelCache;
 use crate::error::{ErrnoName, Error};
 use crate::fs::{Attr, FileKind, Fs, Opened};
 use crate::handles::OpenMode;
-use crate::view::KernelNote;
 
 /// How long the kernel may keep entries and attributes. Long, because the view tells
 /// the kernel precisely when something changed.
@@ -83,7 +80,15 @@ fn open_flags(o: &Opened) -> FopenFlags {
     if o.keep_cache {
         flags |= FopenFlags::FOPEN_KEEP_CACHE;
     }
+    if o.no_flush {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
     flags
+}
+
+fn reply_entry(reply: ReplyEntry, a: &Attr) {
+    let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
+    reply.entry_with_ttls(&attr_ttl, &TTL, &to_attr(a), Generation(0));
 }
 
 impl Filesystem for ZkFuse {
@@ -101,7 +106,7 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &to_attr(&a), Generation(0)),
+            Ok(a) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("lookup", &e)),
         }
     }
@@ -115,7 +120,7 @@ impl Filesystem for ZkFuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -132,7 +137,12 @@ impl Filesystem for ZkFuse {
         reply: ReplyAttr,
     ) {
         let chmod = mode.is_some() || uid.is_some() || gid.is_some();
-        match self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod) {
+        let result = if self.fs.is_echo(req.pid()) {
+            self.fs.getattr(ino.0)
+        } else {
+            self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod)
+        };
+        match result {
             Ok(a) => reply.attr(&TTL, &to_attr(&a)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
@@ -152,37 +162,55 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        if self.fs.is_echo(req.pid()) {
+            return match self.fs.echo_create(parent.0, name) {
+                Ok(a) => reply_entry(reply, &a),
+                Err(e) => reply.error(errno("echo mknod", &e)),
+            };
+        }
         if mode & libc::S_IFMT != libc::S_IFREG {
-            return reply.error(errno("mknod", &Error::Unsupported("creating a device, fifo or socket")));
+            return reply.error(errno("mknod", &self.fs.unsupported("creating a device, fifo or socket")));
         }
         match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), None) {
-            Ok((a, _)) => reply.entry(&TTL, &to_attr(&a), Generation(0)),
+            Ok((a, _)) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("mknod", &e)),
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = match name_str("mkdir", name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.fs.mkdir(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &to_attr(&a), Generation(0)),
+        let result = if self.fs.is_echo(req.pid()) {
+            self.fs.echo_create(parent.0, name)
+        } else {
+            self.fs.mkdir(parent.0, name)
+        };
+        match result {
+            Ok(a) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("mkdir", &e)),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result =
-            name_str("unlink", name).and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| errno("unlink", &e)));
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let echo = self.fs.is_echo(req.pid());
+        let result = name_str("unlink", name).and_then(|n| {
+            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.unlink(parent.0, n) };
+            done.map_err(|e| errno("unlink", &e))
+        });
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_str("rmdir", name).and_then(|n| self.fs.rmdir(parent.0, n).map_err(|e| errno("rmdir", &e)));
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let echo = self.fs.is_echo(req.pid());
+        let result = name_str("rmdir", name).and_then(|n| {
+            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.rmdir(parent.0, n) };
+            done.map_err(|e| errno("rmdir", &e))
+        });
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -190,7 +218,7 @@ impl Filesystem for ZkFuse {
     }
 
     fn symlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
-        reply.error(errno("symlink", &Error::Unsupported("a symbolic link")));
+        reply.error(errno("symlink", &self.fs.unsupported("a symbolic link")));
     }
 
     fn rename(
@@ -203,15 +231,20 @@ impl Filesystem for ZkFuse {
         _flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno("rename", &Error::Unsupported("rename")));
+        reply.error(errno("rename", &self.fs.unsupported("rename")));
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
-        reply.error(errno("link", &Error::Unsupported("a hard link")));
+        reply.error(errno("link", &self.fs.unsupported("a hard link")));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, OpenMode::from_flags(flags.0)) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let result = if self.fs.is_echo(req.pid()) {
+            self.fs.open_echo(ino.0)
+        } else {
+            self.fs.open(ino.0, OpenMode::from_flags(flags.0))
+        };
+        match result {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(errno("open", &e)),
         }
@@ -278,15 +311,15 @@ impl Filesystem for ZkFuse {
         reply.ok();
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno("opendir", &e)),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // ENOSYS tells the kernel to stop sending opendir/releasedir and to keep
+        // listings in its cache (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR), which the echo
+        // thread invalidates when a directory changes.
+        reply.error(Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.fs.readdir(fh.0) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.fs.list_dir(ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(errno("readdir", &e)),
         };
@@ -299,11 +332,6 @@ impl Filesystem for ZkFuse {
                 break;
             }
         }
-        reply.ok();
-    }
-
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.fs.releasedir(fh.0);
         reply.ok();
     }
 
@@ -327,8 +355,11 @@ impl Filesystem for ZkFuse {
         }
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        reply.ok();
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.fs.access(ino.0, mask.contains(AccessFlags::W_OK)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("access", &e)),
+        }
     }
 
     fn create(
@@ -357,21 +388,15 @@ impl Filesystem for ZkFuse {
     }
 }
 
-/// Starts the thread that passes [`KernelNote`]s to the kernel.
-pub fn spawn_notifier(notifier: Notifier, notes: Receiver<KernelNote>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("zkfs-notify".into()).spawn(move || {
-        for note in notes {
-            let result = match &note {
-                KernelNote::InvalEntry { parent, name } => notifier.inval_entry(INodeNo(*parent), OsStr::new(name)),
-                KernelNote::InvalInode { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
-            };
-            match result {
-                Ok(()) => debug!("kernel told: {note:?}"),
-                // ENOENT: the kernel had forgotten it already, which is as good.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENODEV) || e.raw_os_error() == Some(libc::EBADF) => return,
-                Err(e) => debug!("kernel note {note:?} failed: {e}"),
-            }
-        }
-    })
+/// The kernel's caches, reached through fuser's [`Notifier`].
+pub struct FuseCache(pub Notifier);
+
+impl KernelCache for FuseCache {
+    fn inval_entry(&self, parent: u64, name: &str) -> std::io::Result<()> {
+        self.0.inval_entry(INodeNo(parent), OsStr::new(name))
+    }
+
+    fn inval_inode(&self, ino: u64) -> std::io::Result<()> {
+        self.0.inval_inode(INodeNo(ino), 0, 0)
+    }
 }

@@ -159,6 +159,8 @@ impl Handles {
         let session = self.view.session();
         let path = inode.path.as_str();
         let registration = inode.kind == InodeKind::Registration;
+        // The writer's own syscalls give its watchers their events: no echo.
+        let _local = self.view.local(path);
         if mode == OpenMode::Set && !registration {
             let data = sized(properties::encode(&written), path)?;
             let (p, d) = (path.to_string(), data.clone());

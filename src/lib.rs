@@ -12,12 +12,15 @@
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
+//!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`cli`] — the command line and mount options.
 //! * [`error`] — the domain error and its errno table.
 
 pub mod cli;
 pub mod document;
+pub mod echo;
 pub mod error;
 pub mod fs;
 pub mod fuse;

@@ -11,8 +11,9 @@ use fuser::{MountOption, SessionACL};
 use log::{error, info, warn};
 
 use zkfs::cli::{self, Command, Config};
+use zkfs::echo;
 use zkfs::fs::Fs;
-use zkfs::fuse::{spawn_notifier, ZkFuse};
+use zkfs::fuse::{FuseCache, ZkFuse};
 use zkfs::inodes::ROOT_INO;
 use zkfs::session::Session;
 use zkfs::view::View;
@@ -164,9 +165,8 @@ fn run(config: &Config, mountpoint: &Path, mut ready: Option<ReadyPipe>) -> Resu
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options =
         vec![MountOption::FSName(config.connect.clone()), MountOption::CUSTOM("subtype=zkfs".into())];
-    if config.read_only {
-        fuse_config.mount_options.push(MountOption::RO);
-    }
+    // A read-only mount stays read-write in the kernel, so that the echo thread can
+    // still give watchers their events; zkfs refuses every change with EROFS itself.
     if config.default_permissions {
         fuse_config.mount_options.push(MountOption::DefaultPermissions);
     }
@@ -190,9 +190,9 @@ fn run(config: &Config, mountpoint: &Path, mut ready: Option<ReadyPipe>) -> Resu
         }
     };
     info!("mounted {} at {}", config.connect, mountpoint.display());
-    let notifier = spawn_notifier(fuse_session.notifier(), notes_rx);
-    if let Err(e) = notifier {
-        warn!("cannot start the kernel notifier: {e}");
+    if let Err(e) = echo::spawn(FuseCache(fuse_session.notifier()), notes_rx, mountpoint.to_path_buf(), Arc::clone(&fs))
+    {
+        warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
     }
     spawn_signal_thread(mountpoint.to_path_buf());
 

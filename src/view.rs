@@ -1,4 +1,5 @@
-//! The mount's view of the ZooKeeper tree: what it has shown, kept fresh by watches.
+//! The mount's view of the ZooKeeper tree: what it has shown, kept fresh by watches,
+//! and what the kernel must be told when ZooKeeper reports a change.
 //!
 //! # Design
 //!
@@ -9,18 +10,34 @@
 //! after the read fires an event, so no change falls between an event and the re-read.
 //! Memory and watches grow with what has been looked at, not with the ensemble.
 //!
-//! Watch events are handled by one task ([`View::start`]), which re-reads what changed,
-//! updates the cache and queues [`KernelNote`]s: what the kernel must forget so that
-//! `ls` and `cat` show the new state. Loads and event handling hold one async lock
-//! (`fetch`), so an event is never applied before the read it follows.
+//! Watch events are handled by one task ([`View::start`]): it re-reads what changed,
+//! updates the cache and queues [`KernelNote`]s. Loads and event handling hold one
+//! async lock (`fetch`), so an event is never applied before the read it follows.
 //!
-//! Changes made through this mount update the cache as soon as ZooKeeper accepts them
-//! (the `local_*` methods), so a `cat` right after an `echo >>` shows the new data even
-//! before the watch event arrives; the event then finds nothing new.
+//! ## Events for changes made elsewhere (the self-echo)
+//!
+//! The kernel emits inotify events only for operations that pass through the VFS, and
+//! FUSE cannot ask it to emit them. So a change made elsewhere is *echoed*: the mount's
+//! echo thread (`echo.rs`) makes the matching syscall on the mount itself (`mknod`,
+//! `mkdir`, `unlink`, `rmdir`, or open-truncate-close), and the filesystem acknowledges
+//! it without touching ZooKeeper; the VFS then gives every watcher its ordinary events.
+//! For that, a child added elsewhere is [`Presence::PendingCreate`] — hidden from
+//! lookups and listings until its echo `mknod` arrives — and a child removed elsewhere
+//! is [`Presence::PendingRemove`] — still visible until its echo `unlink` arrives. If an
+//! echo fails, the echo thread settles the state and just invalidates the kernel's
+//! entry, so the view is right even when no event can be given.
+//!
+//! ## Changes made through this mount
+//!
+//! They already pass through the VFS, so they must not be echoed. Each one holds a
+//! [`LocalChange`] guard on its path from before its ZooKeeper request until its result
+//! is in the cache: a watch event for a path under a guard updates the cache and is
+//! otherwise silent. (A change made elsewhere in that same instant is folded into the
+//! local one: watchers get one event for both.)
 //!
 //! After a reconnect or a new session, watches may be gone (and events lost, see
-//! ZOOKEEPER-4698): [`View::start`]'s task re-arms every watch and re-reads every
-//! cached node, queueing notes for whatever changed meanwhile.
+//! ZOOKEEPER-4698): the task re-arms every watch and re-reads every cached node,
+//! queueing the notes for whatever changed meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +49,7 @@ use zookeeper_client::{AddWatchMode, EventType, Stat, WatchedEvent};
 
 use crate::error::{Error, Result};
 use crate::inodes::{child_path, split_path, Inode, InodeKind, Inodes};
+use crate::names::PROPERTIES;
 use crate::properties;
 use crate::session::{Session, SessionEvent};
 
@@ -60,22 +78,82 @@ impl Kind {
             Kind::Registration => InodeKind::Registration,
         }
     }
+
+    /// The inode kind of the node itself.
+    pub fn inode(self) -> InodeKind {
+        match self {
+            Kind::Dir => InodeKind::Dir,
+            Kind::Registration => InodeKind::Registration,
+        }
+    }
 }
 
-/// Something the kernel must be told so that its caches stay true.
+/// Where a child stands between ZooKeeper and the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Shown.
+    Present,
+    /// Added elsewhere; hidden until its echo `mknod`/`mkdir` arrives.
+    PendingCreate,
+    /// Removed elsewhere; shown until its echo `unlink`/`rmdir` arrives. `recreate`:
+    /// it was added again meanwhile, with that kind.
+    PendingRemove {
+        /// Added again meanwhile, as this kind.
+        recreate: Option<Kind>,
+    },
+}
+
+/// A child as the filesystem sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Child {
+    /// Directory or registration.
+    pub kind: Kind,
+    /// Shown, or on its way in or out.
+    pub presence: Presence,
+}
+
+/// Something the kernel must be told so that its caches stay true and its watchers
+/// hear of changes made elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelNote {
-    /// `name` in directory `parent` appeared or went away.
+    /// Forget `name` in directory `parent`.
     InvalEntry {
         /// The directory's inode.
         parent: u64,
         /// The entry's name.
         name: String,
     },
-    /// The attributes and contents of `ino` changed.
+    /// Forget the attributes and contents of `ino`.
     InvalInode {
         /// The inode.
         ino: u64,
+    },
+    /// Echo a child added elsewhere (`mknod` or `mkdir` of `path`).
+    Create {
+        /// The directory's inode (for the fallback invalidation).
+        parent: u64,
+        /// The znode's path.
+        path: String,
+        /// Its kind.
+        kind: Kind,
+    },
+    /// Echo a child removed elsewhere (`unlink` or `rmdir` of `path`).
+    Remove {
+        /// The directory's inode (for the fallback invalidation).
+        parent: u64,
+        /// The znode's path.
+        path: String,
+        /// Its kind.
+        kind: Kind,
+    },
+    /// Echo data changed elsewhere: invalidate `ino`, then open-truncate-close `file`.
+    Change {
+        /// The inode of the file showing the data.
+        ino: u64,
+        /// The file's path in the mount (`/a/properties.json`, `/a/host:1`).
+        file: String,
+        /// What `cat` now prints, in bytes.
+        size: u64,
     },
 }
 
@@ -94,7 +172,7 @@ pub struct NodeView {
 
 struct Node {
     view: NodeView,
-    children: Option<BTreeMap<String, Kind>>,
+    children: Option<BTreeMap<String, Child>>,
     watch: Option<AbortHandle>,
 }
 
@@ -102,6 +180,120 @@ struct Node {
 struct Tree {
     nodes: HashMap<String, Node>,
     inodes: Inodes,
+    /// Paths with a change through this mount in flight, and how many.
+    local: HashMap<String, usize>,
+    /// Bumped whenever a directory's listing changes, per directory path.
+    listing: HashMap<String, u64>,
+}
+
+impl Tree {
+    fn is_local(&self, path: &str) -> bool {
+        self.local.contains_key(path)
+    }
+
+    fn children_mut(&mut self, parent: &str) -> Option<&mut BTreeMap<String, Child>> {
+        self.nodes.get_mut(parent).and_then(|n| n.children.as_mut())
+    }
+
+    fn listing_changed(&mut self, dir: &str) {
+        *self.listing.entry(dir.to_string()).or_default() += 1;
+    }
+
+    /// Drops `path` and its subtree; returns the dropped inodes.
+    fn forget(&mut self, path: &str) -> Vec<(u64, Inode)> {
+        let prefix = format!("{path}/");
+        let gone: Vec<String> = self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
+        for p in gone {
+            if let Some(Node { watch: Some(w), .. }) = self.nodes.remove(&p) {
+                w.abort();
+            }
+            self.listing.remove(&p);
+        }
+        if let Some((parent, name)) = split_path(path) {
+            if let Some(children) = self.children_mut(parent) {
+                children.remove(name);
+            }
+            self.listing_changed(parent);
+        }
+        self.inodes.remove_subtree(path)
+    }
+
+    /// A child appeared in ZooKeeper.
+    fn child_added(&mut self, parent: &str, name: &str, kind: Kind, notes: &mut Vec<KernelNote>) {
+        let path = child_path(parent, name);
+        let local = self.is_local(&path);
+        let dir_ino = self.inodes.existing(parent, InodeKind::Dir);
+        let Some(children) = self.children_mut(parent) else { return };
+        match children.get_mut(name) {
+            Some(Child { presence: Presence::PendingRemove { recreate }, .. }) => *recreate = Some(kind),
+            Some(_) => {}
+            None => {
+                let presence = match (local, dir_ino) {
+                    (false, Some(parent)) => {
+                        notes.push(KernelNote::Create { parent, path, kind });
+                        Presence::PendingCreate
+                    }
+                    _ => Presence::Present,
+                };
+                children.insert(name.to_string(), Child { kind, presence });
+                self.listing_changed(parent);
+            }
+        }
+    }
+
+    /// A child went from ZooKeeper.
+    fn child_gone(&mut self, parent: &str, name: &str, notes: &mut Vec<KernelNote>) {
+        let path = child_path(parent, name);
+        let local = self.is_local(&path);
+        let dir_ino = self.inodes.existing(parent, InodeKind::Dir);
+        let Some(children) = self.children_mut(parent) else {
+            self.forget(&path);
+            if let Some(parent) = dir_ino {
+                notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
+            }
+            return;
+        };
+        match children.get(name).copied() {
+            None => {}
+            Some(Child { presence: Presence::PendingRemove { .. }, .. }) => {
+                if let Some(Child { presence: Presence::PendingRemove { recreate }, .. }) = children.get_mut(name) {
+                    *recreate = None;
+                }
+            }
+            Some(Child { presence: Presence::PendingCreate, .. }) => {
+                // Never shown: its queued echo finds nothing and falls back.
+                self.forget(&path);
+            }
+            Some(Child { kind, presence: Presence::Present }) => match (local, dir_ino) {
+                (false, Some(parent)) => {
+                    children
+                        .insert(name.to_string(), Child { kind, presence: Presence::PendingRemove { recreate: None } });
+                    notes.push(KernelNote::Remove { parent, path, kind });
+                }
+                _ => {
+                    self.forget(&path);
+                }
+            },
+        }
+    }
+}
+
+/// Marks a change through this mount in flight on a path; see the module docs.
+pub struct LocalChange<'a> {
+    view: &'a View,
+    path: String,
+}
+
+impl Drop for LocalChange<'_> {
+    fn drop(&mut self) {
+        let mut tree = self.view.tree();
+        if let Some(n) = tree.local.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                tree.local.remove(&self.path);
+            }
+        }
+    }
 }
 
 /// The cached, watched view of the tree.
@@ -115,6 +307,14 @@ pub struct View {
 
 fn node_view(data: Vec<u8>, stat: Stat) -> NodeView {
     NodeView { kind: Kind::of(&stat), rendered: Arc::new(properties::render(&data)), data: Arc::new(data), stat }
+}
+
+/// The path in the mount of the file that shows the data of `path`.
+pub fn data_file(path: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Registration => path.to_string(),
+        Kind::Dir => child_path(path, PROPERTIES),
+    }
 }
 
 impl View {
@@ -138,8 +338,10 @@ impl View {
         self.tree.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn note(&self, note: KernelNote) {
-        let _ = self.notes.send(note);
+    fn send(&self, notes: Vec<KernelNote>) {
+        for note in notes {
+            let _ = self.notes.send(note);
+        }
     }
 
     // ----- inode numbers -----
@@ -161,36 +363,53 @@ impl View {
     /// # Notable errors
     /// [`Error::NotFound`] if there is no such node.
     pub fn node(&self, path: &str) -> Result<NodeView> {
-        if let Some(n) = self.tree().nodes.get(path) {
-            return Ok(n.view.clone());
+        if let Some(n) = self.cached(path) {
+            return Ok(n);
         }
         self.session.runtime().block_on(self.ensure(path))?;
-        self.tree().nodes.get(path).map(|n| n.view.clone()).ok_or_else(|| Error::NotFound(path.to_string()))
+        self.cached(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
-    /// The children of `path` with their kinds, listed (and watched) the first time.
+    /// The node at `path` if it is cached.
+    pub fn cached(&self, path: &str) -> Option<NodeView> {
+        self.tree().nodes.get(path).map(|n| n.view.clone())
+    }
+
+    /// The children of `path` that are shown, with their kinds, listed (and watched)
+    /// the first time.
     pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
-        if let Some(list) = self.cached_children(path) {
+        if let Some(list) = self.visible_children(path) {
             return Ok(list);
         }
         self.session.runtime().block_on(self.ensure_children(path))?;
-        self.cached_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+        self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
-    /// The kind of child `name` of `parent`, or `None` if there is no such child.
-    pub fn child(&self, parent: &str, name: &str) -> Result<Option<Kind>> {
-        if let Some(n) = self.tree().nodes.get(parent) {
-            if let Some(children) = &n.children {
-                return Ok(children.get(name).copied());
-            }
+    /// Child `name` of `parent` if it is shown (a child on its way in is not).
+    pub fn child(&self, parent: &str, name: &str) -> Result<Option<Child>> {
+        if self.visible_children(parent).is_none() {
+            self.children(parent)?;
         }
-        Ok(self.children(parent)?.into_iter().find(|(n, _)| n == name).map(|(_, k)| k))
+        let tree = self.tree();
+        let child = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).and_then(|c| c.get(name)).copied();
+        Ok(child.filter(|c| c.presence != Presence::PendingCreate))
     }
 
-    fn cached_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
+    /// A number that changes whenever the listing of `dir` changes.
+    pub fn listing_version(&self, dir: &str) -> u64 {
+        self.tree().listing.get(dir).copied().unwrap_or(0)
+    }
+
+    fn visible_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
         let tree = self.tree();
         let children = tree.nodes.get(path)?.children.as_ref()?;
-        Some(children.iter().map(|(n, k)| (n.clone(), *k)).collect())
+        Some(
+            children
+                .iter()
+                .filter(|(_, c)| c.presence != Presence::PendingCreate)
+                .map(|(n, c)| (n.clone(), c.kind))
+                .collect(),
+        )
     }
 
     async fn ensure(&self, path: &str) -> Result<()> {
@@ -242,32 +461,29 @@ impl View {
             Some(_) => {}
             None => return Err(Error::NotFound(path.to_string())),
         }
-        let listed = self.list(path).await?;
+        let p = path.to_string();
+        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
+        let kinds = self.kinds(path, names, &BTreeMap::new()).await?;
+        let listed = kinds.into_iter().map(|(n, kind)| (n, Child { kind, presence: Presence::Present })).collect();
         if let Some(n) = self.tree().nodes.get_mut(path) {
             n.children = Some(listed);
         }
         Ok(())
     }
 
-    /// Lists the children of `path` with their kinds, in one pipelined round trip.
-    async fn list(&self, path: &str) -> Result<BTreeMap<String, Kind>> {
-        let p = path.to_string();
-        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
-        self.kinds(path, names, None).await
-    }
-
-    /// Looks up the kinds of `names` under `parent`; `known` kinds are reused.
+    /// Looks up the kinds of `names` under `parent` in one pipelined round trip;
+    /// `known` kinds are reused.
     async fn kinds(
         &self,
         parent: &str,
         names: Vec<String>,
-        known: Option<&BTreeMap<String, Kind>>,
+        known: &BTreeMap<String, Kind>,
     ) -> Result<BTreeMap<String, Kind>> {
         let client = self.session.client()?;
         let mut out = BTreeMap::new();
         let mut pending = Vec::new();
         for name in names {
-            match known.and_then(|k| k.get(&name)) {
+            match known.get(&name) {
                 Some(kind) => {
                     out.insert(name, *kind);
                 }
@@ -295,6 +511,12 @@ impl View {
 
     // ----- changes made through this mount -----
 
+    /// Marks a change of `path` through this mount as in flight until the guard drops.
+    pub fn local(&self, path: &str) -> LocalChange<'_> {
+        *self.tree().local.entry(path.to_string()).or_default() += 1;
+        LocalChange { view: self, path: path.to_string() }
+    }
+
     /// ZooKeeper accepted new data for `path`.
     pub fn local_data(&self, path: &str, data: Vec<u8>, stat: Stat) {
         let mut tree = self.tree();
@@ -308,32 +530,75 @@ impl View {
     /// ZooKeeper created `path` for this mount.
     pub fn local_created(&self, path: &str, kind: Kind) {
         let Some((parent, name)) = split_path(path) else { return };
-        if let Some(children) = self.tree().nodes.get_mut(parent).and_then(|n| n.children.as_mut()) {
-            children.insert(name.to_string(), kind);
+        let mut tree = self.tree();
+        if let Some(children) = tree.children_mut(parent) {
+            children.insert(name.to_string(), Child { kind, presence: Presence::Present });
+            tree.listing_changed(parent);
         }
     }
 
     /// ZooKeeper deleted `path` for this mount. The kernel already knows.
     pub fn local_removed(&self, path: &str) {
-        self.forget(path);
+        self.tree().forget(path);
     }
 
-    /// Drops `path` and its subtree from the cache; returns the dropped inodes.
-    fn forget(&self, path: &str) -> Vec<(u64, Inode)> {
+    // ----- echoes (the echo thread's requests, and its fallbacks) -----
+
+    /// The echo `mknod`/`mkdir` of `name` arrived: the child is shown from now on.
+    /// Returns its kind, or `None` if it is not waiting for an echo.
+    pub fn echo_created(&self, parent: &str, name: &str) -> Option<Kind> {
         let mut tree = self.tree();
-        let prefix = format!("{path}/");
-        let gone: Vec<String> = tree.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
-        for p in gone {
-            if let Some(Node { watch: Some(w), .. }) = tree.nodes.remove(&p) {
-                w.abort();
+        let child = tree.children_mut(parent)?.get_mut(name)?;
+        if child.presence != Presence::PendingCreate {
+            return None;
+        }
+        child.presence = Presence::Present;
+        Some(child.kind)
+    }
+
+    /// The echo `unlink`/`rmdir` of `name` arrived: the child goes (or, if it was added
+    /// again meanwhile, waits for its next echo). False if it was not waiting for one.
+    pub fn echo_removed(&self, parent: &str, name: &str) -> bool {
+        let path = child_path(parent, name);
+        let mut notes = Vec::new();
+        let done = {
+            let mut tree = self.tree();
+            let Some(child) = tree.children_mut(parent).and_then(|c| c.get(name)).copied() else { return false };
+            let Presence::PendingRemove { recreate } = child.presence else { return false };
+            tree.forget(&path);
+            if let Some(kind) = recreate {
+                tree.child_added(parent, name, kind, &mut notes);
+            }
+            true
+        };
+        self.send(notes);
+        done
+    }
+
+    /// An echo of a creation could not be made: show the child anyway.
+    pub fn echo_create_failed(&self, path: &str) {
+        let Some((parent, name)) = split_path(path) else { return };
+        if let Some(child) = self.tree().children_mut(parent).and_then(|c| c.get_mut(name)) {
+            if child.presence == Presence::PendingCreate {
+                child.presence = Presence::Present;
             }
         }
-        if let Some((parent, name)) = split_path(path) {
-            if let Some(children) = tree.nodes.get_mut(parent).and_then(|n| n.children.as_mut()) {
-                children.remove(name);
+    }
+
+    /// An echo of a removal could not be made: drop the child anyway.
+    pub fn echo_remove_failed(&self, path: &str) {
+        let Some((parent, name)) = split_path(path) else { return };
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let Some(child) = tree.children_mut(parent).and_then(|c| c.get(name)).copied() else { return };
+            let Presence::PendingRemove { recreate } = child.presence else { return };
+            tree.forget(path);
+            if let Some(kind) = recreate {
+                tree.child_added(parent, name, kind, &mut notes);
             }
         }
-        tree.inodes.remove_subtree(path)
+        self.send(notes);
     }
 
     // ----- the event task -----
@@ -380,7 +645,7 @@ impl View {
                 EventType::NodeDataChanged | EventType::NodeCreated => self.refresh_data(&path).await,
                 EventType::NodeChildrenChanged => self.refresh_children(&path).await,
                 EventType::NodeDeleted => {
-                    self.removed(&path);
+                    self.node_gone(&path);
                     Ok(())
                 }
                 EventType::Session => Ok(()),
@@ -391,6 +656,43 @@ impl View {
         }
     }
 
+    /// Applies data read from ZooKeeper to the cached node. Caller holds `fetch`.
+    fn data_read(&self, path: &str, view: NodeView, watch: Option<AbortHandle>) {
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let local = tree.is_local(path);
+            let Some(n) = tree.nodes.get_mut(path) else {
+                if let Some(w) = watch {
+                    w.abort();
+                }
+                return;
+            };
+            if let Some(w) = watch {
+                if let Some(old) = n.watch.replace(w) {
+                    old.abort();
+                }
+            }
+            let old = &n.view.stat;
+            if view.stat.czxid == old.czxid && view.stat.mzxid <= old.mzxid {
+                return;
+            }
+            let kind = view.kind;
+            let size = view.rendered.len() as u64;
+            n.view = view;
+            if local {
+                return; // the writer's own syscalls are its watchers' events
+            }
+            if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
+                notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
+            }
+            if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| kind == Kind::Dir) {
+                notes.push(KernelNote::InvalInode { ino });
+            }
+        }
+        self.send(notes);
+    }
+
     /// Re-reads the data of a cached node. Caller holds `fetch`.
     async fn refresh_data(&self, path: &str) -> Result<()> {
         if !self.tree().nodes.contains_key(path) {
@@ -399,23 +701,11 @@ impl View {
         let p = path.to_string();
         match self.session.call_async(path, |c| async move { c.get_data(&p).await }).await {
             Ok((data, stat)) => {
-                let ino = {
-                    let mut tree = self.tree();
-                    let Some(n) = tree.nodes.get_mut(path) else { return Ok(()) };
-                    if stat.mzxid == n.view.stat.mzxid && stat.czxid == n.view.stat.czxid {
-                        return Ok(());
-                    }
-                    n.view = node_view(data, stat);
-                    let kind = n.view.kind.data_inode();
-                    tree.inodes.existing(path, kind)
-                };
-                if let Some(ino) = ino {
-                    self.note(KernelNote::InvalInode { ino });
-                }
+                self.data_read(path, node_view(data, stat), None);
                 Ok(())
             }
             Err(Error::NotFound(_)) => {
-                self.removed(path);
+                self.node_gone(path);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -424,51 +714,76 @@ impl View {
 
     /// Re-lists the children of a cached node. Caller holds `fetch`.
     async fn refresh_children(&self, path: &str) -> Result<()> {
-        let old = match self.tree().nodes.get(path) {
-            Some(Node { children: Some(c), .. }) => c.clone(),
+        let known: BTreeMap<String, Kind> = match self.tree().nodes.get(path) {
+            Some(Node { children: Some(c), .. }) => c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(),
             _ => return Ok(()),
         };
         let p = path.to_string();
         let names = match self.session.call_async(path, |c| async move { c.list_children(&p).await }).await {
             Ok(names) => names,
             Err(Error::NotFound(_)) => {
-                self.removed(path);
+                self.node_gone(path);
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
-        let new = self.kinds(path, names, Some(&old)).await?;
-        let added: Vec<String> = new.keys().filter(|n| !old.contains_key(*n)).cloned().collect();
-        let gone: Vec<String> = old.keys().filter(|n| !new.contains_key(*n)).cloned().collect();
-        let dir_ino = {
+        let listed = self.kinds(path, names, &known).await?;
+        let mut notes = Vec::new();
+        {
+            // Compared with the children as they are now, not as they were before the
+            // round trip: a change through this mount may have landed meanwhile.
             let mut tree = self.tree();
-            match tree.nodes.get_mut(path) {
-                Some(n) => n.children = Some(new),
-                None => return Ok(()),
+            let Some(current) = tree.nodes.get(path).and_then(|n| n.children.as_ref()) else { return Ok(()) };
+            let gone: Vec<String> = current
+                .iter()
+                .filter(|(n, c)| {
+                    !listed.contains_key(*n) && !matches!(c.presence, Presence::PendingRemove { recreate: None })
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            let added: Vec<(String, Kind)> = listed
+                .iter()
+                .filter(|(n, _)| {
+                    !matches!(
+                        current.get(*n),
+                        Some(Child { presence: Presence::Present | Presence::PendingCreate, .. })
+                    ) && !matches!(
+                        current.get(*n),
+                        Some(Child { presence: Presence::PendingRemove { recreate: Some(_) }, .. })
+                    )
+                })
+                .map(|(n, k)| (n.clone(), *k))
+                .collect();
+            for name in gone {
+                tree.child_gone(path, &name, &mut notes);
             }
-            tree.inodes.existing(path, InodeKind::Dir)
-        };
-        for name in gone {
-            self.removed(&child_path(path, &name));
-        }
-        if let Some(parent) = dir_ino {
-            for name in added {
-                self.note(KernelNote::InvalEntry { parent, name });
+            for (name, kind) in added {
+                tree.child_added(path, &name, kind, &mut notes);
             }
-            self.note(KernelNote::InvalInode { ino: parent });
         }
+        self.send(notes);
         Ok(())
     }
 
-    /// A node went away (seen by a watch): drop it and tell the kernel.
-    fn removed(&self, path: &str) {
-        let parent_ino = split_path(path).and_then(|(parent, _)| self.tree().inodes.existing(parent, InodeKind::Dir));
-        self.forget(path);
-        self.session.forget_registration(path);
-        if let (Some(parent), Some((_, name))) = (parent_ino, split_path(path)) {
-            self.note(KernelNote::InvalEntry { parent, name: name.to_string() });
-            self.note(KernelNote::InvalInode { ino: parent });
+    /// A node went away (seen by a watch or a failed read).
+    fn node_gone(&self, path: &str) {
+        let Some((parent, name)) = split_path(path) else { return };
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let shown = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).is_some_and(|c| c.contains_key(name));
+            if shown {
+                tree.child_gone(parent, name, &mut notes);
+            } else {
+                let parent_ino = tree.inodes.existing(parent, InodeKind::Dir);
+                tree.forget(path);
+                if let Some(parent) = parent_ino {
+                    notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
+                }
+            }
         }
+        self.session.forget_registration(path);
+        self.send(notes);
     }
 
     /// Re-arms every watch and re-reads every cached node, parents first.
@@ -481,27 +796,9 @@ impl View {
                 continue; // went with its parent
             }
             match self.load(&path).await {
-                Ok((view, watch)) => {
-                    let (changed, ino) = {
-                        let mut tree = self.tree();
-                        let Some(n) = tree.nodes.get_mut(&path) else {
-                            watch.abort();
-                            continue;
-                        };
-                        if let Some(old) = n.watch.replace(watch) {
-                            old.abort();
-                        }
-                        let changed = view.stat.mzxid != n.view.stat.mzxid || view.stat.czxid != n.view.stat.czxid;
-                        let kind = view.kind.data_inode();
-                        n.view = view;
-                        (changed, tree.inodes.existing(&path, kind))
-                    };
-                    if let (true, Some(ino)) = (changed, ino) {
-                        self.note(KernelNote::InvalInode { ino });
-                    }
-                }
+                Ok((view, watch)) => self.data_read(&path, view, Some(watch)),
                 Err(Error::NotFound(_)) => {
-                    self.removed(&path);
+                    self.node_gone(&path);
                     continue;
                 }
                 Err(e) => {

@@ -1,0 +1,156 @@
+//! The echo thread: tells the kernel what changed elsewhere, so that caches stay true
+//! and inotify watchers hear of it.
+//!
+//! A FUSE filesystem cannot make the kernel emit inotify events: only operations that
+//! pass through the VFS do. So this thread makes them — a real `mknod`, `mkdir`,
+//! `unlink`, `rmdir`, or open-truncate-close on the mount itself — and the filesystem
+//! recognises them by this thread's id and acknowledges them without touching
+//! ZooKeeper (see `view.rs`). The VFS then delivers ordinary events to every watcher.
+//!
+//! Rules learnt the hard way (../shared/NOTES.md):
+//! * never from inside a FUSE request or with the view's lock held: the kernel waits
+//!   on the request being served, and the request would wait on the echo;
+//! * absolute paths, and no descriptor kept open between echoes (it would make
+//!   `fusermount3 -u` fail with EBUSY);
+//! * invalidate an inode *before* echoing its data change, or a reader with kept pages
+//!   gets stale bytes;
+//! * if an echo fails, settle the view and invalidate the entry, so the view is right
+//!   even when no event can be given.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use log::debug;
+
+use crate::fs::Fs;
+use crate::inodes::split_path;
+use crate::view::{KernelNote, Kind};
+
+/// The kernel's caches, as the FUSE adapter lets them be invalidated.
+pub trait KernelCache: Send + 'static {
+    /// Forget `name` in directory `parent`.
+    fn inval_entry(&self, parent: u64, name: &str) -> io::Result<()>;
+    /// Forget the attributes and pages of `ino`.
+    fn inval_inode(&self, ino: u64) -> io::Result<()>;
+}
+
+/// Starts the echo thread for the mount at `mountpoint`.
+pub fn spawn<C: KernelCache>(
+    cache: C,
+    notes: Receiver<KernelNote>,
+    mountpoint: PathBuf,
+    fs: Arc<Fs>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("zkfs-echo".into()).spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        fs.set_echo_thread(unsafe { libc::gettid() } as u32);
+        let echo = Echo { cache, mountpoint, fs };
+        for note in notes {
+            echo.handle(note);
+        }
+    })
+}
+
+struct Echo<C> {
+    cache: C,
+    mountpoint: PathBuf,
+    fs: Arc<Fs>,
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl<C: KernelCache> Echo<C> {
+    fn in_mount(&self, path: &str) -> PathBuf {
+        self.mountpoint.join(path.trim_start_matches('/'))
+    }
+
+    fn handle(&self, note: KernelNote) {
+        match note {
+            KernelNote::InvalEntry { parent, name } => self.quiet(self.cache.inval_entry(parent, &name), "inval_entry"),
+            KernelNote::InvalInode { ino } => self.quiet(self.cache.inval_inode(ino), "inval_inode"),
+            KernelNote::Create { parent, path, kind } => {
+                if let Err(e) = self.create(&path, kind) {
+                    debug!("echo of the creation of {path} failed ({e}); invalidating instead");
+                    self.fs.view().echo_create_failed(&path);
+                    self.inval_name(parent, &path);
+                }
+            }
+            KernelNote::Remove { parent, path, kind } => {
+                if let Err(e) = self.remove(&path, kind) {
+                    debug!("echo of the removal of {path} failed ({e}); invalidating instead");
+                    self.fs.view().echo_remove_failed(&path);
+                    self.inval_name(parent, &path);
+                }
+            }
+            KernelNote::Change { ino, file, size } => {
+                self.quiet(self.cache.inval_inode(ino), "inval_inode");
+                if let Err(e) = self.change(&file, size) {
+                    debug!("echo of the change of {file} failed ({e}); its cache was invalidated");
+                }
+            }
+        }
+    }
+
+    fn quiet(&self, result: io::Result<()>, what: &str) {
+        match result {
+            // ENOENT: the kernel had forgotten it already, which is as good.
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => debug!("{what} failed: {e}"),
+            _ => {}
+        }
+    }
+
+    fn inval_name(&self, parent: u64, path: &str) {
+        if let Some((_, name)) = split_path(path) {
+            self.quiet(self.cache.inval_entry(parent, name), "inval_entry");
+        }
+    }
+
+    fn create(&self, path: &str, kind: Kind) -> io::Result<()> {
+        let p = cpath(&self.in_mount(path))?;
+        // SAFETY: plain syscalls on a valid C string.
+        check(unsafe {
+            match kind {
+                Kind::Dir => libc::mkdir(p.as_ptr(), 0o755),
+                Kind::Registration => libc::mknod(p.as_ptr(), libc::S_IFREG | 0o444, 0),
+            }
+        })
+    }
+
+    fn remove(&self, path: &str, kind: Kind) -> io::Result<()> {
+        let p = cpath(&self.in_mount(path))?;
+        // SAFETY: plain syscalls on a valid C string.
+        check(unsafe {
+            match kind {
+                Kind::Dir => libc::rmdir(p.as_ptr()),
+                Kind::Registration => libc::unlink(p.as_ptr()),
+            }
+        })
+    }
+
+    fn change(&self, file: &str, size: u64) -> io::Result<()> {
+        let p = cpath(&self.in_mount(file))?;
+        // SAFETY: open/ftruncate/close on a descriptor owned here.
+        unsafe {
+            let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK);
+            check(fd)?;
+            let truncated = check(libc::ftruncate(fd, size as libc::off_t));
+            libc::close(fd);
+            truncated
+        }
+    }
+}
