@@ -355,6 +355,21 @@ impl Filesystem for ZkFuse {
         }
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Not a terminal: what Python's open() asks with TCGETS, for one.
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         match self.fs.access(ino.0, mask.contains(AccessFlags::W_OK)) {
             Ok(()) => reply.ok(),

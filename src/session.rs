@@ -72,6 +72,8 @@ pub struct Session {
     timeout: Duration,
     client: RwLock<Option<Client>>,
     state: Mutex<(State, Stats)>,
+    /// The state again, for callers that wait for `Connected`.
+    connected: tokio::sync::watch::Sender<State>,
     /// Registrations made by this mount: path → latest data. Re-created after expiry.
     registrations: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Every session id this mount has had, to recognise its own leftover nodes.
@@ -118,6 +120,7 @@ impl Session {
             past_sessions: Mutex::new(vec![client.session_id().0]),
             client: RwLock::new(Some(client)),
             state: Mutex::new((State::Connected, Stats::default())),
+            connected: tokio::sync::watch::Sender::new(State::Connected),
             registrations: Mutex::new(BTreeMap::new()),
         };
         Ok(Arc::new(session))
@@ -256,6 +259,7 @@ impl Session {
         if let Ok(mut s) = self.state.lock() {
             if s.0 != State::Closed {
                 s.0 = state;
+                self.connected.send_replace(state);
             }
             if err.is_some() {
                 s.1.last_error = err;
@@ -315,13 +319,24 @@ impl Session {
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
     {
-        let client = self.client()?;
+        // The request is sent only once the session is connected: zookeeper-client
+        // keeps a request made while disconnected and sends it after reconnecting, so
+        // a write that had already failed (EIO) for its program could be applied later.
         let started = Instant::now();
-        match tokio::time::timeout(self.timeout, f(client)).await {
+        let unavailable =
+            || Error::Unavailable(format!("{path}: no ZooKeeper server answered within {:?}", started.elapsed()));
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut state = self.connected.subscribe();
+        let connected = state.wait_for(|s| matches!(s, State::Connected | State::Closed));
+        match tokio::time::timeout_at(deadline, connected).await {
+            Ok(Ok(s)) if *s == State::Connected => {}
+            Ok(_) => return Err(Error::Unavailable("the mount is closing".into())),
+            Err(_) => return Err(unavailable()),
+        }
+        let client = self.client()?;
+        match tokio::time::timeout_at(deadline, f(client)).await {
             Ok(result) => result.map_err(|e| Error::from_zk(e, path)),
-            Err(_) => {
-                Err(Error::Unavailable(format!("{path}: no ZooKeeper server answered within {:?}", started.elapsed())))
-            }
+            Err(_) => Err(unavailable()),
         }
     }
 

@@ -143,7 +143,7 @@ fn concurrent_updates_from_two_mounts_lose_nothing() {
             let props = m.join("svc/properties.json");
             let who = who.to_string();
             std::thread::spawn(move || {
-                for i in 0..20 {
+                for i in 0..50 {
                     let r = sh(&format!(r#"echo '{{"{who}{i}": {i}}}' >> {}"#, q(&props)));
                     assert!(r.ok, "{}", r.stderr);
                 }
@@ -155,7 +155,7 @@ fn concurrent_updates_from_two_mounts_lose_nothing() {
     }
     let data = zk.get_json("/svc");
     for who in ["a", "b", "c", "d"] {
-        for i in 0..20 {
+        for i in 0..50 {
             assert_eq!(data[format!("{who}{i}")], json!(i), "{who}{i} lost: {data}");
         }
     }

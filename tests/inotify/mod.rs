@@ -82,15 +82,13 @@ impl Inotify {
         }
     }
 
-    /// Waits up to `timeout` for an event matching `f`; returns it and drops the
-    /// events before it.
+    /// Waits up to `timeout` for an event matching `f` and takes it; other events
+    /// stay for later calls.
     pub fn wait_for(&mut self, timeout: Duration, what: &str, f: impl Fn(&Event) -> bool) -> Event {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(i) = self.pending.iter().position(&f) {
-                let ev = self.pending[i].clone();
-                self.pending.drain(..=i);
-                return ev;
+                return self.pending.remove(i);
             }
             let now = Instant::now();
             if now >= deadline {
