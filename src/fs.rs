@@ -236,6 +236,18 @@ impl Fs {
         self.attr(ino, &inode)
     }
 
+    /// `stat` for the echo thread: from the cache even while a re-read is in progress
+    /// (marked volatile then, so that the kernel does not keep it).
+    pub fn getattr_now(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        match self.view.cached(&inode.path) {
+            Some(node) if inode.kind != InodeKind::Dir => {
+                Ok(Attr { volatile: true, ..self.attr_of(ino, inode.kind, &node, 0) })
+            }
+            _ => self.attr(ino, &inode),
+        }
+    }
+
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         let dir = self.dir_path(parent)?;

@@ -138,12 +138,12 @@ impl Filesystem for ZkFuse {
     ) {
         let chmod = mode.is_some() || uid.is_some() || gid.is_some();
         let result = if self.fs.is_echo(req.pid()) {
-            self.fs.getattr(ino.0)
+            self.fs.getattr_now(ino.0)
         } else {
             self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod)
         };
         match result {
-            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
+            Ok(a) => reply.attr(if a.volatile { &Duration::ZERO } else { &TTL }, &to_attr(&a)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
     }

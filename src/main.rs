@@ -156,6 +156,10 @@ fn run(config: &Config, mountpoint: &Path, mut ready: Option<ReadyPipe>) -> Resu
     let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = session.supervise(session_tx);
     let events = view.start(changes, session_rx);
+    if let Err(e) = rt.block_on(view.arm()) {
+        session.close();
+        return Err((format!("cannot watch {}: {e}", config.connect), ready));
+    }
     let fs = Arc::new(Fs::new(view, config.read_only));
     if let Err(e) = fs.getattr(ROOT_INO) {
         session.close();

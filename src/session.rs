@@ -40,6 +40,13 @@ pub enum SessionEvent {
     NewSession,
 }
 
+/// A registration the mount holds.
+#[derive(Debug, Clone)]
+struct Registration {
+    data: Vec<u8>,
+    owner: i64,
+}
+
 /// The state of the mount's ZooKeeper session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -74,8 +81,9 @@ pub struct Session {
     state: Mutex<(State, Stats)>,
     /// The state again, for callers that wait for `Connected`.
     connected: tokio::sync::watch::Sender<State>,
-    /// Registrations made by this mount: path → latest data. Re-created after expiry.
-    registrations: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Registrations made by this mount: path → latest data and the session that
+    /// holds it. Re-created after expiry.
+    registrations: Mutex<BTreeMap<String, Registration>>,
     /// Every session id this mount has had, to recognise its own leftover nodes.
     past_sessions: Mutex<Vec<i64>>,
 }
@@ -206,15 +214,20 @@ impl Session {
 
     async fn recreate_registrations(&self) {
         let regs: Vec<(String, Vec<u8>)> = match self.registrations.lock() {
-            Ok(r) => r.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Ok(r) => r.iter().map(|(k, v)| (k.clone(), v.data.clone())).collect(),
             Err(_) => return,
         };
         for (path, data) in regs {
             if let Err(e) = self.register_again(&path, &data).await {
+                if let Error::NotFound(_) = e {
+                    // Its directory was removed: nothing to hold it in any more.
+                    self.forget_registration(&path);
+                }
                 error!("cannot re-create registration {path}: {e}");
                 self.set_state(State::Connected, Some(format!("re-creating {path}: {e}")));
             } else {
                 info!("re-created registration {path}");
+                self.remember_registration(&path, &data);
             }
         }
     }
@@ -340,18 +353,39 @@ impl Session {
         }
     }
 
-    /// Records a registration made (or changed) by this mount.
+    /// Records a registration made (or changed) by this mount, held by the current
+    /// session.
     pub fn remember_registration(&self, path: &str, data: &[u8]) {
+        let owner = self.session_id();
         if let Ok(mut r) = self.registrations.lock() {
-            r.insert(path.to_string(), data.to_vec());
+            r.insert(path.to_string(), Registration { data: data.to_vec(), owner });
         }
     }
 
-    /// Forgets a registration removed by this mount (or by ZooKeeper with its parent).
+    /// Forgets a registration removed by this mount.
     pub fn forget_registration(&self, path: &str) {
         if let Ok(mut r) = self.registrations.lock() {
             r.remove(path);
         }
+    }
+
+    /// A watch saw the node of a registration go. That is also how the end of an
+    /// expired session looks (the server deletes its nodes and may still tell the dying
+    /// connection), so the registration is forgotten only if, once connected, the
+    /// session that holds it is still the current one and the node is really gone;
+    /// otherwise it stays, to be re-created.
+    pub fn registration_gone(self: &Arc<Self>, path: &str) {
+        let Some(owner) = self.registrations.lock().ok().and_then(|r| r.get(path).map(|r| r.owner)) else { return };
+        let this = Arc::clone(self);
+        let path = path.to_string();
+        self.rt.spawn(async move {
+            let p = path.clone();
+            let exists = this.call_async(&path, |c| async move { c.check_stat(&p).await }).await;
+            if matches!(exists, Ok(None)) && this.session_id() == owner {
+                info!("registration {path} was removed by another ZooKeeper client");
+                this.forget_registration(&path);
+            }
+        });
     }
 
     /// The registrations this mount holds.

@@ -1,18 +1,23 @@
-//! The mount's view of the ZooKeeper tree: what it has shown, kept fresh by watches,
+//! The mount's view of the ZooKeeper tree: what it has shown, kept fresh by one watch,
 //! and what the kernel must be told when ZooKeeper reports a change.
 //!
 //! # Design
 //!
 //! Every znode the kernel has been shown is cached here with its data and stat and,
 //! once listed, its children (with their kinds: a persistent child is a directory, an
-//! ephemeral one a registration file). Each cached node carries one *persistent*
-//! ZooKeeper watch (ZooKeeper ≥ 3.6), set **before** the node is read: any change
-//! after the read fires an event, so no change falls between an event and the re-read.
-//! Memory and watches grow with what has been looked at, not with the ensemble.
+//! ephemeral one a registration file). Memory grows with what has been looked at, not
+//! with the ensemble.
 //!
-//! Watch events are handled by one task ([`View::start`]): it re-reads what changed,
-//! updates the cache and queues [`KernelNote`]s. Loads and event handling hold one
-//! async lock (`fetch`), so an event is never applied before the read it follows.
+//! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
+//! set before anything is read, reports every creation, deletion and data change below
+//! it, with its path; events for nodes that are not cached cost a hash lookup. Loads
+//! and event handling hold one async lock (`fetch`), so an event is never applied
+//! before the read it follows, and no change falls between an event and the re-read.
+//! Per-node watches were measured first: ZooKeeper's "children changed" carries no
+//! names, so every creation cost a listing and a stat before it could be reported.
+//!
+//! Watch events are handled by one task ([`View::start`]). It updates the cache and
+//! queues [`KernelNote`]s — what the kernel must forget, and the echoes below.
 //!
 //! ## Events for changes made elsewhere (the self-echo)
 //!
@@ -27,6 +32,10 @@
 //! echo fails, the echo thread settles the state and just invalidates the kernel's
 //! entry, so the view is right even when no event can be given.
 //!
+//! New data is echoed at once, before it is read: the node is marked *stale*, and
+//! whoever reads it through the filesystem waits for the re-read (which holds
+//! `fetch`), so `cat` right after the event shows the new data.
+//!
 //! ## Changes made through this mount
 //!
 //! They already pass through the VFS, so they must not be echoed. Each one holds a
@@ -35,11 +44,11 @@
 //! otherwise silent. (A change made elsewhere in that same instant is folded into the
 //! local one: watchers get one event for both.)
 //!
-//! After a reconnect or a new session, watches may be gone (and events lost, see
-//! ZOOKEEPER-4698): the task re-arms every watch and re-reads every cached node,
-//! queueing the notes for whatever changed meanwhile.
+//! After a reconnect or a new session the watch may be gone (and events lost, see
+//! ZOOKEEPER-4698): the task re-arms it and re-reads every cached node, queueing the
+//! notes for whatever changed meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use log::{debug, warn};
@@ -173,7 +182,8 @@ pub struct NodeView {
 struct Node {
     view: NodeView,
     children: Option<BTreeMap<String, Child>>,
-    watch: Option<AbortHandle>,
+    /// Changed in ZooKeeper, re-read in progress: readers wait for it.
+    stale: bool,
 }
 
 #[derive(Default)]
@@ -182,6 +192,9 @@ struct Tree {
     inodes: Inodes,
     /// Paths with a change through this mount in flight, and how many.
     local: HashMap<String, usize>,
+    /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
+    /// seen it: an event for such a node may be the echo of that very write.
+    written: HashMap<String, i64>,
     /// Bumped whenever a directory's listing changes, per directory path.
     listing: HashMap<String, u64>,
 }
@@ -204,10 +217,9 @@ impl Tree {
         let prefix = format!("{path}/");
         let gone: Vec<String> = self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
         for p in gone {
-            if let Some(Node { watch: Some(w), .. }) = self.nodes.remove(&p) {
-                w.abort();
-            }
+            self.nodes.remove(&p);
             self.listing.remove(&p);
+            self.written.remove(&p);
         }
         if let Some((parent, name)) = split_path(path) {
             if let Some(children) = self.children_mut(parent) {
@@ -301,6 +313,8 @@ pub struct View {
     session: Arc<Session>,
     tree: Mutex<Tree>,
     fetch: tokio::sync::Mutex<()>,
+    /// The task forwarding the root watch's events.
+    watch: Mutex<Option<AbortHandle>>,
     changes: mpsc::UnboundedSender<WatchedEvent>,
     notes: std::sync::mpsc::Sender<KernelNote>,
 }
@@ -324,7 +338,14 @@ impl View {
         notes: std::sync::mpsc::Sender<KernelNote>,
     ) -> (Arc<View>, mpsc::UnboundedReceiver<WatchedEvent>) {
         let (changes, rx) = mpsc::unbounded_channel();
-        let view = View { session, tree: Mutex::default(), fetch: tokio::sync::Mutex::new(()), changes, notes };
+        let view = View {
+            session,
+            tree: Mutex::default(),
+            fetch: tokio::sync::Mutex::new(()),
+            watch: Mutex::new(None),
+            changes,
+            notes,
+        };
         (Arc::new(view), rx)
     }
 
@@ -363,8 +384,8 @@ impl View {
     /// # Notable errors
     /// [`Error::NotFound`] if there is no such node.
     pub fn node(&self, path: &str) -> Result<NodeView> {
-        if let Some(n) = self.cached(path) {
-            return Ok(n);
+        if let Some(n) = self.tree().nodes.get(path).filter(|n| !n.stale) {
+            return Ok(n.view.clone());
         }
         self.session.runtime().block_on(self.ensure(path))?;
         self.cached(path).ok_or_else(|| Error::NotFound(path.to_string()))
@@ -413,26 +434,31 @@ impl View {
     }
 
     async fn ensure(&self, path: &str) -> Result<()> {
-        if self.tree().nodes.contains_key(path) {
-            return Ok(());
-        }
+        // Holding `fetch` also waits out a re-read in progress: a stale node is fresh
+        // (or, with ZooKeeper unreachable, the last known data) once it is taken.
         let _fetch = self.fetch.lock().await;
         if self.tree().nodes.contains_key(path) {
             return Ok(());
         }
-        let (view, watch) = self.load(path).await?;
-        self.tree().nodes.insert(path.to_string(), Node { view, children: None, watch: Some(watch) });
+        let view = self.read(path).await?;
+        self.tree().nodes.insert(path.to_string(), Node { view, children: None, stale: false });
         Ok(())
     }
 
     /// Sets the node's watch, then reads it.
-    async fn load(&self, path: &str) -> Result<(NodeView, AbortHandle)> {
+    async fn read(&self, path: &str) -> Result<NodeView> {
         let p = path.to_string();
-        let mut watcher =
-            self.session.call_async(path, |c| async move { c.watch(&p, AddWatchMode::Persistent).await }).await?;
-        let p = path.to_string();
-        // On NoNode the watcher is dropped here, which removes it.
         let (data, stat) = self.session.call_async(path, |c| async move { c.get_data(&p).await }).await?;
+        Ok(node_view(data, stat))
+    }
+
+    /// Sets the persistent recursive watch on the root and starts forwarding its
+    /// events; replaces (and so removes) the previous one.
+    pub async fn arm(&self) -> Result<()> {
+        let mut watcher = self
+            .session
+            .call_async("/", |c| async move { c.watch("/", AddWatchMode::PersistentRecursive).await })
+            .await?;
         let changes = self.changes.clone();
         let task = self.session.runtime().spawn(async move {
             loop {
@@ -450,7 +476,12 @@ impl View {
                 }
             }
         });
-        Ok((node_view(data, stat), task.abort_handle()))
+        // Dropping the old watcher after the new one exists keeps the server's watch.
+        let old = self.watch.lock().unwrap_or_else(|p| p.into_inner()).replace(task.abort_handle());
+        if let Some(old) = old {
+            old.abort();
+        }
+        Ok(())
     }
 
     async fn ensure_children(&self, path: &str) -> Result<()> {
@@ -461,14 +492,19 @@ impl View {
             Some(_) => {}
             None => return Err(Error::NotFound(path.to_string())),
         }
-        let p = path.to_string();
-        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
-        let kinds = self.kinds(path, names, &BTreeMap::new()).await?;
-        let listed = kinds.into_iter().map(|(n, kind)| (n, Child { kind, presence: Presence::Present })).collect();
+        let listed = self.list(path, &BTreeMap::new()).await?;
+        let listed = listed.into_iter().map(|(n, kind)| (n, Child { kind, presence: Presence::Present })).collect();
         if let Some(n) = self.tree().nodes.get_mut(path) {
             n.children = Some(listed);
         }
         Ok(())
+    }
+
+    /// Lists the children of `path` with their kinds; `known` kinds are reused.
+    async fn list(&self, path: &str, known: &BTreeMap<String, Kind>) -> Result<BTreeMap<String, Kind>> {
+        let p = path.to_string();
+        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
+        self.kinds(path, names, known).await
     }
 
     /// Looks up the kinds of `names` under `parent` in one pipelined round trip;
@@ -520,10 +556,12 @@ impl View {
     /// ZooKeeper accepted new data for `path`.
     pub fn local_data(&self, path: &str, data: Vec<u8>, stat: Stat) {
         let mut tree = self.tree();
+        let mzxid = stat.mzxid;
         if let Some(n) = tree.nodes.get_mut(path) {
-            if stat.mzxid > n.view.stat.mzxid {
+            if mzxid > n.view.stat.mzxid {
                 n.view = node_view(data, stat);
             }
+            tree.written.insert(path.to_string(), mzxid);
         }
     }
 
@@ -631,48 +669,120 @@ impl View {
     }
 
     async fn apply(&self, batch: Vec<WatchedEvent>) {
-        let mut seen = Vec::new();
+        // Only the latest data matters: repeated data changes of a node are read once.
+        let mut events: Vec<(String, EventType)> = Vec::with_capacity(batch.len());
         for e in batch {
-            let key = (e.path.clone(), e.event_type);
-            if !seen.contains(&key) {
-                seen.push(key);
+            let repeat = e.event_type == EventType::NodeDataChanged
+                && events.iter().any(|(p, t)| *p == e.path && *t == EventType::NodeDataChanged);
+            if !repeat {
+                events.push((e.path, e.event_type));
             }
         }
         let _fetch = self.fetch.lock().await;
-        for (path, kind) in seen {
-            debug!("watch event {kind:?} {path}");
-            let result = match kind {
-                EventType::NodeDataChanged | EventType::NodeCreated => self.refresh_data(&path).await,
-                EventType::NodeChildrenChanged => self.refresh_children(&path).await,
-                EventType::NodeDeleted => {
-                    self.node_gone(&path);
-                    Ok(())
+        let Ok(client) = self.session.client() else { return };
+        // First pass: send every read the batch needs at once (zookeeper-client sends a
+        // request when its future is created), and echo data changes right away.
+        let mut stats = VecDeque::new();
+        let mut reads = VecDeque::new();
+        for (i, (path, kind)) in events.iter().enumerate() {
+            match kind {
+                EventType::NodeCreated if self.awaits_child(path) => stats.push_back((i, client.check_stat(path))),
+                EventType::NodeDataChanged => {
+                    if let Some(echoed) = self.data_changing(path) {
+                        reads.push_back((i, echoed, client.get_data(path)));
+                    }
                 }
-                EventType::Session => Ok(()),
-            };
-            if let Err(e) = result {
-                warn!("cannot refresh {path} after a change: {e}");
+                _ => {}
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        for (i, (path, kind)) in events.iter().enumerate() {
+            debug!("watch event {kind:?} {path}");
+            match kind {
+                EventType::NodeCreated => {
+                    let next = if stats.front().is_some_and(|(j, _)| *j == i) { stats.pop_front() } else { None };
+                    let Some((_, stat)) = next else {
+                        continue;
+                    };
+                    match tokio::time::timeout_at(deadline, stat).await {
+                        Ok(Ok(Some(stat))) => self.child_created(path, Kind::of(&stat)),
+                        Ok(Ok(None)) => {} // gone again; its deletion event follows
+                        Ok(Err(e)) => warn!("cannot read the new node {path}: {e}"),
+                        Err(_) => warn!("reading the new node {path} timed out"),
+                    }
+                }
+                EventType::NodeDataChanged => {
+                    let next = if reads.front().is_some_and(|(j, _, _)| *j == i) { reads.pop_front() } else { None };
+                    let Some((_, echoed, read)) = next else {
+                        continue;
+                    };
+                    match tokio::time::timeout_at(deadline, read).await {
+                        Ok(Ok((data, stat))) => self.data_read(path, node_view(data, stat), echoed),
+                        Ok(Err(zookeeper_client::Error::NoNode)) => self.node_gone(path),
+                        Ok(Err(e)) => warn!("cannot re-read {path}: {e}"),
+                        Err(_) => warn!("re-reading {path} timed out"),
+                    }
+                }
+                EventType::NodeDeleted => self.node_gone(path),
+                // A recursive watch reports children as creations and deletions.
+                EventType::NodeChildrenChanged | EventType::Session => {}
             }
         }
     }
 
+    /// True if `path` is a child this view lists but does not know yet.
+    fn awaits_child(&self, path: &str) -> bool {
+        let Some((parent, name)) = split_path(path) else { return false };
+        let tree = self.tree();
+        let Some(children) = tree.nodes.get(parent).and_then(|n| n.children.as_ref()) else { return false };
+        !matches!(children.get(name), Some(Child { presence: Presence::Present | Presence::PendingCreate, .. }))
+    }
+
+    /// A child appeared in a listed directory.
+    fn child_created(&self, path: &str, kind: Kind) {
+        let Some((parent, name)) = split_path(path) else { return };
+        let mut notes = Vec::new();
+        self.tree().child_added(parent, name, kind, &mut notes);
+        self.send(notes);
+    }
+
+    /// The data of `path` changed in ZooKeeper. `None`: not cached, nothing to do.
+    /// Otherwise it must be re-read, and `Some(true)` says its change was echoed now,
+    /// before the re-read (the node is stale meanwhile). A node this mount wrote is
+    /// not echoed early: the event may be that write's own, which only the re-read
+    /// can tell.
+    fn data_changing(&self, path: &str) -> Option<bool> {
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let mine = tree.is_local(path) || tree.written.contains_key(path);
+            let n = tree.nodes.get_mut(path)?;
+            if mine {
+                return Some(false);
+            }
+            n.stale = true;
+            let (kind, size) = (n.view.kind, n.view.rendered.len() as u64);
+            if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
+                notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
+            }
+        }
+        self.send(notes);
+        Some(true)
+    }
+
     /// Applies data read from ZooKeeper to the cached node. Caller holds `fetch`.
-    fn data_read(&self, path: &str, view: NodeView, watch: Option<AbortHandle>) {
+    /// Applies data read from ZooKeeper to the cached node; `echoed`: its change was
+    /// already echoed (see [`View::data_changing`]). Caller holds `fetch`.
+    fn data_read(&self, path: &str, view: NodeView, echoed: bool) {
         let mut notes = Vec::new();
         {
             let mut tree = self.tree();
             let local = tree.is_local(path);
-            let Some(n) = tree.nodes.get_mut(path) else {
-                if let Some(w) = watch {
-                    w.abort();
-                }
-                return;
-            };
-            if let Some(w) = watch {
-                if let Some(old) = n.watch.replace(w) {
-                    old.abort();
-                }
+            if tree.written.get(path).is_some_and(|w| view.stat.mzxid >= *w) {
+                tree.written.remove(path);
             }
+            let Some(n) = tree.nodes.get_mut(path) else { return };
+            n.stale = false;
             let old = &n.view.stat;
             if view.stat.czxid == old.czxid && view.stat.mzxid <= old.mzxid {
                 return;
@@ -684,7 +794,11 @@ impl View {
                 return; // the writer's own syscalls are its watchers' events
             }
             if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
-                notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
+                notes.push(if echoed {
+                    KernelNote::InvalInode { ino }
+                } else {
+                    KernelNote::Change { ino, file: data_file(path, kind), size }
+                });
             }
             if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| kind == Kind::Dir) {
                 notes.push(KernelNote::InvalInode { ino });
@@ -693,41 +807,20 @@ impl View {
         self.send(notes);
     }
 
-    /// Re-reads the data of a cached node. Caller holds `fetch`.
-    async fn refresh_data(&self, path: &str) -> Result<()> {
-        if !self.tree().nodes.contains_key(path) {
-            return Ok(());
-        }
-        let p = path.to_string();
-        match self.session.call_async(path, |c| async move { c.get_data(&p).await }).await {
-            Ok((data, stat)) => {
-                self.data_read(path, node_view(data, stat), None);
-                Ok(())
-            }
-            Err(Error::NotFound(_)) => {
-                self.node_gone(path);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Re-lists the children of a cached node. Caller holds `fetch`.
+    /// Re-lists the children of a cached node (after a reconnect). Caller holds `fetch`.
     async fn refresh_children(&self, path: &str) -> Result<()> {
         let known: BTreeMap<String, Kind> = match self.tree().nodes.get(path) {
             Some(Node { children: Some(c), .. }) => c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(),
             _ => return Ok(()),
         };
-        let p = path.to_string();
-        let names = match self.session.call_async(path, |c| async move { c.list_children(&p).await }).await {
-            Ok(names) => names,
+        let listed = match self.list(path, &known).await {
+            Ok(listed) => listed,
             Err(Error::NotFound(_)) => {
                 self.node_gone(path);
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
-        let listed = self.kinds(path, names, &known).await?;
         let mut notes = Vec::new();
         {
             // Compared with the children as they are now, not as they were before the
@@ -782,21 +875,25 @@ impl View {
                 }
             }
         }
-        self.session.forget_registration(path);
+        self.session.registration_gone(path);
         self.send(notes);
     }
 
     /// Re-arms every watch and re-reads every cached node, parents first.
     async fn resync(&self) {
         let _fetch = self.fetch.lock().await;
+        if let Err(e) = self.arm().await {
+            warn!("cannot re-arm the watch: {e}; will retry on the next reconnect");
+            return;
+        }
         let mut paths: Vec<String> = self.tree().nodes.keys().cloned().collect();
         paths.sort_by_key(|p| (p.matches('/').count(), p.clone()));
         for path in paths {
             if !self.tree().nodes.contains_key(&path) {
                 continue; // went with its parent
             }
-            match self.load(&path).await {
-                Ok((view, watch)) => self.data_read(&path, view, Some(watch)),
+            match self.read(&path).await {
+                Ok(view) => self.data_read(&path, view, false),
                 Err(Error::NotFound(_)) => {
                     self.node_gone(&path);
                     continue;
