@@ -29,6 +29,8 @@ pub struct Config {
     pub session_timeout: Duration,
     /// Generic mount flags passed to the kernel (`nosuid`, `noexec`, ...).
     pub kernel_flags: Vec<String>,
+    /// A file holding `user:password` for ZooKeeper's digest authentication.
+    pub credentials: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -36,6 +38,8 @@ pub struct Config {
 pub enum Command {
     /// Mount.
     Mount(Config),
+    /// Print the state of a mount.
+    Status(PathBuf),
     /// Print the help text.
     Help,
     /// Print the version.
@@ -47,6 +51,7 @@ pub const HELP: &str = "\
 zkfs - mount Apache ZooKeeper as a filesystem
 
 Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
+       zkfs status MOUNTPOINT
 
   CONNECT      ZooKeeper connection string host:port[,host:port...][/chroot]
   MOUNTPOINT   an existing directory
@@ -59,12 +64,18 @@ Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
                  allow_root             let root use the mount
                  default_permissions    let the kernel check the modes shown
                  session_timeout=SECS   ZooKeeper session timeout (default 10)
+                 credentials=FILE       authenticate with ZooKeeper's digest scheme as the
+                                        user:password in FILE (mode 600: not readable by others)
                mount(8)/fstab options accepted: defaults, auto, noauto, user, nouser,
                users, _netdev, nofail, relatime, x-*, comment=*, fsname=*, subtype=*,
                and the kernel flags nosuid, suid, nodev, dev, noexec, exec, noatime,
                atime, sync, async, dirsync.
   -h, --help   print this help
   -V, --version
+
+`zkfs status MOUNTPOINT` prints the mount's session, state, connected server,
+registrations, reconnects and last error. Every file and directory also carries its
+znode's stat as extended attributes: getfattr -d FILE.
 
 Without -f, zkfs returns once the filesystem is mounted and serves it in the
 background. SIGINT, SIGTERM, `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT` unmount
@@ -76,7 +87,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut foreground = false;
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "status") {
+        args.next();
+        return match (args.next(), args.next()) {
+            (Some(mountpoint), None) => Ok(Command::Status(PathBuf::from(mountpoint))),
+            _ => Err("usage: zkfs status MOUNTPOINT".into()),
+        };
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
@@ -108,6 +126,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         default_permissions: false,
         session_timeout: DEFAULT_SESSION_TIMEOUT,
         kernel_flags: Vec::new(),
+        credentials: None,
     };
     for option in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
         apply_option(&mut config, option)?;
@@ -138,6 +157,7 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
                 .ok_or_else(|| format!("session_timeout={v}: expected seconds from 1 to 3600"))?;
             config.session_timeout = Duration::from_secs_f64(secs);
         }
+        ("credentials", Some(v)) if !v.is_empty() => config.credentials = Some(PathBuf::from(v)),
         (k, None) if KERNEL_FLAGS.contains(&k) => config.kernel_flags.push(k.to_string()),
         (k, None) if IGNORED.contains(&k) => {}
         ("fsname" | "subtype" | "comment", Some(_)) => {}

@@ -23,6 +23,7 @@ use crate::inodes::{child_path, split_path, Inode, InodeKind, ROOT_INO};
 use crate::names::{self, PROPERTIES};
 use crate::properties;
 use crate::session::Session;
+use crate::status;
 use crate::view::{Kind, NodeView, Presence, View};
 
 /// File type as the kernel sees it.
@@ -415,8 +416,9 @@ impl Fs {
         let _local = self.view.local(&path);
         let p = path.clone();
         let d = data.clone();
+        let acl = self.session.registration_acl();
         let (stat, _) = self.session.call(&path, |c| async move {
-            c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::anyone_all())).await
+            c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::new(&acl))).await
         })?;
         info!("registered {path} (pid {pid})");
         self.session.remember_registration(&path, &data);
@@ -444,9 +446,16 @@ impl Fs {
         names::check_node_name(name)?;
         let path = child_path(&dir, name);
         let _local = self.view.local(&path);
+        // With credentials, a new node takes its parent's ACL (see `auth.rs`).
+        let acl = if self.session.authenticated() {
+            let d = dir.clone();
+            self.session.call(&dir, |c| async move { c.get_acl(&d).await.map(|(acl, _)| acl) })?
+        } else {
+            Acls::anyone_all().to_vec()
+        };
         let p = path.clone();
         let (stat, _) = self.session.call(&path, |c| async move {
-            c.create(&p, &[], &CreateMode::Persistent.with_acls(Acls::anyone_all())).await
+            c.create(&p, &[], &CreateMode::Persistent.with_acls(Acls::new(&acl))).await
         })?;
         info!("created {path}");
         self.view.local_created(&path, Kind::Dir);
@@ -507,6 +516,20 @@ impl Fs {
         info!("removed {path}");
         self.view.local_removed(&path);
         Ok(())
+    }
+
+    // ----- extended attributes -----
+
+    /// The extended attributes of `ino`: its znode's stat and, on the root, the mount's
+    /// state (see `status.rs`).
+    pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
+        let inode = self.inode(ino)?;
+        let node = self.view.node(&inode.path)?;
+        let mut attrs = status::node_attrs(&node.stat);
+        if ino == ROOT_INO {
+            attrs.extend(status::mount_attrs(&self.session));
+        }
+        Ok(attrs)
     }
 
     // ----- echoes -----

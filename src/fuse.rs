@@ -61,8 +61,23 @@ fn to_attr(a: &Attr) -> FileAttr {
 
 fn errno(op: &str, e: &Error) -> Errno {
     let code = e.errno();
-    debug!("{op}: {} ({e})", ErrnoName(code));
+    if code == libc::EACCES {
+        warn!("{op}: {e}");
+    } else {
+        debug!("{op}: {} ({e})", ErrnoName(code));
+    }
     Errno::from_i32(code)
+}
+
+/// Replies with `value`, or its size when the caller asks for that (size 0).
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
 }
 
 fn name_str<'a>(op: &str, name: &'a OsStr) -> Result<&'a str, Errno> {
@@ -343,16 +358,45 @@ impl Filesystem for ZkFuse {
         reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::from_i32(libc::ENODATA));
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(attrs) => match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {
+                Some((_, value)) => reply_xattr(reply, size, value.as_bytes()),
+                None => reply.error(Errno::from_i32(libc::ENODATA)),
+            },
+            Err(e) => reply.error(errno("getxattr", &e)),
+        }
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(attrs) => {
+                let mut names = Vec::new();
+                for (n, _) in attrs {
+                    names.extend_from_slice(n.as_bytes());
+                    names.push(0);
+                }
+                reply_xattr(reply, size, &names);
+            }
+            Err(e) => reply.error(errno("listxattr", &e)),
         }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(errno("setxattr", &self.fs.unsupported("setting extended attributes")));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(errno("removexattr", &self.fs.unsupported("removing extended attributes")));
     }
 
     fn ioctl(

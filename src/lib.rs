@@ -15,9 +15,12 @@
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
+//! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
+//! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
 //! * [`cli`] — the command line and mount options.
 //! * [`error`] — the domain error and its errno table.
 
+pub mod auth;
 pub mod cli;
 pub mod document;
 pub mod echo;
@@ -29,4 +32,5 @@ pub mod inodes;
 pub mod names;
 pub mod properties;
 pub mod session;
+pub mod status;
 pub mod view;

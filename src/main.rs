@@ -21,6 +21,15 @@ use zkfs::view::View;
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Mount(c)) => c,
+        Ok(Command::Status(mountpoint)) => {
+            return match zkfs::status::print(&mountpoint) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(msg) => {
+                    eprintln!("zkfs: {msg}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Command::Help) => {
             print!("{}", cli::HELP);
             return ExitCode::SUCCESS;
@@ -45,6 +54,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let credentials = match config.credentials.as_deref().map(zkfs::auth::read_credentials).transpose() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("zkfs: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Signals are blocked before any thread starts, so every thread inherits the mask
     // and only the signal thread, in sigwait, receives them.
     block_signals();
@@ -61,7 +77,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&config, &mountpoint, ready) {
+    match run(&config, &mountpoint, credentials, ready) {
         Ok(()) => ExitCode::SUCCESS,
         Err((msg, ready)) => {
             match ready {
@@ -140,17 +156,23 @@ fn daemonize() -> Result<Option<ReadyPipe>, String> {
 
 type Failure = (String, Option<ReadyPipe>);
 
-fn run(config: &Config, mountpoint: &Path, mut ready: Option<ReadyPipe>) -> Result<(), Failure> {
+fn run(
+    config: &Config,
+    mountpoint: &Path,
+    credentials: Option<Vec<u8>>,
+    mut ready: Option<ReadyPipe>,
+) -> Result<(), Failure> {
     let rt =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("zkfs-zk").enable_all().build()
         {
             Ok(rt) => rt,
             Err(e) => return Err((format!("cannot start the runtime: {e}"), ready)),
         };
-    let session = match rt.block_on(Session::open(rt.handle().clone(), &config.connect, config.session_timeout)) {
-        Ok(s) => s,
-        Err(msg) => return Err((msg, ready)),
-    };
+    let session =
+        match rt.block_on(Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials)) {
+            Ok(s) => s,
+            Err(msg) => return Err((msg, ready)),
+        };
     let (notes_tx, notes_rx) = std::sync::mpsc::channel();
     let (view, changes) = View::new(Arc::clone(&session), notes_tx);
     let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();

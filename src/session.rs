@@ -24,9 +24,17 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use zookeeper_client::{Acls, Client, CreateMode, SessionState as ZkState};
+use zookeeper_client::{Acl, Acls, Client, Connector, CreateMode, SessionState as ZkState};
 
 use crate::error::{Error, Result};
+
+fn connector(timeout: Duration, auth: Option<&[u8]>) -> Connector {
+    let connector = Client::connector().with_session_timeout(timeout);
+    match auth {
+        Some(auth) => connector.with_auth("digest", auth),
+        None => connector,
+    }
+}
 
 /// How long the first connection is retried before the mount gives up.
 const STARTUP_RETRY: Duration = Duration::from_secs(2);
@@ -76,6 +84,8 @@ pub struct Stats {
 pub struct Session {
     rt: Handle,
     connect: String,
+    /// `user:password` for ZooKeeper's digest scheme, if the mount has credentials.
+    auth: Option<Vec<u8>>,
     timeout: Duration,
     client: RwLock<Option<Client>>,
     state: Mutex<(State, Stats)>,
@@ -91,13 +101,18 @@ pub struct Session {
 impl Session {
     /// Opens the first session. Fails at once when no server of `connect` answers or its
     /// chroot does not exist: the mount must not start then.
-    pub async fn open(rt: Handle, connect: &str, timeout: Duration) -> std::result::Result<Arc<Session>, String> {
+    pub async fn open(
+        rt: Handle,
+        connect: &str,
+        timeout: Duration,
+        auth: Option<Vec<u8>>,
+    ) -> std::result::Result<Arc<Session>, String> {
         // A server that has just started accepts connections before it serves sessions;
         // retry briefly so that a mount racing its server's start works, while an
         // unreachable ensemble still fails within about two seconds.
         let started = Instant::now();
         let client = loop {
-            match Client::connector().with_session_timeout(timeout).with_fail_eagerly().connect(connect).await {
+            match connector(timeout, auth.as_deref()).with_fail_eagerly().connect(connect).await {
                 Ok(client) => break client,
                 Err(e) if started.elapsed() > STARTUP_RETRY => {
                     return Err(format!("cannot connect to ZooKeeper at {connect}: {e}"));
@@ -124,6 +139,7 @@ impl Session {
         let session = Session {
             rt,
             connect: connect.to_string(),
+            auth,
             timeout: client.session_timeout(),
             past_sessions: Mutex::new(vec![client.session_id().0]),
             client: RwLock::new(Some(client)),
@@ -187,7 +203,7 @@ impl Session {
             if self.is_closed() {
                 return false;
             }
-            let attempt = Client::connector().with_session_timeout(self.timeout).connect(&self.connect).await;
+            let attempt = connector(self.timeout, self.auth.as_deref()).connect(&self.connect).await;
             match attempt {
                 Ok(client) => {
                     info!("new ZooKeeper session {:#x}", client.session_id().0);
@@ -237,7 +253,8 @@ impl Session {
     async fn register_again(&self, path: &str, data: &[u8]) -> Result<()> {
         for _ in 0..10 {
             let client = self.client()?;
-            let opts = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+            let acl = self.registration_acl();
+            let opts = CreateMode::Ephemeral.with_acls(Acls::new(&acl));
             match client.create(path, data, &opts).await {
                 Ok(_) => return Ok(()),
                 Err(zookeeper_client::Error::NodeExists) => {
@@ -304,6 +321,25 @@ impl Session {
     /// The id of the current session (the owner of this mount's registrations).
     pub fn session_id(&self) -> i64 {
         self.current().map(|c| c.session_id().0).unwrap_or(0)
+    }
+
+    /// True if the mount authenticated with credentials.
+    pub fn authenticated(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// The ACL for a registration this mount creates (see `auth.rs`).
+    pub fn registration_acl(&self) -> Vec<Acl> {
+        if self.authenticated() {
+            crate::auth::registration_acl()
+        } else {
+            Acls::anyone_all().to_vec()
+        }
+    }
+
+    /// The connection string the mount was given.
+    pub fn connect_string(&self) -> &str {
+        &self.connect
     }
 
     /// The negotiated session timeout.

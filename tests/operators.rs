@@ -1,0 +1,144 @@
+//! Issue "mount it like any filesystem": authentication and ACLs, and status for
+//! operators (extended attributes, `zkfs status`).
+
+mod common;
+mod shell;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Mount, Zk, ZkServer};
+use serde_json::json;
+use shell::{cat_json, q, sh, sh_ok};
+use zookeeper_client::{Acl, Acls, CreateMode, Permission};
+
+const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
+
+fn credentials(text: &str, mode: u32) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    f
+}
+
+/// A client authenticated as alice, and /secret readable and writable by alice only.
+fn alice(server: &ZkServer) -> Zk {
+    let zk = Zk::connect(&server.connect_string());
+    let client = zk.client().clone();
+    zk.block_on(async move {
+        client.auth("digest", b"alice:s3cret").await.expect("auth");
+        let opts = CreateMode::Persistent.with_acls(Acls::creator_all());
+        client.create("/secret", br#"{"db": "main"}"#, &opts).await.expect("create /secret");
+    });
+    zk
+}
+
+fn acl(zk: &Zk, path: &str) -> Vec<Acl> {
+    let client = zk.client().clone();
+    let path = path.to_string();
+    zk.block_on(async move { client.get_acl(&path).await.expect("get_acl").0 })
+}
+
+#[test]
+fn what_an_acl_forbids_gives_eacces_and_a_log_line() {
+    let server = ZkServer::start();
+    let _alice = alice(&server);
+    let mount = Mount::new(&server.connect_string());
+    let r = sh(&format!("cat {}", q(&mount.join("secret/properties.json"))));
+    assert!(!r.ok && r.stderr.contains("Permission denied"), "{}", r.stderr);
+    let r = sh(&format!("touch {}", q(&mount.join("secret/10.0.0.1:80"))));
+    assert!(!r.ok && r.stderr.contains("Permission denied"), "{}", r.stderr);
+    assert!(mount.log().contains("ZooKeeper ACL denies access to /secret"), "no log line:\n{}", mount.log());
+}
+
+#[test]
+fn with_credentials_the_mount_acts_as_that_user_and_protects_its_registrations() {
+    let server = ZkServer::start();
+    let alice = alice(&server);
+    let creds = credentials("alice:s3cret\n", 0o600);
+    let mount = Mount::with_options(&server.connect_string(), &format!("credentials={}", creds.path().display()));
+    assert_eq!(cat_json(&mount.join("secret/properties.json")), json!({"db": "main"}));
+    sh_ok(&format!(r#"echo '{{"threads": 2}}' >> {}"#, q(&mount.join("secret/properties.json"))));
+    assert_eq!(alice.get_json("/secret"), json!({"db": "main", "threads": 2}));
+
+    // A registration: anyone may read it, only alice may change it; and the mount can.
+    sh_ok(&format!(r#"echo '{{"weight": 1}}' > {}"#, q(&mount.join("secret/10.0.0.1:80"))));
+    let reg_acl = acl(&alice, "/secret/10.0.0.1:80");
+    assert!(reg_acl.iter().any(|a| a.scheme() == "world" && a.permission() == Permission::READ), "{reg_acl:?}");
+    assert!(reg_acl.iter().any(|a| a.scheme() == "digest" && a.id().starts_with("alice:")), "{reg_acl:?}");
+    let anonymous = Zk::connect(&server.connect_string());
+    assert!(anonymous.get("/secret/10.0.0.1:80").is_some(), "others can read a registration");
+    assert!(anonymous.try_set("/secret/10.0.0.1:80", b"{}").is_err(), "others cannot change it");
+    sh_ok(&format!(r#"echo '{{"weight": 2}}' >> {}"#, q(&mount.join("secret/10.0.0.1:80"))));
+    assert_eq!(alice.get_json("/secret/10.0.0.1:80")["weight"], json!(2));
+
+    // A directory made by the mount inherits its parent's ACL.
+    sh_ok(&format!("mkdir {}", q(&mount.join("secret/providers"))));
+    assert_eq!(acl(&alice, "/secret/providers"), acl(&alice, "/secret"));
+}
+
+#[test]
+fn credentials_readable_by_others_or_missing_are_refused() {
+    let server = ZkServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let open = credentials("alice:s3cret\n", 0o644);
+    for (creds, expect) in [(open.path().to_path_buf(), "chmod 600"), (dir.path().join("none"), "No such file")] {
+        let out = std::process::Command::new(ZKFS)
+            .args(["-f", "-o", &format!("credentials={}", creds.display()), &server.connect_string()])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+        assert!(!common::is_mounted(dir.path()));
+    }
+}
+
+#[test]
+fn every_node_shows_its_stat_as_extended_attributes() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"a": 1}"#);
+    zk.set("/svc", br#"{"a": 2}"#);
+    zk.create("/svc/child", b"");
+    let mount = Mount::new(&server.connect_string());
+    let stat = zk.stat("/svc").unwrap();
+    let out = sh_ok(&format!("getfattr -d --absolute-names {}", q(&mount.join("svc/properties.json"))));
+    for expected in [
+        format!("user.zk.version=\"{}\"", stat.version),
+        format!("user.zk.num_children=\"{}\"", stat.num_children),
+        format!("user.zk.mzxid=\"{:#x}\"", stat.mzxid),
+        format!("user.zk.ctime=\"{}\"", stat.ctime),
+        "user.zk.ephemeral_owner=\"0x0\"".to_string(),
+    ] {
+        assert!(out.contains(&expected), "{expected} missing in:\n{out}");
+    }
+    sh_ok(&format!("touch {}", q(&mount.join("svc/h:1"))));
+    let owner = zk.stat("/svc/h:1").unwrap().ephemeral_owner;
+    let out = sh_ok(&format!("getfattr -n user.zk.ephemeral_owner --only-values {}", q(&mount.join("svc/h:1"))));
+    assert_eq!(out, format!("{owner:#x}"));
+    let r = sh(&format!("setfattr -n user.x -v 1 {}", q(&mount.join("svc/h:1"))));
+    assert!(!r.ok);
+}
+
+#[test]
+fn zkfs_status_reports_the_session_and_what_it_holds() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/svc");
+    let mount = Mount::new(&server.connect_string());
+    sh_ok(&format!("touch {}", q(&mount.join("svc/10.0.0.1:80"))));
+    let owner = zk.stat("/svc/10.0.0.1:80").unwrap().ephemeral_owner;
+    let out = sh_ok(&format!("{ZKFS} status {}", q(mount.path())));
+    assert!(out.contains(&format!("session_id: {owner:#x}")), "{out}");
+    assert!(out.contains("state: connected"), "{out}");
+    assert!(out.contains(&format!("server: {}", server.connect_string())), "{out}");
+    assert!(out.contains("registration_count: 1") && out.contains("/svc/10.0.0.1:80"), "{out}");
+    assert!(out.contains("reconnects: 0"), "{out}");
+    // The same through the root's attributes.
+    let attr = sh_ok(&format!("getfattr -n user.zkfs.state --only-values {}", q(mount.path())));
+    assert_eq!(attr, "connected");
+    let r = sh(&format!("{ZKFS} status /tmp"));
+    assert!(!r.ok && r.stderr.contains("not a zkfs mount"), "{}", r.stderr);
+}
