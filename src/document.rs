@@ -286,4 +286,93 @@ mod tests {
         let m = complete(d.write(Some(5), b"2}"));
         assert_eq!(Value::Object(m), json!({"a": 2}));
     }
+
+    /// A small deterministic generator, so failures replay exactly.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// What serde_json, on the whole input, says a document must come to.
+    #[derive(Debug, PartialEq)]
+    enum Expected {
+        Applied(Properties),
+        Refused,
+        IncompleteAtClose,
+    }
+
+    fn oracle(doc: &[u8]) -> Expected {
+        match serde_json::from_slice::<Value>(doc) {
+            Ok(Value::Object(m)) => Expected::Applied(m),
+            Err(e) if e.is_eof() && doc.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => {
+                Expected::IncompleteAtClose
+            }
+            _ => Expected::Refused,
+        }
+    }
+
+    /// Model: however a document is split into writes, it comes to what serde_json
+    /// says of the whole — applied at the last write, refused at some write, or
+    /// refused at close — and a refusal is never later than the last write.
+    #[test]
+    fn any_split_of_a_document_comes_to_what_the_whole_document_is() {
+        let big: Vec<u8> = {
+            let fields: Vec<String> = (0..5000).map(|i| format!("\"k{i}\": \"}}{{[\\\"{i}]\"")).collect();
+            format!("{{{}}}", fields.join(",\n")).into_bytes()
+        };
+        assert!(big.len() > EAGER_PARSE_BYTES);
+        let big_unterminated = &big[..big.len() - 1];
+        let docs: [&[u8]; 10] = [
+            &big,
+            big_unterminated,
+            b"{\"a\": 1, \"b\": [1, 2, {\"c\": \"}{\"}], \"d\": \"\\\"\"}\n",
+            b"  {\n  \"nested\": {\"deep\": {\"er\": null}},\n  \"t\": true\n}\n\n",
+            b"{}",
+            b"[1, 2]",
+            b"{\"a\": }",
+            b"{\"a\": 1}{\"b\": 2}",
+            b"\"just a string\"",
+            b"{\"unterminated\": \"abc",
+        ];
+        let mut rng = XorShift(0x9e3779b97f4a7c15);
+        for doc in docs {
+            let expected = oracle(doc);
+            let shown = String::from_utf8_lossy(&doc[..doc.len().min(60)]).into_owned();
+            let rounds = if doc.len() > EAGER_PARSE_BYTES { 20 } else { 300 };
+            for round in 0..rounds {
+                let mut d = Document::new();
+                let mut rest = doc;
+                let mut outcome = None;
+                while !rest.is_empty() {
+                    // The first round writes the whole document at once.
+                    let n = if round == 0 { rest.len() } else { 1 + rng.below(rest.len()) };
+                    let (piece, tail) = rest.split_at(n);
+                    rest = tail;
+                    match d.write(None, piece) {
+                        Err(e) => {
+                            outcome = Some(Err(e.errno()));
+                            break;
+                        }
+                        Ok(Progress::Complete(m)) => outcome = Some(Ok(Some(m))),
+                        Ok(_) => outcome = Some(Ok(None)),
+                    }
+                }
+                match (&expected, outcome) {
+                    (Expected::Applied(m), Some(Ok(Some(got)))) => {
+                        assert_eq!(m, &got, "{shown}");
+                        assert!(rest.is_empty(), "{shown}: applied before the last write");
+                    }
+                    (Expected::Refused, Some(Err(errno))) => assert_eq!(errno, libc::EINVAL, "{shown}"),
+                    (Expected::IncompleteAtClose, Some(Ok(None))) => assert!(d.finish().is_err(), "{shown}"),
+                    (e, got) => panic!("{shown}: expected {e:?}, got {got:?} in round {round}"),
+                }
+            }
+        }
+    }
 }

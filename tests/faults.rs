@@ -213,3 +213,21 @@ fn a_daemonised_mount_ends_cleanly_on_sigterm() {
     });
     wait_until(Duration::from_secs(5), "the daemon exited", || daemon_of(dir.path()).is_none());
 }
+
+#[test]
+fn a_registration_removed_by_another_client_is_not_brought_back_after_expiry() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/svc");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=2");
+    sh_ok(&format!("touch {} {}", q(&mount.join("svc/10.0.0.1:80")), q(&mount.join("svc/10.0.0.2:80"))));
+    zk.delete("/svc/10.0.0.1:80");
+    wait_until(Duration::from_secs(5), "the mount no longer holds the removed registration", || {
+        !sh_ok(&format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path()))).contains("10.0.0.1:80")
+    });
+    mount.stop_process();
+    wait_until(Duration::from_secs(15), "the session expired", || !zk.exists("/svc/10.0.0.2:80"));
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the held registration is back", || zk.exists("/svc/10.0.0.2:80"));
+    assert!(!zk.exists("/svc/10.0.0.1:80"), "a registration removed elsewhere was re-created");
+}
