@@ -5,8 +5,9 @@
 //!
 //! * [`session`] — the mount's ZooKeeper session: its state machine, reconnection after
 //!   expiry, and the registrations it holds.
-//! * [`view`] — the cached, watched view of the tree, and what the kernel must be told
-//!   when ZooKeeper reports a change.
+//! * [`view`] — the cached, watched view of the tree (the design essay is there);
+//!   [`tree`] — its model: nodes, children on their way in or out, notes for the
+//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
@@ -33,4 +34,6 @@ pub mod names;
 pub mod properties;
 pub mod session;
 pub mod status;
+pub mod tree;
 pub mod view;
+pub mod watch;

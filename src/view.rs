@@ -48,247 +48,18 @@
 //! ZOOKEEPER-4698): the task re-arms it and re-reads every cached node, queueing the
 //! notes for whatever changed meanwhile.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use log::{debug, warn};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use zookeeper_client::{AddWatchMode, EventType, Stat, WatchedEvent};
 
 use crate::error::{Error, Result};
-use crate::inodes::{child_path, split_path, Inode, InodeKind, Inodes};
-use crate::names::PROPERTIES;
-use crate::properties;
-use crate::session::{Session, SessionEvent};
-
-/// What kind of file a child znode is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A persistent znode: a directory.
-    Dir,
-    /// An ephemeral znode: a read-only registration file.
-    Registration,
-}
-
-impl Kind {
-    fn of(stat: &Stat) -> Kind {
-        if stat.ephemeral_owner != 0 {
-            Kind::Registration
-        } else {
-            Kind::Dir
-        }
-    }
-
-    /// The inode kind of the file that shows this node's data.
-    pub fn data_inode(self) -> InodeKind {
-        match self {
-            Kind::Dir => InodeKind::Properties,
-            Kind::Registration => InodeKind::Registration,
-        }
-    }
-
-    /// The inode kind of the node itself.
-    pub fn inode(self) -> InodeKind {
-        match self {
-            Kind::Dir => InodeKind::Dir,
-            Kind::Registration => InodeKind::Registration,
-        }
-    }
-}
-
-/// Where a child stands between ZooKeeper and the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    /// Shown.
-    Present,
-    /// Added elsewhere; hidden until its echo `mknod`/`mkdir` arrives.
-    PendingCreate,
-    /// Removed elsewhere; shown until its echo `unlink`/`rmdir` arrives. `recreate`:
-    /// it was added again meanwhile, with that kind.
-    PendingRemove {
-        /// Added again meanwhile, as this kind.
-        recreate: Option<Kind>,
-    },
-}
-
-/// A child as the filesystem sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Child {
-    /// Directory or registration.
-    pub kind: Kind,
-    /// Shown, or on its way in or out.
-    pub presence: Presence,
-}
-
-/// Something the kernel must be told so that its caches stay true and its watchers
-/// hear of changes made elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KernelNote {
-    /// Forget `name` in directory `parent`.
-    InvalEntry {
-        /// The directory's inode.
-        parent: u64,
-        /// The entry's name.
-        name: String,
-    },
-    /// Forget the attributes and contents of `ino`.
-    InvalInode {
-        /// The inode.
-        ino: u64,
-    },
-    /// Echo a child added elsewhere (`mknod` or `mkdir` of `path`).
-    Create {
-        /// The directory's inode (for the fallback invalidation).
-        parent: u64,
-        /// The znode's path.
-        path: String,
-        /// Its kind.
-        kind: Kind,
-    },
-    /// Echo a child removed elsewhere (`unlink` or `rmdir` of `path`).
-    Remove {
-        /// The directory's inode (for the fallback invalidation).
-        parent: u64,
-        /// The znode's path.
-        path: String,
-        /// Its kind.
-        kind: Kind,
-    },
-    /// Echo data changed elsewhere: invalidate `ino`, then open-truncate-close `file`.
-    Change {
-        /// The inode of the file showing the data.
-        ino: u64,
-        /// The file's path in the mount (`/a/properties.json`, `/a/host:1`).
-        file: String,
-        /// What `cat` now prints, in bytes.
-        size: u64,
-    },
-}
-
-/// A cached node as the filesystem reads it.
-#[derive(Debug, Clone)]
-pub struct NodeView {
-    /// The znode's stat.
-    pub stat: Stat,
-    /// The znode's kind.
-    pub kind: Kind,
-    /// What `cat` shows for the node's data.
-    pub rendered: Arc<Vec<u8>>,
-    /// The raw data.
-    pub data: Arc<Vec<u8>>,
-}
-
-struct Node {
-    view: NodeView,
-    children: Option<BTreeMap<String, Child>>,
-    /// Changed in ZooKeeper, re-read in progress: readers wait for it.
-    stale: bool,
-}
-
-#[derive(Default)]
-struct Tree {
-    nodes: HashMap<String, Node>,
-    inodes: Inodes,
-    /// Paths with a change through this mount in flight, and how many.
-    local: HashMap<String, usize>,
-    /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
-    /// seen it: an event for such a node may be the echo of that very write.
-    written: HashMap<String, i64>,
-    /// Bumped whenever a directory's listing changes, per directory path.
-    listing: HashMap<String, u64>,
-}
-
-impl Tree {
-    fn is_local(&self, path: &str) -> bool {
-        self.local.contains_key(path)
-    }
-
-    fn children_mut(&mut self, parent: &str) -> Option<&mut BTreeMap<String, Child>> {
-        self.nodes.get_mut(parent).and_then(|n| n.children.as_mut())
-    }
-
-    fn listing_changed(&mut self, dir: &str) {
-        *self.listing.entry(dir.to_string()).or_default() += 1;
-    }
-
-    /// Drops `path` and its subtree; returns the dropped inodes.
-    fn forget(&mut self, path: &str) -> Vec<(u64, Inode)> {
-        let prefix = format!("{path}/");
-        let gone: Vec<String> = self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
-        for p in gone {
-            self.nodes.remove(&p);
-            self.listing.remove(&p);
-            self.written.remove(&p);
-        }
-        if let Some((parent, name)) = split_path(path) {
-            if let Some(children) = self.children_mut(parent) {
-                children.remove(name);
-            }
-            self.listing_changed(parent);
-        }
-        self.inodes.remove_subtree(path)
-    }
-
-    /// A child appeared in ZooKeeper.
-    fn child_added(&mut self, parent: &str, name: &str, kind: Kind, notes: &mut Vec<KernelNote>) {
-        let path = child_path(parent, name);
-        let local = self.is_local(&path);
-        let dir_ino = self.inodes.existing(parent, InodeKind::Dir);
-        let Some(children) = self.children_mut(parent) else { return };
-        match children.get_mut(name) {
-            Some(Child { presence: Presence::PendingRemove { recreate }, .. }) => *recreate = Some(kind),
-            Some(_) => {}
-            None => {
-                let presence = match (local, dir_ino) {
-                    (false, Some(parent)) => {
-                        notes.push(KernelNote::Create { parent, path, kind });
-                        Presence::PendingCreate
-                    }
-                    _ => Presence::Present,
-                };
-                children.insert(name.to_string(), Child { kind, presence });
-                self.listing_changed(parent);
-            }
-        }
-    }
-
-    /// A child went from ZooKeeper.
-    fn child_gone(&mut self, parent: &str, name: &str, notes: &mut Vec<KernelNote>) {
-        let path = child_path(parent, name);
-        let local = self.is_local(&path);
-        let dir_ino = self.inodes.existing(parent, InodeKind::Dir);
-        let Some(children) = self.children_mut(parent) else {
-            self.forget(&path);
-            if let Some(parent) = dir_ino {
-                notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
-            }
-            return;
-        };
-        match children.get(name).copied() {
-            None => {}
-            Some(Child { presence: Presence::PendingRemove { .. }, .. }) => {
-                if let Some(Child { presence: Presence::PendingRemove { recreate }, .. }) = children.get_mut(name) {
-                    *recreate = None;
-                }
-            }
-            Some(Child { presence: Presence::PendingCreate, .. }) => {
-                // Never shown: its queued echo finds nothing and falls back.
-                self.forget(&path);
-            }
-            Some(Child { kind, presence: Presence::Present }) => match (local, dir_ino) {
-                (false, Some(parent)) => {
-                    children
-                        .insert(name.to_string(), Child { kind, presence: Presence::PendingRemove { recreate: None } });
-                    notes.push(KernelNote::Remove { parent, path, kind });
-                }
-                _ => {
-                    self.forget(&path);
-                }
-            },
-        }
-    }
-}
+use crate::inodes::{child_path, split_path, Inode, InodeKind};
+use crate::session::Session;
+pub use crate::tree::{data_file, Child, KernelNote, Kind, NodeView, Presence};
+use crate::tree::{node_view, Node, Tree};
 
 /// Marks a change through this mount in flight on a path; see the module docs.
 pub struct LocalChange<'a> {
@@ -310,25 +81,14 @@ impl Drop for LocalChange<'_> {
 
 /// The cached, watched view of the tree.
 pub struct View {
-    session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     tree: Mutex<Tree>,
-    fetch: tokio::sync::Mutex<()>,
+    /// Held by loads and by event handling; see the module docs.
+    pub(crate) fetch: tokio::sync::Mutex<()>,
     /// The task forwarding the root watch's events.
     watch: Mutex<Option<AbortHandle>>,
     changes: mpsc::UnboundedSender<WatchedEvent>,
     notes: std::sync::mpsc::Sender<KernelNote>,
-}
-
-fn node_view(data: Vec<u8>, stat: Stat) -> NodeView {
-    NodeView { kind: Kind::of(&stat), rendered: Arc::new(properties::render(&data)), data: Arc::new(data), stat }
-}
-
-/// The path in the mount of the file that shows the data of `path`.
-pub fn data_file(path: &str, kind: Kind) -> String {
-    match kind {
-        Kind::Registration => path.to_string(),
-        Kind::Dir => child_path(path, PROPERTIES),
-    }
 }
 
 impl View {
@@ -354,12 +114,12 @@ impl View {
         &self.session
     }
 
-    fn tree(&self) -> MutexGuard<'_, Tree> {
+    pub(crate) fn tree(&self) -> MutexGuard<'_, Tree> {
         // A panic elsewhere must not take the whole mount down: the tree stays usable.
         self.tree.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn send(&self, notes: Vec<KernelNote>) {
+    pub(crate) fn send(&self, notes: Vec<KernelNote>) {
         for note in notes {
             let _ = self.notes.send(note);
         }
@@ -446,7 +206,7 @@ impl View {
     }
 
     /// Sets the node's watch, then reads it.
-    async fn read(&self, path: &str) -> Result<NodeView> {
+    pub(crate) async fn read(&self, path: &str) -> Result<NodeView> {
         let p = path.to_string();
         let (data, stat) = self.session.call_async(path, |c| async move { c.get_data(&p).await }).await?;
         Ok(node_view(data, stat))
@@ -501,7 +261,7 @@ impl View {
     }
 
     /// Lists the children of `path` with their kinds; `known` kinds are reused.
-    async fn list(&self, path: &str, known: &BTreeMap<String, Kind>) -> Result<BTreeMap<String, Kind>> {
+    pub(crate) async fn list(&self, path: &str, known: &BTreeMap<String, Kind>) -> Result<BTreeMap<String, Kind>> {
         let p = path.to_string();
         let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
         self.kinds(path, names, known).await
@@ -509,7 +269,7 @@ impl View {
 
     /// Looks up the kinds of `names` under `parent` in one pipelined round trip;
     /// `known` kinds are reused.
-    async fn kinds(
+    pub(crate) async fn kinds(
         &self,
         parent: &str,
         names: Vec<String>,
@@ -637,277 +397,5 @@ impl View {
             }
         }
         self.send(notes);
-    }
-
-    // ----- the event task -----
-
-    /// Starts the task that applies watch events and session events.
-    pub fn start(
-        self: &Arc<Self>,
-        mut changes: mpsc::UnboundedReceiver<WatchedEvent>,
-        mut session_events: mpsc::UnboundedReceiver<SessionEvent>,
-    ) -> tokio::task::JoinHandle<()> {
-        let view = Arc::clone(self);
-        self.session.runtime().spawn(async move {
-            loop {
-                tokio::select! {
-                    Some(event) = changes.recv() => {
-                        let mut batch = vec![event];
-                        while let Ok(more) = changes.try_recv() {
-                            batch.push(more);
-                        }
-                        view.apply(batch).await;
-                    }
-                    Some(event) = session_events.recv() => {
-                        debug!("resynchronising the view after {event:?}");
-                        view.resync().await;
-                    }
-                    else => return,
-                }
-            }
-        })
-    }
-
-    async fn apply(&self, batch: Vec<WatchedEvent>) {
-        // Only the latest data matters: repeated data changes of a node are read once.
-        let mut events: Vec<(String, EventType)> = Vec::with_capacity(batch.len());
-        for e in batch {
-            let repeat = e.event_type == EventType::NodeDataChanged
-                && events.iter().any(|(p, t)| *p == e.path && *t == EventType::NodeDataChanged);
-            if !repeat {
-                events.push((e.path, e.event_type));
-            }
-        }
-        let _fetch = self.fetch.lock().await;
-        let Ok(client) = self.session.client() else { return };
-        // First pass: send every read the batch needs at once (zookeeper-client sends a
-        // request when its future is created), and echo data changes right away.
-        let mut stats = VecDeque::new();
-        let mut reads = VecDeque::new();
-        for (i, (path, kind)) in events.iter().enumerate() {
-            match kind {
-                EventType::NodeCreated if self.awaits_child(path) => stats.push_back((i, client.check_stat(path))),
-                EventType::NodeDataChanged => {
-                    if let Some(echoed) = self.data_changing(path) {
-                        reads.push_back((i, echoed, client.get_data(path)));
-                    }
-                }
-                _ => {}
-            }
-        }
-        let deadline = tokio::time::Instant::now() + self.session.timeout();
-        for (i, (path, kind)) in events.iter().enumerate() {
-            debug!("watch event {kind:?} {path}");
-            match kind {
-                EventType::NodeCreated => {
-                    let next = if stats.front().is_some_and(|(j, _)| *j == i) { stats.pop_front() } else { None };
-                    let Some((_, stat)) = next else {
-                        continue;
-                    };
-                    match tokio::time::timeout_at(deadline, stat).await {
-                        Ok(Ok(Some(stat))) => self.child_created(path, Kind::of(&stat)),
-                        Ok(Ok(None)) => {} // gone again; its deletion event follows
-                        Ok(Err(e)) => warn!("cannot read the new node {path}: {e}"),
-                        Err(_) => warn!("reading the new node {path} timed out"),
-                    }
-                }
-                EventType::NodeDataChanged => {
-                    let next = if reads.front().is_some_and(|(j, _, _)| *j == i) { reads.pop_front() } else { None };
-                    let Some((_, echoed, read)) = next else {
-                        continue;
-                    };
-                    match tokio::time::timeout_at(deadline, read).await {
-                        Ok(Ok((data, stat))) => self.data_read(path, node_view(data, stat), echoed),
-                        Ok(Err(zookeeper_client::Error::NoNode)) => self.node_gone(path),
-                        Ok(Err(e)) => warn!("cannot re-read {path}: {e}"),
-                        Err(_) => warn!("re-reading {path} timed out"),
-                    }
-                }
-                EventType::NodeDeleted => self.node_gone(path),
-                // A recursive watch reports children as creations and deletions.
-                EventType::NodeChildrenChanged | EventType::Session => {}
-            }
-        }
-    }
-
-    /// True if `path` is a child this view lists but does not know yet.
-    fn awaits_child(&self, path: &str) -> bool {
-        let Some((parent, name)) = split_path(path) else { return false };
-        let tree = self.tree();
-        let Some(children) = tree.nodes.get(parent).and_then(|n| n.children.as_ref()) else { return false };
-        !matches!(children.get(name), Some(Child { presence: Presence::Present | Presence::PendingCreate, .. }))
-    }
-
-    /// A child appeared in a listed directory.
-    fn child_created(&self, path: &str, kind: Kind) {
-        let Some((parent, name)) = split_path(path) else { return };
-        let mut notes = Vec::new();
-        self.tree().child_added(parent, name, kind, &mut notes);
-        self.send(notes);
-    }
-
-    /// The data of `path` changed in ZooKeeper. `None`: not cached, nothing to do.
-    /// Otherwise it must be re-read, and `Some(true)` says its change was echoed now,
-    /// before the re-read (the node is stale meanwhile). A node this mount wrote is
-    /// not echoed early: the event may be that write's own, which only the re-read
-    /// can tell.
-    fn data_changing(&self, path: &str) -> Option<bool> {
-        let mut notes = Vec::new();
-        {
-            let mut tree = self.tree();
-            let mine = tree.is_local(path) || tree.written.contains_key(path);
-            let n = tree.nodes.get_mut(path)?;
-            if mine {
-                return Some(false);
-            }
-            n.stale = true;
-            let (kind, size) = (n.view.kind, n.view.rendered.len() as u64);
-            if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
-                notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
-            }
-        }
-        self.send(notes);
-        Some(true)
-    }
-
-    /// Applies data read from ZooKeeper to the cached node. Caller holds `fetch`.
-    /// Applies data read from ZooKeeper to the cached node; `echoed`: its change was
-    /// already echoed (see [`View::data_changing`]). Caller holds `fetch`.
-    fn data_read(&self, path: &str, view: NodeView, echoed: bool) {
-        let mut notes = Vec::new();
-        {
-            let mut tree = self.tree();
-            let local = tree.is_local(path);
-            if tree.written.get(path).is_some_and(|w| view.stat.mzxid >= *w) {
-                tree.written.remove(path);
-            }
-            let Some(n) = tree.nodes.get_mut(path) else { return };
-            n.stale = false;
-            let old = &n.view.stat;
-            if view.stat.czxid == old.czxid && view.stat.mzxid <= old.mzxid {
-                return;
-            }
-            let kind = view.kind;
-            let size = view.rendered.len() as u64;
-            n.view = view;
-            if local {
-                return; // the writer's own syscalls are its watchers' events
-            }
-            if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
-                notes.push(if echoed {
-                    KernelNote::InvalInode { ino }
-                } else {
-                    KernelNote::Change { ino, file: data_file(path, kind), size }
-                });
-            }
-            if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| kind == Kind::Dir) {
-                notes.push(KernelNote::InvalInode { ino });
-            }
-        }
-        self.send(notes);
-    }
-
-    /// Re-lists the children of a cached node (after a reconnect). Caller holds `fetch`.
-    async fn refresh_children(&self, path: &str) -> Result<()> {
-        let known: BTreeMap<String, Kind> = match self.tree().nodes.get(path) {
-            Some(Node { children: Some(c), .. }) => c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(),
-            _ => return Ok(()),
-        };
-        let listed = match self.list(path, &known).await {
-            Ok(listed) => listed,
-            Err(Error::NotFound(_)) => {
-                self.node_gone(path);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        let mut notes = Vec::new();
-        {
-            // Compared with the children as they are now, not as they were before the
-            // round trip: a change through this mount may have landed meanwhile.
-            let mut tree = self.tree();
-            let Some(current) = tree.nodes.get(path).and_then(|n| n.children.as_ref()) else { return Ok(()) };
-            let gone: Vec<String> = current
-                .iter()
-                .filter(|(n, c)| {
-                    !listed.contains_key(*n) && !matches!(c.presence, Presence::PendingRemove { recreate: None })
-                })
-                .map(|(n, _)| n.clone())
-                .collect();
-            let added: Vec<(String, Kind)> = listed
-                .iter()
-                .filter(|(n, _)| {
-                    !matches!(
-                        current.get(*n),
-                        Some(Child { presence: Presence::Present | Presence::PendingCreate, .. })
-                    ) && !matches!(
-                        current.get(*n),
-                        Some(Child { presence: Presence::PendingRemove { recreate: Some(_) }, .. })
-                    )
-                })
-                .map(|(n, k)| (n.clone(), *k))
-                .collect();
-            for name in gone {
-                tree.child_gone(path, &name, &mut notes);
-            }
-            for (name, kind) in added {
-                tree.child_added(path, &name, kind, &mut notes);
-            }
-        }
-        self.send(notes);
-        Ok(())
-    }
-
-    /// A node went away (seen by a watch or a failed read).
-    fn node_gone(&self, path: &str) {
-        let Some((parent, name)) = split_path(path) else { return };
-        let mut notes = Vec::new();
-        {
-            let mut tree = self.tree();
-            let shown = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).is_some_and(|c| c.contains_key(name));
-            if shown {
-                tree.child_gone(parent, name, &mut notes);
-            } else {
-                let parent_ino = tree.inodes.existing(parent, InodeKind::Dir);
-                tree.forget(path);
-                if let Some(parent) = parent_ino {
-                    notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
-                }
-            }
-        }
-        self.session.registration_gone(path);
-        self.send(notes);
-    }
-
-    /// Re-arms every watch and re-reads every cached node, parents first.
-    async fn resync(&self) {
-        let _fetch = self.fetch.lock().await;
-        if let Err(e) = self.arm().await {
-            warn!("cannot re-arm the watch: {e}; will retry on the next reconnect");
-            return;
-        }
-        let mut paths: Vec<String> = self.tree().nodes.keys().cloned().collect();
-        paths.sort_by_key(|p| (p.matches('/').count(), p.clone()));
-        for path in paths {
-            if !self.tree().nodes.contains_key(&path) {
-                continue; // went with its parent
-            }
-            match self.read(&path).await {
-                Ok(view) => self.data_read(&path, view, false),
-                Err(Error::NotFound(_)) => {
-                    self.node_gone(&path);
-                    continue;
-                }
-                Err(e) => {
-                    warn!("resynchronising stopped at {path}: {e}; will retry on the next reconnect");
-                    return;
-                }
-            }
-            if let Err(e) = self.refresh_children(&path).await {
-                warn!("resynchronising the children of {path}: {e}");
-                return;
-            }
-        }
-        debug!("view resynchronised");
     }
 }
