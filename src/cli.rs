@@ -66,10 +66,12 @@ Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
                  session_timeout=SECS   ZooKeeper session timeout (default 10)
                  credentials=FILE       authenticate with ZooKeeper's digest scheme as the
                                         user:password in FILE (mode 600: not readable by others)
-               mount(8)/fstab options accepted: defaults, auto, noauto, user, nouser,
-               users, _netdev, nofail, relatime, x-*, comment=*, fsname=*, subtype=*,
-               and the kernel flags nosuid, suid, nodev, dev, noexec, exec, noatime,
-               atime, sync, async, dirsync.
+               mount(8)/fstab options accepted: defaults, auto, noauto, user(=*),
+               nouser, users, owner, group, _netdev, _rnetdev, nofail, x-*, comment=*,
+               fsname=*, subtype=*, the *atime, lazytime, iversion, mand, silent and
+               symfollow families, and the kernel flags nosuid, suid, nodev, dev,
+               noexec, exec, noatime, atime, sync, async, dirsync.
+               Not supported: remount, drop_privileges.
   -h, --help   print this help
   -V, --version
 
@@ -136,7 +138,37 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
 
 const KERNEL_FLAGS: &[&str] =
     &["nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "atime", "sync", "async", "dirsync"];
-const IGNORED: &[&str] = &["defaults", "auto", "noauto", "user", "nouser", "users", "_netdev", "nofail", "relatime"];
+/// Accepted for mount(8) and fstab, with no meaning for zkfs (or passed by mount(8) as
+/// text although the kernel handles them for every filesystem alike).
+const IGNORED: &[&str] = &[
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "_rnetdev",
+    "nofail",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
+    "nodiratime",
+    "iversion",
+    "noiversion",
+    "mand",
+    "nomand",
+    "silent",
+    "loud",
+    "symfollow",
+    "nosymfollow",
+];
 
 fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
     let (key, value) = match option.split_once('=') {
@@ -160,7 +192,13 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
         ("credentials", Some(v)) if !v.is_empty() => config.credentials = Some(PathBuf::from(v)),
         (k, None) if KERNEL_FLAGS.contains(&k) => config.kernel_flags.push(k.to_string()),
         (k, None) if IGNORED.contains(&k) => {}
-        ("fsname" | "subtype" | "comment", Some(_)) => {}
+        ("fsname" | "subtype" | "comment" | "user", Some(_)) => {}
+        ("remount", None) => {
+            return Err("remount is not supported: umount the mount and mount it again".into());
+        }
+        ("drop_privileges", None) => {
+            return Err("drop_privileges is not supported: run zkfs as the user who should own the mount".into());
+        }
         (k, _) if k.starts_with("x-") => {}
         _ => return Err(format!("unknown mount option {option:?}; see zkfs --help for the options")),
     }
@@ -228,6 +266,16 @@ mod tests {
             mount("h:1/app /mnt -o rw,nosuid,nodev,_netdev,noauto,x-systemd.automount,allow_other,default_permissions");
         assert!(c.allow_other && c.default_permissions && !c.read_only);
         assert_eq!(c.kernel_flags, vec!["nosuid", "nodev"]);
+    }
+
+    #[test]
+    fn what_mount_8_and_fuse3_pass_is_accepted() {
+        // The argv fuse3's mount helper gives zkfs (measured: see tests/fstab.rs).
+        let c = mount("h:1 /mnt -o ro,allow_other,session_timeout=5,dev,suid");
+        assert!(c.read_only && c.allow_other);
+        assert_eq!(c.session_timeout, Duration::from_secs(5));
+        mount("h:1 /mnt -o rw,nodiratime,lazytime,nosymfollow,silent,_rnetdev,user=bob");
+        assert!(parse(args("h:1 /mnt -o remount,ro")).unwrap_err().contains("umount"));
     }
 
     #[test]
