@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use zookeeper_client::Stat;
 
-use crate::inodes::{child_path, split_path, Inode, InodeKind, Inodes};
+use crate::inodes::{child_path, split_path, InodeKind, Inodes};
 use crate::names::PROPERTIES;
 use crate::properties;
 
@@ -147,8 +147,6 @@ pub(crate) struct Tree {
     /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
     /// seen it: an event for such a node may be the echo of that very write.
     pub(crate) written: HashMap<String, i64>,
-    /// Bumped whenever a directory's listing changes, per directory path.
-    pub(crate) listing: HashMap<String, u64>,
 }
 
 impl Tree {
@@ -160,26 +158,23 @@ impl Tree {
         self.nodes.get_mut(parent).and_then(|n| n.children.as_mut())
     }
 
-    pub(crate) fn listing_changed(&mut self, dir: &str) {
-        *self.listing.entry(dir.to_string()).or_default() += 1;
-    }
-
-    /// Drops `path` and its subtree; returns the dropped inodes.
-    pub(crate) fn forget(&mut self, path: &str) -> Vec<(u64, Inode)> {
+    /// Drops `path` and its subtree, and tells the kernel to drop their inodes' pages
+    /// and attributes: a program holding one open then gets ENOENT, not stale bytes.
+    pub(crate) fn forget(&mut self, path: &str, notes: &mut Vec<KernelNote>) {
         let prefix = format!("{path}/");
         let gone: Vec<String> = self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
         for p in gone {
             self.nodes.remove(&p);
-            self.listing.remove(&p);
             self.written.remove(&p);
         }
         if let Some((parent, name)) = split_path(path) {
             if let Some(children) = self.children_mut(parent) {
                 children.remove(name);
             }
-            self.listing_changed(parent);
         }
-        self.inodes.remove_subtree(path)
+        for (ino, _) in self.inodes.remove_subtree(path) {
+            notes.push(KernelNote::InvalInode { ino });
+        }
     }
 
     /// A child appeared in ZooKeeper.
@@ -200,7 +195,6 @@ impl Tree {
                     _ => Presence::Present,
                 };
                 children.insert(name.to_string(), Child { kind, presence });
-                self.listing_changed(parent);
             }
         }
     }
@@ -211,7 +205,7 @@ impl Tree {
         let local = self.is_local(&path);
         let dir_ino = self.inodes.existing(parent, InodeKind::Dir);
         let Some(children) = self.children_mut(parent) else {
-            self.forget(&path);
+            self.forget(&path, notes);
             if let Some(parent) = dir_ino {
                 notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
             }
@@ -226,7 +220,7 @@ impl Tree {
             }
             Some(Child { presence: Presence::PendingCreate, .. }) => {
                 // Never shown: its queued echo finds nothing and falls back.
-                self.forget(&path);
+                self.forget(&path, notes);
             }
             Some(Child { kind, presence: Presence::Present }) => match (local, dir_ino) {
                 (false, Some(parent)) => {
@@ -235,7 +229,7 @@ impl Tree {
                     notes.push(KernelNote::Remove { parent, path, kind });
                 }
                 _ => {
-                    self.forget(&path);
+                    self.forget(&path, notes);
                 }
             },
         }

@@ -176,11 +176,6 @@ impl View {
         Ok(child.filter(|c| c.presence != Presence::PendingCreate))
     }
 
-    /// A number that changes whenever the listing of `dir` changes.
-    pub fn listing_version(&self, dir: &str) -> u64 {
-        self.tree().listing.get(dir).copied().unwrap_or(0)
-    }
-
     fn visible_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
         let tree = self.tree();
         let children = tree.nodes.get(path)?.children.as_ref()?;
@@ -331,13 +326,14 @@ impl View {
         let mut tree = self.tree();
         if let Some(children) = tree.children_mut(parent) {
             children.insert(name.to_string(), Child { kind, presence: Presence::Present });
-            tree.listing_changed(parent);
         }
     }
 
     /// ZooKeeper deleted `path` for this mount. The kernel already knows.
     pub fn local_removed(&self, path: &str) {
-        self.tree().forget(path);
+        let mut notes = Vec::new();
+        self.tree().forget(path, &mut notes);
+        self.send(notes);
     }
 
     // ----- echoes (the echo thread's requests, and its fallbacks) -----
@@ -363,7 +359,7 @@ impl View {
             let mut tree = self.tree();
             let Some(child) = tree.children_mut(parent).and_then(|c| c.get(name)).copied() else { return false };
             let Presence::PendingRemove { recreate } = child.presence else { return false };
-            tree.forget(&path);
+            tree.forget(&path, &mut notes);
             if let Some(kind) = recreate {
                 tree.child_added(parent, name, kind, &mut notes);
             }
@@ -391,7 +387,7 @@ impl View {
             let mut tree = self.tree();
             let Some(child) = tree.children_mut(parent).and_then(|c| c.get(name)).copied() else { return };
             let Presence::PendingRemove { recreate } = child.presence else { return };
-            tree.forget(path);
+            tree.forget(path, &mut notes);
             if let Some(kind) = recreate {
                 tree.child_added(parent, name, kind, &mut notes);
             }

@@ -243,7 +243,7 @@ impl View {
                 tree.child_gone(parent, name, &mut notes);
             } else {
                 let parent_ino = tree.inodes.existing(parent, InodeKind::Dir);
-                tree.forget(path);
+                tree.forget(path, &mut notes);
                 if let Some(parent) = parent_ino {
                     notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
                 }

@@ -5,7 +5,7 @@
 mod common;
 mod shell;
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::time::Duration;
 
 use common::{wait_until, Mount, Zk, ZkServer};
@@ -51,11 +51,17 @@ fn a_node_removed_while_open_is_not_served_stale() {
     zk.create("/n", br#"{"v": 1}"#);
     let mount = Mount::new(&server.connect_string());
     let mut f = std::fs::File::open(mount.join("n/properties.json")).unwrap();
+    let mut before = String::new();
+    f.read_to_string(&mut before).unwrap();
+    assert!(before.contains("\"v\": 1"));
     zk.delete("/n");
     wait_until(SOON, "the node is gone", || !mount.join("n").exists());
+    // Read again from the start, on the descriptor still open: the kernel must not
+    // answer from the pages it kept.
+    f.seek(std::io::SeekFrom::Start(0)).unwrap();
     let mut buf = String::new();
     let err = f.read_to_string(&mut buf).unwrap_err();
-    assert!(matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESTALE)), "{err}");
+    assert!(matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESTALE)), "{err}; read {buf:?}");
 }
 
 #[test]
