@@ -359,6 +359,12 @@ impl Filesystem for ZkFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // The kernel asks for security.capability on every write and truncate (the
+        // echo's too): answer names zkfs does not own without touching the view, which
+        // would wait for a re-read in progress.
+        if !crate::status::is_ours(name.as_encoded_bytes()) {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        }
         match self.fs.xattrs(ino.0) {
             Ok(attrs) => match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {
                 Some((_, value)) => reply_xattr(reply, size, value.as_bytes()),

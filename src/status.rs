@@ -15,6 +15,11 @@ use zookeeper_client::Stat;
 
 use crate::session::{Session, State};
 
+/// True for the attribute names zkfs provides (`user.zk.*`, `user.zkfs.*`).
+pub fn is_ours(name: &[u8]) -> bool {
+    name.starts_with(b"user.zk.") || name.starts_with(b"user.zkfs.")
+}
+
 /// The `user.zk.*` attributes of a znode's stat.
 pub fn node_attrs(stat: &Stat) -> Vec<(&'static str, String)> {
     vec![
