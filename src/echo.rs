@@ -10,17 +10,15 @@
 //! Rules learnt the hard way (../shared/NOTES.md):
 //! * never from inside a FUSE request or with the view's lock held: the kernel waits
 //!   on the request being served, and the request would wait on the echo;
-//! * absolute paths, and no descriptor kept open between echoes (it would make
-//!   `fusermount3 -u` fail with EBUSY);
+//! * absolute paths, and no descriptor on the mount kept open between echoes (it would
+//!   make `fusermount3 -u` fail with EBUSY) — except, for a read-only mount, the
+//!   detached writable clone of `readonly.rs`, which does not pin the visible mount;
 //! * invalidate an inode *before* echoing its data change, or a reader with kept pages
 //!   gets stale bytes;
 //! * if an echo fails, settle the view and invalidate the entry, so the view is right
 //!   even when no event can be given.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,6 +27,7 @@ use log::debug;
 
 use crate::fs::Fs;
 use crate::inodes::split_path;
+use crate::readonly::EchoRoot;
 use crate::view::{KernelNote, Kind};
 
 /// The kernel's caches, as the FUSE adapter lets them be invalidated.
@@ -43,13 +42,13 @@ pub trait KernelCache: Send + 'static {
 pub fn spawn<C: KernelCache>(
     cache: C,
     notes: Receiver<KernelNote>,
-    mountpoint: PathBuf,
+    root: Arc<EchoRoot>,
     fs: Arc<Fs>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("zkfs-echo".into()).spawn(move || {
         // SAFETY: gettid has no preconditions.
         fs.set_echo_thread(unsafe { libc::gettid() } as u32);
-        let echo = Echo { cache, mountpoint, fs };
+        let echo = Echo { cache, root, fs };
         for note in notes {
             echo.handle(note);
         }
@@ -58,12 +57,8 @@ pub fn spawn<C: KernelCache>(
 
 struct Echo<C> {
     cache: C,
-    mountpoint: PathBuf,
+    root: Arc<EchoRoot>,
     fs: Arc<Fs>,
-}
-
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -75,10 +70,6 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 impl<C: KernelCache> Echo<C> {
-    fn in_mount(&self, path: &str) -> PathBuf {
-        self.mountpoint.join(path.trim_start_matches('/'))
-    }
-
     fn handle(&self, note: KernelNote) {
         match note {
             KernelNote::InvalEntry { parent, name } => self.quiet(self.cache.inval_entry(parent, &name), "inval_entry"),
@@ -121,32 +112,32 @@ impl<C: KernelCache> Echo<C> {
     }
 
     fn create(&self, path: &str, kind: Kind) -> io::Result<()> {
-        let p = cpath(&self.in_mount(path))?;
+        let (dir, p) = self.root.target(path)?;
         // SAFETY: plain syscalls on a valid C string.
         check(unsafe {
             match kind {
-                Kind::Dir => libc::mkdir(p.as_ptr(), 0o755),
-                Kind::Registration => libc::mknod(p.as_ptr(), libc::S_IFREG | 0o444, 0),
+                Kind::Dir => libc::mkdirat(dir, p.as_ptr(), 0o755),
+                Kind::Registration => libc::mknodat(dir, p.as_ptr(), libc::S_IFREG | 0o444, 0),
             }
         })
     }
 
     fn remove(&self, path: &str, kind: Kind) -> io::Result<()> {
-        let p = cpath(&self.in_mount(path))?;
-        // SAFETY: plain syscalls on a valid C string.
-        check(unsafe {
-            match kind {
-                Kind::Dir => libc::rmdir(p.as_ptr()),
-                Kind::Registration => libc::unlink(p.as_ptr()),
-            }
-        })
+        let (dir, p) = self.root.target(path)?;
+        let flags = match kind {
+            Kind::Dir => libc::AT_REMOVEDIR,
+            Kind::Registration => 0,
+        };
+        // SAFETY: a plain syscall on a valid C string.
+        check(unsafe { libc::unlinkat(dir, p.as_ptr(), flags) })
     }
 
     fn change(&self, file: &str, size: u64) -> io::Result<()> {
-        let p = cpath(&self.in_mount(file))?;
+        let (dir, p) = self.root.target(file)?;
         // SAFETY: open/ftruncate/close on a descriptor owned here.
         unsafe {
-            let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK);
+            let fd =
+                libc::openat(dir, p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK);
             check(fd)?;
             let truncated = check(libc::ftruncate(fd, size as libc::off_t));
             libc::close(fd);

@@ -15,6 +15,8 @@
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
+//! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
+//!   clone for the echo thread.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
@@ -32,6 +34,7 @@ pub mod handles;
 pub mod inodes;
 pub mod names;
 pub mod properties;
+pub mod readonly;
 pub mod session;
 pub mod status;
 pub mod tree;

@@ -15,6 +15,7 @@ use zkfs::echo;
 use zkfs::fs::Fs;
 use zkfs::fuse::{FuseCache, ZkFuse};
 use zkfs::inodes::ROOT_INO;
+use zkfs::readonly::EchoRoot;
 use zkfs::session::Session;
 use zkfs::view::View;
 
@@ -191,8 +192,8 @@ fn run(
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options =
         vec![MountOption::FSName(config.connect.clone()), MountOption::CUSTOM("subtype=zkfs".into())];
-    // A read-only mount stays read-write in the kernel, so that the echo thread can
-    // still give watchers their events; zkfs refuses every change with EROFS itself.
+    // A read-only mount is made read-only once mounted (see readonly.rs): the echo
+    // thread needs a writable way in first. zkfs refuses changes with EROFS itself too.
     if config.default_permissions {
         fuse_config.mount_options.push(MountOption::DefaultPermissions);
     }
@@ -216,8 +217,8 @@ fn run(
         }
     };
     info!("mounted {} at {}", config.connect, mountpoint.display());
-    if let Err(e) = echo::spawn(FuseCache(fuse_session.notifier()), notes_rx, mountpoint.to_path_buf(), Arc::clone(&fs))
-    {
+    let echo_root = if config.read_only { EchoRoot::read_only(mountpoint) } else { EchoRoot::direct(mountpoint) };
+    if let Err(e) = echo::spawn(FuseCache(fuse_session.notifier()), notes_rx, Arc::clone(&echo_root), Arc::clone(&fs)) {
         warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
     }
     spawn_signal_thread(mountpoint.to_path_buf());

@@ -69,7 +69,15 @@ fn a_read_only_mount_refuses_every_change_with_erofs() {
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());
     zk.create("/svc", br#"{"v": 1}"#);
-    let mount = Mount::with_options(&server.connect_string(), "ro");
+    let mut mount = Mount::with_options(&server.connect_string(), "ro");
+    // Read-only in the kernel, as /proc/mounts says.
+    let line = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(1) == mount.path().to_str())
+        .map(String::from)
+        .expect("the mount is listed");
+    assert!(line.split(' ').nth(3).unwrap().split(',').any(|o| o == "ro"), "{line}");
     for cmd in [
         format!(r#"echo '{{"v": 2}}' >> {}"#, q(&mount.join("svc/properties.json"))),
         format!("touch {}", q(&mount.join("svc/h:1"))),
@@ -86,4 +94,8 @@ fn a_read_only_mount_refuses_every_change_with_erofs() {
     wait_until(SOON, "the ro mount shows the change", || {
         cat_json(&mount.join("svc/properties.json")) == json!({"v": 5})
     });
+    // Unmounted from outside, the read-only mount ends its daemon like any other.
+    shell::sh_ok(&format!("umount {}", q(mount.path())));
+    let status = mount.wait_exit(Duration::from_secs(10)).expect("zkfs exits when its ro mount is unmounted");
+    assert!(status.success(), "{}", mount.log());
 }

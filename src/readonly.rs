@@ -1,0 +1,184 @@
+//! Read-only mounts that still hear of changes made elsewhere.
+//!
+//! The echo thread (`echo.rs`) makes real syscalls on the mount — `mknod`, `unlink`,
+//! an open for writing — and a mount that is read-only in the kernel refuses them
+//! with EROFS. So for `-o ro` zkfs keeps a *detached clone* of its own mount
+//! (`open_tree(OPEN_TREE_CLONE)`), which stays read-write, for the echo thread alone,
+//! and makes the visible mount read-only (`mount_setattr(MOUNT_ATTR_RDONLY)`): the
+//! kernel itself then refuses every change there, `/proc/mounts` says `ro`, and both
+//! mounts share the inodes that inotify watches.
+//!
+//! The clone keeps the filesystem alive after the visible mount is unmounted from
+//! outside (`umount`, `fusermount3 -u`), so a thread watches the mount table and
+//! drops the clone when the visible mount goes; the FUSE session then ends as usual.
+//! Where the kernel or the privileges do not allow this (a non-root mount through
+//! fusermount3), the mount stays read-write in the kernel and zkfs refuses changes
+//! with EROFS itself, as every handler does anyway.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use log::{debug, info, warn};
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Where the echo thread makes its syscalls: the mount itself, or its writable clone.
+#[derive(Debug)]
+pub struct EchoRoot {
+    mountpoint: PathBuf,
+    /// The clone's descriptor; -1 for none (echo through the mountpoint).
+    clone: AtomicI32,
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+impl EchoRoot {
+    /// Echo through the mountpoint itself (a read-write mount).
+    pub fn direct(mountpoint: &Path) -> Arc<EchoRoot> {
+        Arc::new(EchoRoot { mountpoint: mountpoint.to_path_buf(), clone: AtomicI32::new(-1) })
+    }
+
+    /// Makes the mount at `mountpoint` read-only in the kernel and echoes through a
+    /// writable clone of it; falls back to [`EchoRoot::direct`] where that fails.
+    pub fn read_only(mountpoint: &Path) -> Arc<EchoRoot> {
+        match Self::clone_read_only(mountpoint) {
+            Ok(root) => {
+                info!(
+                    "{} is read-only in the kernel; events still arrive through a private clone",
+                    mountpoint.display()
+                );
+                root
+            }
+            Err(e) => {
+                warn!(
+                    "cannot make {} read-only in the kernel ({e}); zkfs refuses changes itself",
+                    mountpoint.display()
+                );
+                Self::direct(mountpoint)
+            }
+        }
+    }
+
+    fn clone_read_only(mountpoint: &Path) -> io::Result<Arc<EchoRoot>> {
+        let c = cpath(mountpoint)?;
+        let mount_id = mount_id(&c)?;
+        // SAFETY: open_tree(2) with a valid path; the result is a new descriptor.
+        let fd = unsafe {
+            libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as u32)
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = fd as RawFd;
+        let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+        // SAFETY: mount_setattr(2) with a valid path and a struct of the size passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                0,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: closing the descriptor opened above.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        let root = Arc::new(EchoRoot { mountpoint: mountpoint.to_path_buf(), clone: AtomicI32::new(fd) });
+        let watched = Arc::clone(&root);
+        std::thread::Builder::new()
+            .name("zkfs-mounts".into())
+            .spawn(move || watched.release_when_unmounted(mount_id))?;
+        Ok(root)
+    }
+
+    /// The directory descriptor and path for `path` (a path in the mount, `/a/b`).
+    pub fn target(&self, path: &str) -> io::Result<(RawFd, CString)> {
+        let rel = path.trim_start_matches('/');
+        match self.clone.load(Ordering::Acquire) {
+            -1 => Ok((libc::AT_FDCWD, cpath(&self.mountpoint.join(rel))?)),
+            fd => Ok((
+                fd,
+                CString::new(if rel.is_empty() { "." } else { rel })
+                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+            )),
+        }
+    }
+
+    /// Drops the clone, so that the filesystem can go once the mount is gone.
+    pub fn release(&self) {
+        let fd = self.clone.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            debug!("dropping the echo clone of {}", self.mountpoint.display());
+            // SAFETY: the descriptor was ours and is no longer handed out.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// Waits (on /proc/self/mountinfo, which signals every change of the mount table)
+    /// until the mount with `mount_id` is gone, then drops the clone.
+    fn release_when_unmounted(&self, mount_id: u64) {
+        let Ok(info) = std::fs::File::open("/proc/self/mountinfo") else { return self.release() };
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let mut info = info;
+        let prefix = format!("{mount_id} ");
+        loop {
+            let mut text = String::new();
+            if info.rewind().is_err() || info.read_to_string(&mut text).is_err() {
+                return self.release();
+            }
+            if !text.lines().any(|l| l.starts_with(&prefix)) {
+                return self.release();
+            }
+            let mut pfd = libc::pollfd { fd: info.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
+            // SAFETY: one valid pollfd; blocks until the mount table changes.
+            if unsafe { libc::poll(&mut pfd, 1, -1) } < 0
+                && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
+            {
+                return self.release();
+            }
+        }
+    }
+}
+
+impl Drop for EchoRoot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The id of the mount at `path` (as /proc/self/mountinfo's first field).
+fn mount_id(path: &CString) -> io::Result<u64> {
+    // SAFETY: statx into a zeroed struct we own.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSUP));
+    }
+    Ok(stx.stx_mnt_id)
+}
