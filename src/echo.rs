@@ -25,8 +25,9 @@ use std::thread::JoinHandle;
 
 use log::debug;
 
-use crate::fs::Fs;
-use crate::inodes::split_path;
+use crate::error::{Error, Result};
+use crate::fs::{Attr, Fs, Opened, ECHO_FH};
+use crate::inodes::{child_path, split_path, InodeKind};
 use crate::readonly::EchoRoot;
 use crate::view::{KernelNote, Kind};
 
@@ -142,6 +143,46 @@ impl<C: KernelCache> Echo<C> {
             let truncated = check(libc::ftruncate(fd, size as libc::off_t));
             libc::close(fd);
             truncated
+        }
+    }
+}
+
+// The filesystem's side: the echo thread's requests are acknowledged, nothing more.
+impl Fs {
+    /// The echo thread's open (to truncate and close, for the events): acknowledged,
+    /// nothing else.
+    pub fn open_echo(&self, ino: u64) -> Result<Opened> {
+        self.inode(ino)?;
+        Ok(Opened { fh: ECHO_FH, direct_io: true, keep_cache: false, no_flush: true })
+    }
+
+    /// `stat` for the echo thread: from the cache even while a re-read is in progress
+    /// (marked volatile then, so that the kernel does not keep it).
+    pub fn getattr_now(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        match self.view.cached(&inode.path) {
+            Some(node) if inode.kind != InodeKind::Dir => {
+                Ok(Attr { volatile: true, ..self.attr_of(ino, inode.kind, &node, 0) })
+            }
+            _ => self.attr(ino, &inode),
+        }
+    }
+
+    /// The echo `mknod`/`mkdir` of a child added elsewhere: acknowledged, shown from now.
+    pub fn echo_create(&self, parent: u64, name: &str) -> Result<Attr> {
+        let dir = self.dir_path(parent)?;
+        let kind = self.view.echo_created(&dir, name).ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        let ino = self.view.ino(&child_path(&dir, name), kind.inode());
+        Ok(self.volatile_attr(ino, kind))
+    }
+
+    /// The echo `unlink`/`rmdir` of a child removed elsewhere: acknowledged.
+    pub fn echo_remove(&self, parent: u64, name: &str) -> Result<()> {
+        let dir = self.dir_path(parent)?;
+        if self.view.echo_removed(&dir, name) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(child_path(&dir, name)))
         }
     }
 }

@@ -90,7 +90,7 @@ pub const ECHO_FH: u64 = 0;
 
 /// The filesystem.
 pub struct Fs {
-    view: Arc<View>,
+    pub(crate) view: Arc<View>,
     session: Arc<Session>,
     read_only: bool,
     uid: u32,
@@ -145,11 +145,11 @@ impl Fs {
         &self.view
     }
 
-    fn inode(&self, ino: u64) -> Result<Inode> {
+    pub(crate) fn inode(&self, ino: u64) -> Result<Inode> {
         self.view.inode(ino).ok_or(Error::Stale)
     }
 
-    fn dir_path(&self, ino: u64) -> Result<String> {
+    pub(crate) fn dir_path(&self, ino: u64) -> Result<String> {
         let inode = self.inode(ino)?;
         match inode.kind {
             InodeKind::Dir => Ok(inode.path),
@@ -169,7 +169,7 @@ impl Fs {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 
-    fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
+    pub(crate) fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
         let write = if self.read_only { 0 } else { 0o200 };
         let (fkind, size, nlink, perm) = match kind {
             InodeKind::Dir => (FileKind::Dir, 0, 2 + nlink_dirs, 0o555 | write),
@@ -194,7 +194,7 @@ impl Fs {
     }
 
     /// Attributes made up for a child known only by name and kind.
-    fn volatile_attr(&self, ino: u64, kind: Kind) -> Attr {
+    pub(crate) fn volatile_attr(&self, ino: u64, kind: Kind) -> Attr {
         let (fkind, nlink, perm) = match kind {
             Kind::Dir => (FileKind::Dir, 2, 0o555),
             Kind::Registration => (FileKind::File, 1, 0o444),
@@ -213,7 +213,7 @@ impl Fs {
         }
     }
 
-    fn attr(&self, ino: u64, inode: &Inode) -> Result<Attr> {
+    pub(crate) fn attr(&self, ino: u64, inode: &Inode) -> Result<Attr> {
         let node = self.view.node(&inode.path)?;
         if node.kind.data_inode() != inode.kind && inode.kind != InodeKind::Dir {
             return Err(Error::NotFound(inode.path.clone()));
@@ -235,18 +235,6 @@ impl Fs {
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         let inode = self.inode(ino)?;
         self.attr(ino, &inode)
-    }
-
-    /// `stat` for the echo thread: from the cache even while a re-read is in progress
-    /// (marked volatile then, so that the kernel does not keep it).
-    pub fn getattr_now(&self, ino: u64) -> Result<Attr> {
-        let inode = self.inode(ino)?;
-        match self.view.cached(&inode.path) {
-            Some(node) if inode.kind != InodeKind::Dir => {
-                Ok(Attr { volatile: true, ..self.attr_of(ino, inode.kind, &node, 0) })
-            }
-            _ => self.attr(ino, &inode),
-        }
     }
 
     /// Looks `name` up in directory `parent`.
@@ -321,13 +309,6 @@ impl Fs {
         };
         let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
         Ok(Opened { fh, direct_io: mode.writes(), keep_cache, no_flush: !mode.writes() })
-    }
-
-    /// The echo thread's open (to truncate and close, for the events): acknowledged,
-    /// nothing else.
-    pub fn open_echo(&self, ino: u64) -> Result<Opened> {
-        self.inode(ino)?;
-        Ok(Opened { fh: ECHO_FH, direct_io: true, keep_cache: false, no_flush: true })
     }
 
     /// Reads from an open file.
@@ -530,26 +511,6 @@ impl Fs {
             attrs.extend(status::mount_attrs(&self.session));
         }
         Ok(attrs)
-    }
-
-    // ----- echoes -----
-
-    /// The echo `mknod`/`mkdir` of a child added elsewhere: acknowledged, shown from now.
-    pub fn echo_create(&self, parent: u64, name: &str) -> Result<Attr> {
-        let dir = self.dir_path(parent)?;
-        let kind = self.view.echo_created(&dir, name).ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
-        let ino = self.view.ino(&child_path(&dir, name), kind.inode());
-        Ok(self.volatile_attr(ino, kind))
-    }
-
-    /// The echo `unlink`/`rmdir` of a child removed elsewhere: acknowledged.
-    pub fn echo_remove(&self, parent: u64, name: &str) -> Result<()> {
-        let dir = self.dir_path(parent)?;
-        if self.view.echo_removed(&dir, name) {
-            Ok(())
-        } else {
-            Err(Error::NotFound(child_path(&dir, name)))
-        }
     }
 
     /// `access(2)`: on a read-only mount, writing is refused.
