@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{is_mounted, wait_until, Ensemble, Mount, Zk, ZkServer};
+use common::{daemon_of, is_mounted, wait_until, BackgroundMount, Ensemble, Mount, Zk, ZkServer};
 use inotify::Inotify;
 use serde_json::json;
 use shell::{cat_json, ls, q, sh, sh_ok};
@@ -173,39 +173,18 @@ fn kill_9_leaves_registrations_to_expire_with_the_session() {
     wait_until(Duration::from_secs(10), "the registration expired", || !zk.exists("/10.0.0.1:80"));
 }
 
-/// The pid of the process whose command line names `mountpoint`.
-fn daemon_of(mountpoint: &std::path::Path) -> Option<i32> {
-    let wanted = mountpoint.to_str()?;
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let is_zkfs = args.first().is_some_and(|a| a.ends_with(b"zkfs"));
-        (is_zkfs && args.contains(&wanted.as_bytes())).then_some(pid)
-    })
-}
-
 #[test]
 fn a_daemonised_mount_ends_cleanly_on_sigterm() {
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());
-    let dir = tempfile::tempdir().unwrap();
+    let dir = BackgroundMount::new();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zkfs"))
         .args([&server.connect_string(), dir.path().to_str().unwrap(), "-o", "session_timeout=30"])
         .output()
         .unwrap();
     assert!(out.status.success());
-    struct Unmount<'a>(&'a std::path::Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            if is_mounted(self.0) {
-                let _ = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(self.0).status();
-            }
-        }
-    }
-    let _guard = Unmount(dir.path());
     sh_ok(&format!("touch {}", q(&dir.path().join("10.0.0.1:80"))));
-    let pid = daemon_of(dir.path()).expect("the daemon runs");
+    let (pid, _) = daemon_of(dir.path()).expect("the daemon runs");
     // SAFETY: signalling the daemon we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     wait_until(Duration::from_secs(5), "the daemon unmounted and closed its session", || {

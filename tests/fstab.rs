@@ -37,7 +37,9 @@ use std::sync::{Mutex, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{force_unmount, four_letter, is_fuse_mounted, is_mounted, mount_types, wait_until, Zk, ZkServer};
+use common::{
+    daemon_of, force_unmount, four_letter, is_fuse_mounted, is_mounted, mount_types, wait_until, Zk, ZkServer,
+};
 use shell::{q, sh_ok};
 
 const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
@@ -200,20 +202,6 @@ fn run(program: &str, args: &[&str]) -> (ExitStatus, String) {
 fn run_ok(program: &str, args: &[&str]) {
     let (status, stderr) = run(program, args);
     assert!(status.success(), "`{program} {}` failed ({status}): {stderr}", args.join(" "));
-}
-
-/// The running zkfs serving `mountpoint`: its pid and argv (from /proc).
-fn daemon_of(mountpoint: &Path) -> Option<(i32, Vec<String>)> {
-    let wanted = mountpoint.to_str()?;
-    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-        // A zombie's cmdline is empty.
-        let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
-        let argv: Vec<String> =
-            cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into()).collect();
-        let is_zkfs = argv.first().and_then(|a| Path::new(a).file_name()).is_some_and(|n| n == "zkfs");
-        (is_zkfs && argv.get(2).is_some_and(|a| a.trim_end_matches('/') == wanted)).then_some((pid, argv))
-    })
 }
 
 /// Waits up to `timeout` for process `pid` to exit. `Some(Some(status))` when it was

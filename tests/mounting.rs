@@ -6,7 +6,7 @@ mod shell;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{is_mounted, wait_until, Mount, Zk, ZkServer};
+use common::{is_mounted, wait_until, BackgroundMount, Mount, Zk, ZkServer};
 use shell::{q, sh, sh_ok};
 
 const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
@@ -54,36 +54,25 @@ fn umount_from_outside_ends_zkfs_and_its_registrations() {
     wait_until(Duration::from_secs(3), "the registration is gone", || !zk.exists("/10.1.1.1:80"));
 }
 
-/// Unmounts a background mount (and so ends its daemon) even if the test fails.
-struct BackgroundMount(tempfile::TempDir);
-
-impl Drop for BackgroundMount {
-    fn drop(&mut self) {
-        if is_mounted(self.0.path()) {
-            let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(self.0.path()).status();
-        }
-    }
-}
-
 #[test]
 fn without_f_zkfs_returns_once_mounted_and_serves_in_the_background() {
     let zk_server = ZkServer::start();
     let zk = Zk::connect(&zk_server.connect_string());
-    let dir = BackgroundMount(tempfile::tempdir().unwrap());
+    let dir = BackgroundMount::new();
     // Options after the positional arguments, as fuse3's mount helper passes them.
     let out = Command::new(ZKFS)
         .arg(zk_server.connect_string())
-        .arg(dir.0.path())
+        .arg(dir.path())
         .args(["-o", "session_timeout=30"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(is_mounted(dir.0.path()), "zkfs returned before mounting");
-    let reg = dir.0.path().join("127.0.0.1:9000");
+    assert!(is_mounted(dir.path()), "zkfs returned before mounting");
+    let reg = dir.path().join("127.0.0.1:9000");
     sh_ok(&format!("touch {}", q(&reg)));
     assert!(zk.exists("/127.0.0.1:9000"));
-    sh_ok(&format!("fusermount3 -u {}", q(dir.0.path())));
+    sh_ok(&format!("fusermount3 -u {}", q(dir.path())));
     wait_until(Duration::from_secs(5), "the daemon closed its session", || !zk.exists("/127.0.0.1:9000"));
 }
 

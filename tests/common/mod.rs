@@ -942,3 +942,52 @@ impl Drop for Zk {
         });
     }
 }
+
+// ---------------------------------------------------------------------------
+// Background mounts (zkfs without -f)
+
+/// A temporary mountpoint for a zkfs that daemonises itself. Dropping it unmounts
+/// lazily if still mounted — which ends the daemon — before the directory goes.
+pub struct BackgroundMount {
+    dir: Option<TempDir>,
+}
+
+impl BackgroundMount {
+    /// A fresh empty mountpoint.
+    pub fn new() -> BackgroundMount {
+        BackgroundMount {
+            dir: Some(tempfile::Builder::new().prefix("zkfs-test-bg-").tempdir().expect("temp mountpoint")),
+        }
+    }
+
+    /// The mountpoint.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("present until drop").path()
+    }
+}
+
+impl Drop for BackgroundMount {
+    fn drop(&mut self) {
+        force_unmount(self.path());
+        if is_mounted(self.path()) {
+            // Removing it now would delete through the mount: leak it.
+            if let Some(dir) = self.dir.take() {
+                std::mem::forget(dir);
+            }
+        }
+    }
+}
+
+/// The running zkfs whose command line names `mountpoint`: its pid and argv (from /proc).
+pub fn daemon_of(mountpoint: &Path) -> Option<(i32, Vec<String>)> {
+    let wanted = mountpoint.to_str()?.trim_end_matches('/');
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        // A zombie's cmdline is empty.
+        let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+        let argv: Vec<String> =
+            cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into()).collect();
+        let is_zkfs = argv.first().and_then(|a| Path::new(a).file_name()).is_some_and(|n| n == "zkfs");
+        (is_zkfs && argv.iter().skip(1).any(|a| a.trim_end_matches('/') == wanted)).then_some((pid, argv))
+    })
+}
