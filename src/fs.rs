@@ -222,7 +222,7 @@ impl Fs {
             if node.kind != Kind::Dir {
                 return Err(Error::NotFound(inode.path.clone()));
             }
-            self.view.children(&inode.path)?.iter().filter(|(_, k)| *k == Kind::Dir).count() as u32
+            self.view.subdirectories(&inode.path)? as u32
         } else {
             0
         };

@@ -166,6 +166,20 @@ impl View {
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
+    /// How many of the children of `path` that are shown are directories (for `nlink`),
+    /// listed the first time.
+    pub fn subdirectories(&self, path: &str) -> Result<usize> {
+        let count = |tree: &Tree| {
+            let children = tree.nodes.get(path)?.children.as_ref()?;
+            Some(children.values().filter(|c| c.kind == Kind::Dir && c.presence != Presence::PendingCreate).count())
+        };
+        if let Some(n) = count(&self.tree()) {
+            return Ok(n);
+        }
+        self.session.runtime().block_on(self.ensure_children(path))?;
+        count(&self.tree()).ok_or_else(|| Error::NotFound(path.to_string()))
+    }
+
     /// Child `name` of `parent` if it is shown (a child on its way in is not).
     pub fn child(&self, parent: &str, name: &str) -> Result<Option<Child>> {
         if self.visible_children(parent).is_none() {
