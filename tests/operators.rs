@@ -142,3 +142,29 @@ fn zkfs_status_reports_the_session_and_what_it_holds() {
     let r = sh(&format!("{ZKFS} status /tmp"));
     assert!(!r.ok && r.stderr.contains("not a zkfs mount"), "{}", r.stderr);
 }
+
+#[test]
+fn with_allow_other_and_default_permissions_other_users_can_read_but_not_change() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"a": 1}"#);
+    let mount = Mount::with_options(&server.connect_string(), "allow_other,default_permissions");
+    let as_nobody =
+        |cmd: String| sh(&format!("setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c {}", shell_quote(&cmd)));
+    let r = as_nobody(format!("cat {}", q(&mount.join("svc/properties.json"))));
+    assert!(r.ok && r.stdout.contains("\"a\": 1"), "{}", r.stderr);
+    for cmd in [
+        format!(r#"echo '{{"b": 2}}' >> {}"#, q(&mount.join("svc/properties.json"))),
+        format!("touch {}", q(&mount.join("svc/10.0.0.1:80"))),
+        format!("mkdir {}", q(&mount.join("svc/x"))),
+    ] {
+        let r = as_nobody(cmd.clone());
+        assert!(!r.ok && r.stderr.contains("Permission denied"), "{cmd}: {}", r.stderr);
+    }
+    assert_eq!(zk.get_json("/svc"), json!({"a": 1}));
+    assert_eq!(zk.children("/svc"), Vec::<String>::new());
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
