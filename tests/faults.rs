@@ -122,17 +122,20 @@ fn a_frozen_mount_gets_a_new_session_its_registrations_back_and_the_events_it_mi
 
 #[test]
 fn with_every_server_down_reads_work_writes_fail_fast_and_all_recovers() {
-    let mut server = ZkServer::start();
-    let mount = Mount::with_options(&server.connect_string(), "session_timeout=4");
+    let mut ensemble = Ensemble::new();
+    let connect = ensemble.connect_string();
+    let mount = Mount::with_options(&connect, "session_timeout=4");
     {
-        let zk = Zk::connect(&server.connect_string());
+        let zk = Zk::connect(&connect);
         zk.mkdir_p("/svc/providers");
         zk.set("/svc", br#"{"v": 1}"#);
     }
     sh_ok(&format!("touch {}", q(&mount.join("svc/providers/10.0.0.1:80"))));
     assert_eq!(cat_json(&mount.join("svc/properties.json")), json!({"v": 1}));
 
-    server.stop();
+    for i in 0..3 {
+        ensemble.stop(i);
+    }
     // Reads are answered from what the mount knows.
     assert_eq!(cat_json(&mount.join("svc/properties.json")), json!({"v": 1}));
     assert_eq!(ls(&mount.join("svc/providers")), vec!["10.0.0.1:80", "properties.json"]);
@@ -149,12 +152,17 @@ fn with_every_server_down_reads_work_writes_fail_fast_and_all_recovers() {
         assert!(started.elapsed() < Duration::from_secs(8), "{cmd} took {:?}", started.elapsed());
     }
 
-    server.restart();
+    for i in 0..3 {
+        ensemble.start(i);
+    }
+    for i in 0..3 {
+        ensemble.wait_serving(i);
+    }
     let props = mount.join("svc/properties.json");
     wait_until(Duration::from_secs(20), "writes work again", || {
         sh(&format!(r#"echo '{{"v": 3}}' >> {}"#, q(&props))).ok
     });
-    let zk = Zk::connect(&server.connect_string());
+    let zk = Zk::connect(&connect);
     assert_eq!(zk.get_json("/svc"), json!({"v": 3}), "the failed write was not applied later");
     assert!(zk.exists("/svc/providers/10.0.0.1:80"), "the registration survived");
     assert!(!zk.exists("/svc/new") && !zk.exists("/svc/providers/10.0.0.2:80"));
