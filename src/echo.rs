@@ -78,7 +78,7 @@ impl<C: KernelCache> Echo<C> {
             KernelNote::Create { parent, path, kind } => {
                 if let Err(e) = self.create(&path, kind) {
                     debug!("echo of the creation of {path} failed ({e}); invalidating instead");
-                    self.fs.view().echo_create_failed(&path);
+                    self.fs.view().echo_create_failed(&path, kind);
                     self.inval_name(parent, &path);
                 }
             }
@@ -169,9 +169,11 @@ impl Fs {
     }
 
     /// The echo `mknod`/`mkdir` of a child added elsewhere: acknowledged, shown from now.
-    pub fn echo_create(&self, parent: u64, name: &str) -> Result<Attr> {
+    pub fn echo_create(&self, parent: u64, name: &str, kind: Kind) -> Result<Attr> {
         let dir = self.dir_path(parent)?;
-        let kind = self.view.echo_created(&dir, name).ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        if !self.view.echo_created(&dir, name, kind) {
+            return Err(Error::NotFound(child_path(&dir, name)));
+        }
         let ino = self.view.ino(&child_path(&dir, name), kind.inode());
         Ok(self.volatile_attr(ino, kind))
     }

@@ -19,6 +19,7 @@ use crate::echo::KernelCache;
 use crate::error::{ErrnoName, Error};
 use crate::fs::{Attr, FileKind, Fs, Opened};
 use crate::handles::OpenMode;
+use crate::view::Kind;
 
 /// How long the kernel may keep entries and attributes. Long, because the view tells
 /// the kernel precisely when something changed.
@@ -178,7 +179,7 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         if self.fs.is_echo(req.pid()) {
-            return match self.fs.echo_create(parent.0, name) {
+            return match self.fs.echo_create(parent.0, name, Kind::Registration) {
                 Ok(a) => reply_entry(reply, &a),
                 Err(e) => reply.error(errno("echo mknod", &e)),
             };
@@ -198,7 +199,7 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         let result = if self.fs.is_echo(req.pid()) {
-            self.fs.echo_create(parent.0, name)
+            self.fs.echo_create(parent.0, name, Kind::Dir)
         } else {
             self.fs.mkdir(parent.0, name)
         };

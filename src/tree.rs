@@ -199,6 +199,31 @@ impl Tree {
         }
     }
 
+    /// The echo of `name`'s creation as `kind` arrived, or could not be made: it is
+    /// shown from now on. False if it was not waiting for an echo of that kind — an
+    /// echo can be stale when the name was removed and added again as the other kind
+    /// meanwhile; the newer echo, queued behind it, settles it.
+    pub(crate) fn settle_create(&mut self, parent: &str, name: &str, kind: Kind) -> bool {
+        let Some(child) = self.children_mut(parent).and_then(|c| c.get_mut(name)) else { return false };
+        if child.presence != Presence::PendingCreate || child.kind != kind {
+            return false;
+        }
+        child.presence = Presence::Present;
+        true
+    }
+
+    /// The echo of `name`'s removal arrived, or could not be made: it goes — or, if it
+    /// was added again meanwhile, waits for its next echo. False if it was not waiting.
+    pub(crate) fn settle_remove(&mut self, parent: &str, name: &str, notes: &mut Vec<KernelNote>) -> bool {
+        let Some(child) = self.children_mut(parent).and_then(|c| c.get(name)).copied() else { return false };
+        let Presence::PendingRemove { recreate } = child.presence else { return false };
+        self.forget(&child_path(parent, name), notes);
+        if let Some(kind) = recreate {
+            self.child_added(parent, name, kind, notes);
+        }
+        true
+    }
+
     /// A child went from ZooKeeper.
     pub(crate) fn child_gone(&mut self, parent: &str, name: &str, notes: &mut Vec<KernelNote>) {
         let path = child_path(parent, name);
@@ -246,5 +271,221 @@ pub fn data_file(path: &str, kind: Kind) -> String {
     match kind {
         Kind::Registration => path.to_string(),
         Kind::Dir => child_path(path, PROPERTIES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A model test of the children's state machine: random interleavings of changes
+    //! made elsewhere, changes made through the mount, and echoes that arrive or fail,
+    //! checked against what ZooKeeper holds and what the kernel was told.
+
+    use super::*;
+    use std::collections::VecDeque;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn stat() -> Stat {
+        Stat {
+            czxid: 1,
+            mzxid: 1,
+            pzxid: 1,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            data_length: 0,
+            num_children: 0,
+        }
+    }
+
+    const DIR: &str = "/d";
+    const NAMES: [&str; 4] = ["a:1", "b:1", "c:1", "d:1"];
+
+    struct World {
+        tree: Tree,
+        /// What ZooKeeper holds.
+        zk: BTreeMap<String, Kind>,
+        /// Names the kernel has a dentry for, and its type.
+        kernel: BTreeMap<String, Kind>,
+        /// The echo thread's queue.
+        queue: VecDeque<KernelNote>,
+    }
+
+    impl World {
+        fn new() -> World {
+            let mut tree = Tree::default();
+            let node = Node { view: node_view(Vec::new(), stat()), children: Some(BTreeMap::new()), stale: false };
+            tree.nodes.insert(DIR.into(), node);
+            tree.inodes.ino(DIR, InodeKind::Dir);
+            World { tree, zk: BTreeMap::new(), kernel: BTreeMap::new(), queue: VecDeque::new() }
+        }
+
+        fn child(&self, name: &str) -> Option<Child> {
+            self.tree.nodes[DIR].children.as_ref().and_then(|c| c.get(name)).copied()
+        }
+
+        fn visible(&self, name: &str) -> bool {
+            self.child(name).is_some_and(|c| c.presence != Presence::PendingCreate)
+        }
+
+        fn remote_add(&mut self, name: &str, kind: Kind) {
+            if !self.zk.contains_key(name) {
+                self.zk.insert(name.into(), kind);
+                let mut notes = Vec::new();
+                self.tree.child_added(DIR, name, kind, &mut notes);
+                self.queue.extend(notes);
+            }
+        }
+
+        fn remote_remove(&mut self, name: &str) {
+            if self.zk.remove(name).is_some() {
+                let mut notes = Vec::new();
+                self.tree.child_gone(DIR, name, &mut notes);
+                self.queue.extend(notes);
+            }
+        }
+
+        /// `touch`/`mkdir` through the mount, its watch event before or after the reply.
+        fn local_create(&mut self, name: &str, kind: Kind, event_first: bool) {
+            if self.zk.contains_key(name) || self.child(name).is_some() {
+                return; // the kernel would answer EEXIST, or ZooKeeper NodeExists
+            }
+            let path = child_path(DIR, name);
+            self.tree.local.insert(path.clone(), 1);
+            self.zk.insert(name.into(), kind);
+            let mut notes = Vec::new();
+            if event_first {
+                self.tree.child_added(DIR, name, kind, &mut notes);
+            }
+            if let Some(c) = self.tree.children_mut(DIR) {
+                c.insert(name.into(), Child { kind, presence: Presence::Present });
+            }
+            self.tree.local.remove(&path);
+            if !event_first {
+                self.tree.child_added(DIR, name, kind, &mut notes);
+            }
+            assert!(notes.is_empty(), "a local creation was echoed: {notes:?}");
+            self.kernel.insert(name.into(), kind);
+        }
+
+        /// `rm`/`rmdir` through the mount of a shown child.
+        fn local_remove(&mut self, name: &str, event_first: bool) {
+            if !self.zk.contains_key(name) || self.child(name).map(|c| c.presence) != Some(Presence::Present) {
+                return;
+            }
+            let path = child_path(DIR, name);
+            self.tree.local.insert(path.clone(), 1);
+            self.zk.remove(name);
+            let mut notes = Vec::new();
+            if event_first {
+                self.tree.child_gone(DIR, name, &mut notes);
+            }
+            self.tree.forget(&path, &mut notes);
+            self.tree.local.remove(&path);
+            if !event_first {
+                self.tree.child_gone(DIR, name, &mut notes);
+            }
+            assert!(!notes.iter().any(|n| matches!(n, KernelNote::Create { .. } | KernelNote::Remove { .. })));
+            self.kernel.remove(name);
+        }
+
+        /// The echo thread takes the next note; `fails`: its syscall fails before
+        /// reaching the filesystem (EACCES, say), so it falls back.
+        fn deliver(&mut self, fails: bool) {
+            let Some(note) = self.queue.pop_front() else { return };
+            let mut notes = Vec::new();
+            match note {
+                KernelNote::Create { path, kind, .. } => {
+                    let (_, name) = split_path(&path).unwrap();
+                    if !fails && self.tree.settle_create(DIR, name, kind) {
+                        // mknod (a file) or mkdir (a directory): the kernel makes that type.
+                        assert!(self.kernel.insert(name.into(), kind).is_none(), "IN_CREATE twice for {name}");
+                    } else {
+                        self.tree.settle_create(DIR, name, kind);
+                        self.kernel.remove(name); // inval_entry
+                    }
+                }
+                KernelNote::Remove { path, .. } => {
+                    let (_, name) = split_path(&path).unwrap();
+                    if fails || !self.tree.settle_remove(DIR, name, &mut notes) {
+                        self.tree.settle_remove(DIR, name, &mut notes);
+                    }
+                    self.kernel.remove(name); // the unlink, or inval_entry
+                }
+                KernelNote::InvalEntry { name, .. } => {
+                    self.kernel.remove(&name);
+                }
+                KernelNote::InvalInode { .. } | KernelNote::Change { .. } => {}
+            }
+            self.queue.extend(notes);
+        }
+
+        /// Holds at every step: the kernel knows no name the view hides, and no child
+        /// is shown that ZooKeeper never had.
+        fn check(&self, step: &str) {
+            for (name, kind) in &self.kernel {
+                assert!(self.visible(name), "{step}: the kernel has {name}, which the view hides");
+                let shown = self.child(name).map(|c| c.kind);
+                assert_eq!(shown, Some(*kind), "{step}: the kernel's {name} is of another type than the view's");
+            }
+        }
+    }
+
+    #[test]
+    fn children_settle_to_what_zookeeper_holds_whatever_the_interleaving() {
+        let mut rng = Rng(0x2545f4914f6cdd1d);
+        for round in 0..2000 {
+            let mut w = World::new();
+            for _ in 0..40 {
+                let name = NAMES[rng.below(NAMES.len())];
+                let kind = if rng.below(3) == 0 { Kind::Dir } else { Kind::Registration };
+                let step = match rng.below(6) {
+                    0 => {
+                        w.remote_add(name, kind);
+                        "remote add"
+                    }
+                    1 => {
+                        w.remote_remove(name);
+                        "remote remove"
+                    }
+                    2 => {
+                        w.local_create(name, kind, rng.below(2) == 0);
+                        "local create"
+                    }
+                    3 => {
+                        w.local_remove(name, rng.below(2) == 0);
+                        "local remove"
+                    }
+                    _ => {
+                        w.deliver(rng.below(8) == 0);
+                        "echo"
+                    }
+                };
+                w.check(&format!("round {round}, {step} {name}"));
+            }
+            while !w.queue.is_empty() {
+                w.deliver(rng.below(8) == 0);
+                w.check(&format!("round {round}, draining"));
+            }
+            let shown: BTreeMap<String, Kind> =
+                w.tree.nodes[DIR].children.as_ref().unwrap().iter().map(|(n, c)| (n.clone(), c.kind)).collect();
+            assert_eq!(shown, w.zk, "round {round}: the view does not match ZooKeeper");
+            for (name, c) in w.tree.nodes[DIR].children.as_ref().unwrap() {
+                assert_eq!(c.presence, Presence::Present, "round {round}: {name} still pending");
+            }
+            assert!(w.kernel.keys().all(|n| w.zk.contains_key(n)), "round {round}: stale dentries {:?}", w.kernel);
+        }
     }
 }

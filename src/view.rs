@@ -352,60 +352,32 @@ impl View {
 
     // ----- echoes (the echo thread's requests, and its fallbacks) -----
 
-    /// The echo `mknod`/`mkdir` of `name` arrived: the child is shown from now on.
-    /// Returns its kind, or `None` if it is not waiting for an echo.
-    pub fn echo_created(&self, parent: &str, name: &str) -> Option<Kind> {
-        let mut tree = self.tree();
-        let child = tree.children_mut(parent)?.get_mut(name)?;
-        if child.presence != Presence::PendingCreate {
-            return None;
-        }
-        child.presence = Presence::Present;
-        Some(child.kind)
+    /// The echo `mknod` (a registration) or `mkdir` (a directory) of `name` arrived:
+    /// the child is shown from now on. False if it is not waiting for that echo.
+    pub fn echo_created(&self, parent: &str, name: &str, kind: Kind) -> bool {
+        self.tree().settle_create(parent, name, kind)
     }
 
     /// The echo `unlink`/`rmdir` of `name` arrived: the child goes (or, if it was added
     /// again meanwhile, waits for its next echo). False if it was not waiting for one.
     pub fn echo_removed(&self, parent: &str, name: &str) -> bool {
-        let path = child_path(parent, name);
         let mut notes = Vec::new();
-        let done = {
-            let mut tree = self.tree();
-            let Some(child) = tree.children_mut(parent).and_then(|c| c.get(name)).copied() else { return false };
-            let Presence::PendingRemove { recreate } = child.presence else { return false };
-            tree.forget(&path, &mut notes);
-            if let Some(kind) = recreate {
-                tree.child_added(parent, name, kind, &mut notes);
-            }
-            true
-        };
+        let done = self.tree().settle_remove(parent, name, &mut notes);
         self.send(notes);
         done
     }
 
     /// An echo of a creation could not be made: show the child anyway.
-    pub fn echo_create_failed(&self, path: &str) {
-        let Some((parent, name)) = split_path(path) else { return };
-        if let Some(child) = self.tree().children_mut(parent).and_then(|c| c.get_mut(name)) {
-            if child.presence == Presence::PendingCreate {
-                child.presence = Presence::Present;
-            }
+    pub fn echo_create_failed(&self, path: &str, kind: Kind) {
+        if let Some((parent, name)) = split_path(path) {
+            self.tree().settle_create(parent, name, kind);
         }
     }
 
     /// An echo of a removal could not be made: drop the child anyway.
     pub fn echo_remove_failed(&self, path: &str) {
-        let Some((parent, name)) = split_path(path) else { return };
-        let mut notes = Vec::new();
-        {
-            let mut tree = self.tree();
-            let Some(child) = tree.children_mut(parent).and_then(|c| c.get(name)).copied() else { return };
-            let Presence::PendingRemove { recreate } = child.presence else { return };
-            tree.forget(path, &mut notes);
-            if let Some(kind) = recreate {
-                tree.child_added(parent, name, kind, &mut notes);
-            }
+        if let Some((parent, name)) = split_path(path) {
+            self.echo_removed(parent, name);
         }
-        self.send(notes);
     }
 }
