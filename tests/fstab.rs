@@ -29,7 +29,7 @@ mod shell;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -104,14 +104,7 @@ impl MountHelper {
         assert!(Path::new(MOUNT_FUSE3).exists(), "{MOUNT_FUSE3} is missing: run scripts/install-deps (fuse3)");
         let mut users = HELPER_USERS.lock().unwrap_or_else(PoisonError::into_inner);
         if users.count == 0 {
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(HELPER_LOCK)
-                .unwrap_or_else(|e| panic!("open {HELPER_LOCK}: {e}"));
-            flock(&lock, libc::LOCK_SH).unwrap_or_else(|e| panic!("lock {HELPER_LOCK}: {e}"));
+            let lock = shared_lock();
             let script = helper_script();
             match fs::read_to_string(HELPER) {
                 Ok(text) if text == script => {}
@@ -126,6 +119,27 @@ impl MountHelper {
         }
         users.count += 1;
         MountHelper
+    }
+}
+
+/// Opens [`HELPER_LOCK`] and takes a shared lock on it. The last user deletes the
+/// file (under an exclusive lock), so after locking, check that the file locked is
+/// still the one at that path; if it was deleted meanwhile, start again.
+fn shared_lock() -> File {
+    loop {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(HELPER_LOCK)
+            .unwrap_or_else(|e| panic!("open {HELPER_LOCK}: {e}"));
+        flock(&lock, libc::LOCK_SH).unwrap_or_else(|e| panic!("lock {HELPER_LOCK}: {e}"));
+        let locked = lock.metadata().map(|m| m.ino()).ok();
+        let at_path = fs::metadata(HELPER_LOCK).map(|m| m.ino()).ok();
+        if locked.is_some() && locked == at_path {
+            return lock;
+        }
     }
 }
 
@@ -146,10 +160,12 @@ impl Drop for MountHelper {
         }
         if let Some(lock) = users.lock.take() {
             // Only when no other test process holds its shared lock.
-            if flock(&lock, libc::LOCK_EX | libc::LOCK_NB).is_ok()
-                && fs::read_to_string(HELPER).is_ok_and(|t| t.contains(HELPER_MARK))
-            {
-                let _ = fs::remove_file(HELPER);
+            if flock(&lock, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+                if fs::read_to_string(HELPER).is_ok_and(|t| t.contains(HELPER_MARK)) {
+                    let _ = fs::remove_file(HELPER);
+                }
+                // Nothing left behind: a process waiting for this file re-checks it.
+                let _ = fs::remove_file(HELPER_LOCK);
             }
         }
     }

@@ -66,13 +66,11 @@ pub fn free_port() -> u16 {
     let (low, high) = (10_000u16, ephemeral_low.min(32_768));
     if high > low + 1_000 {
         let span = high - low;
-        // Spread concurrent test processes over the range by pid.
-        let _ = NEXT.compare_exchange(
-            0,
-            (std::process::id() % u32::from(span)) as u16 + 1,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        // Spread concurrent test processes over the range: by pid alone, processes
+        // started one after another (close pids) walked the same ports and collided.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(nanos);
+        let _ = NEXT.compare_exchange(0, (seed % u32::from(span)) as u16 + 1, Ordering::SeqCst, Ordering::SeqCst);
         for _ in 0..span {
             let n = NEXT.fetch_add(1, Ordering::SeqCst);
             let port = low + n % span;
