@@ -287,18 +287,6 @@ mod tests {
         assert_eq!(Value::Object(m), json!({"a": 2}));
     }
 
-    /// A small deterministic generator, so failures replay exactly.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-    }
-
     /// What serde_json, on the whole input, says a document must come to.
     #[derive(Debug, PartialEq)]
     enum Expected {
@@ -340,7 +328,7 @@ mod tests {
             b"\"just a string\"",
             b"{\"unterminated\": \"abc",
         ];
-        let mut rng = XorShift(0x9e3779b97f4a7c15);
+        let mut rng = crate::testing::Rng(0x9e3779b97f4a7c15);
         for doc in docs {
             let expected = oracle(doc);
             let shown = String::from_utf8_lossy(&doc[..doc.len().min(60)]).into_owned();

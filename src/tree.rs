@@ -283,17 +283,6 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-    }
-
     fn stat() -> Stat {
         Stat {
             czxid: 1,
@@ -445,7 +434,7 @@ mod tests {
 
     #[test]
     fn children_settle_to_what_zookeeper_holds_whatever_the_interleaving() {
-        let mut rng = Rng(0x2545f4914f6cdd1d);
+        let mut rng = crate::testing::Rng(0x2545f4914f6cdd1d);
         for round in 0..2000 {
             let mut w = World::new();
             for _ in 0..40 {
