@@ -6,6 +6,8 @@
 //!   properties in a read-modify-write that carries the znode version and retries on
 //!   conflict, so concurrent writers anywhere lose nothing.
 //! * A registration keeps its `pid` under both.
+//! * A merge keeps every key not written byte for byte, and is refused (EINVAL) on
+//!   data that is not UTF-8 (see [`crate::properties::merge_data`]).
 //!
 //! The change is made by the `write` that completes the object ([`crate::document`]),
 //! which returns only once ZooKeeper has accepted it, or fails with the reason.
@@ -116,7 +118,7 @@ impl Handles {
                 Err(e)
             }
             Ok(Progress::Complete(written)) => {
-                let result = self.apply(&h.inode, h.mode, written);
+                let result = self.apply(&h.inode, h.mode, written, h.doc.text());
                 h.doc.set_applied(&result);
                 match &result {
                     Ok(()) => debug!("{} {:?} applied", shown(&h.inode), h.mode),
@@ -155,14 +157,15 @@ impl Handles {
     }
 
     /// Applies a complete object to ZooKeeper.
-    fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties) -> Result<()> {
+    /// `text` is what was written: the object's bytes as the program wrote them.
+    fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties, text: &[u8]) -> Result<()> {
         let session = self.view.session();
         let path = inode.path.as_str();
         let registration = inode.kind == InodeKind::Registration;
         // The writer's own syscalls give its watchers their events: no echo.
         let _local = self.view.local(path);
         if mode == OpenMode::Set && !registration {
-            let data = sized(properties::encode(&written), path)?;
+            let data = sized(properties::set_data(text), path)?;
             let (p, d) = (path.to_string(), data.clone());
             let stat = session.call(path, |c| async move { c.set_data(&p, &d, None).await })?;
             self.view.local_data(path, data, stat);
@@ -174,18 +177,18 @@ impl Handles {
             if registration && stat.ephemeral_owner != session.session_id() {
                 return Err(Error::NotPermitted(format!("{path} is a registration of another ZooKeeper session")));
             }
-            let old = properties::decode(&old);
             let new = match mode {
                 OpenMode::Set => {
                     let mut kept = Properties::new();
-                    if let Some(pid) = old.get("pid") {
+                    if let Some(pid) = properties::decode(&old).get("pid") {
                         kept.insert("pid".into(), pid.clone());
                     }
-                    properties::merge(kept, written.clone())
+                    properties::encode(&properties::merge(kept, written.clone()))
                 }
-                _ => properties::merge(old, written.clone()),
+                // Spliced into the stored bytes: the keys not written keep theirs.
+                _ => properties::merge_data(&old, text)?,
             };
-            let data = sized(properties::encode(&new), path)?;
+            let data = sized(new, path)?;
             let (p, d) = (path.to_string(), data.clone());
             let version = stat.version;
             let outcome = session.call(path, |c| async move {

@@ -9,6 +9,7 @@
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
 //!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
+//!   [`jsontext`] — JSON as written: byte spans to merge, bounded re-indentation.
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
@@ -32,6 +33,7 @@ pub mod fs;
 pub mod fuse;
 pub mod handles;
 pub mod inodes;
+pub mod jsontext;
 pub mod names;
 pub mod properties;
 pub mod readonly;
