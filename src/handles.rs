@@ -23,6 +23,7 @@ use crate::document::{Document, Progress};
 use crate::error::{Error, Result};
 use crate::inodes::{Inode, InodeKind};
 use crate::properties::{self, Properties, MAX_DATA_BYTES};
+use crate::sync::Recover;
 use crate::view::View;
 
 /// How many times an update retries after losing a race with another writer.
@@ -92,21 +93,19 @@ impl Handles {
     /// Adds a handle; returns its number.
     pub fn insert(&self, handle: Handle) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(fh, Arc::new(Mutex::new(handle)));
-        }
+        self.map.locked().insert(fh, Arc::new(Mutex::new(handle)));
         fh
     }
 
     /// The handle `fh`.
     pub fn get(&self, fh: u64) -> Result<Arc<Mutex<Handle>>> {
-        self.map.lock().map_err(|_| Error::Stale)?.get(&fh).cloned().ok_or(Error::Stale)
+        self.map.locked().get(&fh).cloned().ok_or(Error::Stale)
     }
 
     /// Adds written bytes; applies the object they complete.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let handle = self.get(fh)?;
-        let mut h = handle.lock().map_err(|_| Error::Stale)?;
+        let mut h = handle.locked();
         let offset = match h.mode {
             OpenMode::Read => return Err(Error::NotPermitted("file not open for writing".into())),
             OpenMode::Update => None,
@@ -133,7 +132,7 @@ impl Handles {
     /// `O_TRUNC` arriving as a truncate: the handle sets.
     pub fn truncate(&self, fh: u64) -> Result<()> {
         let handle = self.get(fh)?;
-        let mut h = handle.lock().map_err(|_| Error::Stale)?;
+        let mut h = handle.locked();
         if h.mode == OpenMode::Update {
             h.mode = OpenMode::Set;
         }
@@ -143,14 +142,14 @@ impl Handles {
     /// A `close`: fails if the document is still incomplete.
     pub fn flush(&self, fh: u64) -> Result<()> {
         let handle = self.get(fh)?;
-        let h = handle.lock().map_err(|_| Error::Stale)?;
+        let h = handle.locked();
         h.doc.finish().inspect_err(|e| warn!("close of {}: {e}", shown(&h.inode)))
     }
 
     /// The last close: the handle goes.
     pub fn release(&self, fh: u64) {
-        let Some(handle) = self.map.lock().ok().and_then(|mut m| m.remove(&fh)) else { return };
-        let Ok(h) = handle.lock() else { return };
+        let Some(handle) = self.map.locked().remove(&fh) else { return };
+        let h = handle.locked();
         if h.doc.is_pending() {
             warn!("{}: an incomplete JSON object was discarded at close; nothing was changed", shown(&h.inode));
         }

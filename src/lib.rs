@@ -21,7 +21,10 @@
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
-//! * [`cli`] — the command line and mount options.
+//! * [`cli`] — the command line and mount options; [`logging`] — where the log goes
+//!   (stderr, syslog, `log_file=`); [`mountpoint`] — the directory to mount on, and
+//!   the dead zkfs mount replaced there.
+//! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
 
 pub mod auth;
@@ -34,11 +37,14 @@ pub mod fuse;
 pub mod handles;
 pub mod inodes;
 pub mod jsontext;
+pub mod logging;
+pub mod mountpoint;
 pub mod names;
 pub mod properties;
 pub mod readonly;
 pub mod session;
 pub mod status;
+pub mod sync;
 pub mod tree;
 pub mod view;
 pub mod watch;
