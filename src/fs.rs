@@ -24,6 +24,7 @@ use crate::names::{self, PROPERTIES};
 use crate::properties;
 use crate::session::Session;
 use crate::status;
+use crate::sync::Recover;
 use crate::view::{Kind, NodeView, Presence, View};
 
 /// File type as the kernel sees it.
@@ -100,6 +101,16 @@ pub struct Fs {
     paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
+    /// True when the mount shows ZooKeeper's own `/zookeeper` (no chroot).
+    shows_system: bool,
+}
+
+/// ZooKeeper's own subtree (quotas, config), shown read-only.
+const SYSTEM: &str = "/zookeeper";
+
+/// True if the connection string `host:port,...[/chroot]` has a chroot other than `/`.
+fn has_chroot(connect: &str) -> bool {
+    connect.find('/').is_some_and(|i| &connect[i..] != "/")
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -118,6 +129,7 @@ impl Fs {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let session = Arc::clone(view.session());
+        let shows_system = !has_chroot(session.connect_string());
         Fs {
             handles: Handles::new(Arc::clone(&view)),
             view,
@@ -127,6 +139,7 @@ impl Fs {
             gid,
             paged: Mutex::default(),
             echo_tid: AtomicU32::new(0),
+            shows_system,
         }
     }
 
@@ -165,12 +178,30 @@ impl Fs {
         }
     }
 
+    /// True for `/zookeeper` and below when the mount shows ZooKeeper's own subtree.
+    fn is_system(&self, path: &str) -> bool {
+        self.shows_system && path.strip_prefix(SYSTEM).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Checks that `path` may be changed: not on a read-only mount (EROFS), not in
+    /// ZooKeeper's own `/zookeeper` (EPERM).
+    pub fn changeable(&self, path: &str) -> Result<()> {
+        self.writable()?;
+        if self.is_system(path) {
+            return Err(Error::NotPermitted(format!(
+                "{path}: /zookeeper is ZooKeeper's own subtree (quotas, configuration); zkfs shows it read-only"
+            )));
+        }
+        Ok(())
+    }
+
     fn own(&self, stat: &Stat) -> bool {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 
     pub(crate) fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
-        let write = if self.read_only { 0 } else { 0o200 };
+        let system = self.shows_system && self.view.inode(ino).is_some_and(|i| self.is_system(&i.path));
+        let write = if self.read_only || system { 0 } else { 0o200 };
         let (fkind, size, nlink, perm) = match kind {
             InodeKind::Dir => (FileKind::Dir, 0, 2 + nlink_dirs, 0o555 | write),
             InodeKind::Properties => (FileKind::File, node.rendered.len() as u64, 1, 0o444 | write),
@@ -293,7 +324,7 @@ impl Fs {
             return Err(Error::IsDir(inode.path));
         }
         if mode.writes() {
-            self.writable()?;
+            self.changeable(&inode.path)?;
             if inode.kind == InodeKind::Registration && !self.own(&node.stat) {
                 return Err(Error::NotPermitted(format!(
                     "{} is a registration of another ZooKeeper session; only that session can change it",
@@ -302,7 +333,7 @@ impl Fs {
             }
         }
         let keep_cache = {
-            let mut paged = self.paged.lock().map_err(|_| Error::Stale)?;
+            let mut paged = self.paged.locked();
             let same = paged.get(&ino) == Some(&node.stat.mzxid);
             paged.insert(ino, node.stat.mzxid);
             same && !mode.writes()
@@ -317,7 +348,7 @@ impl Fs {
             return Ok(Vec::new());
         }
         let handle = self.handles.get(fh)?;
-        let h = handle.lock().map_err(|_| Error::Stale)?;
+        let h = handle.locked();
         // A node removed while open: say so instead of serving its old bytes forever.
         if self.view.inode(h.ino).is_none() {
             return Err(Error::NotFound(h.inode.path.clone()));
@@ -355,7 +386,7 @@ impl Fs {
     pub fn setattr(&self, ino: u64, fh: Option<u64>, size: Option<u64>, chmod_or_chown: bool) -> Result<Attr> {
         let inode = self.inode(ino)?;
         // touch, chmod, truncate: all changes, so all refused on a read-only mount.
-        self.writable()?;
+        self.changeable(&inode.path)?;
         if chmod_or_chown {
             return Err(Error::NotPermitted(format!(
                 "{}: ZooKeeper nodes have no owner or mode to change",
@@ -388,6 +419,7 @@ impl Fs {
     pub fn create(&self, parent: u64, name: &str, pid: u32, open: Option<OpenMode>) -> Result<(Attr, Option<Opened>)> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         if name == PROPERTIES {
             return Err(Error::Exists(child_path(&dir, name)));
         }
@@ -424,6 +456,7 @@ impl Fs {
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         names::check_node_name(name)?;
         let path = child_path(&dir, name);
         let _local = self.view.local(&path);
@@ -453,6 +486,7 @@ impl Fs {
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         if name == PROPERTIES {
             return Ok(());
         }
@@ -486,6 +520,7 @@ impl Fs {
         self.writable()?;
         let dir = self.dir_path(parent)?;
         let path = child_path(&dir, name);
+        self.changeable(&path)?;
         match self.view.child(&dir, name)?.map(|c| c.kind) {
             None => return Err(Error::NotFound(path)),
             Some(Kind::Registration) => return Err(Error::NotDir(path)),
@@ -503,21 +538,30 @@ impl Fs {
 
     /// The extended attributes of `ino`: its znode's stat and, on the root, the mount's
     /// state (see `status.rs`).
+    ///
+    /// The root always answers, so that `zkfs status` can say what is wrong, and says
+    /// (`user.zkfs.root`) whether its node — the chroot — still exists.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
         let inode = self.inode(ino)?;
-        let node = self.view.node(&inode.path)?;
-        let mut attrs = status::node_attrs(&node.stat);
-        if ino == ROOT_INO {
-            attrs.extend(status::mount_attrs(&self.session));
+        let node = self.view.node(&inode.path);
+        if ino != ROOT_INO {
+            return Ok(status::node_attrs(&node?.stat));
         }
+        let (mut attrs, root) = match node {
+            Ok(node) => (status::node_attrs(&node.stat), "exists".to_string()),
+            Err(Error::NotFound(_)) => (Vec::new(), status::root_deleted(self.session.connect_string())),
+            Err(e) => (Vec::new(), format!("unknown: {e}")),
+        };
+        attrs.extend(status::mount_attrs(&self.session));
+        attrs.push(("user.zkfs.root", root));
         Ok(attrs)
     }
 
-    /// `access(2)`: on a read-only mount, writing is refused.
+    /// `access(2)`: on a read-only mount, and in `/zookeeper`, writing is refused.
     pub fn access(&self, ino: u64, write: bool) -> Result<()> {
-        self.inode(ino)?;
+        let inode = self.inode(ino)?;
         if write {
-            self.writable()?;
+            self.changeable(&inode.path)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
 //!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
+//!   [`jsontext`] — JSON as written: byte spans to merge, bounded re-indentation.
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
@@ -20,7 +21,10 @@
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
-//! * [`cli`] — the command line and mount options.
+//! * [`cli`] — the command line and mount options; [`logging`] — where the log goes
+//!   (stderr, syslog, `log_file=`); [`mountpoint`] — the directory to mount on, and
+//!   the dead zkfs mount replaced there.
+//! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
 
 pub mod auth;
@@ -32,11 +36,15 @@ pub mod fs;
 pub mod fuse;
 pub mod handles;
 pub mod inodes;
+pub mod jsontext;
+pub mod logging;
+pub mod mountpoint;
 pub mod names;
 pub mod properties;
 pub mod readonly;
 pub mod session;
 pub mod status;
+pub mod sync;
 pub mod tree;
 pub mod view;
 pub mod watch;
