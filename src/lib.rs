@@ -20,7 +20,8 @@
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
-//! * [`cli`] — the command line and mount options.
+//! * [`cli`] — the command line and mount options; [`options`] — their one description,
+//!   from which `--help`, the man page, the README's tables and the completion come.
 //! * [`error`] — the domain error and its errno table.
 
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod fuse;
 pub mod handles;
 pub mod inodes;
 pub mod names;
+pub mod options;
 pub mod properties;
 pub mod readonly;
 pub mod session;

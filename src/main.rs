@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             };
         }
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", zkfs::options::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
