@@ -19,6 +19,7 @@
 //!   clone for the echo thread.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
+//! * [`notify`] — systemd readiness (`READY=1` once the mount serves).
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
 //! * [`cli`] — the command line and mount options; [`options`] — their one description,
 //!   from which `--help`, the man page, the README's tables and the completion come.
@@ -34,6 +35,7 @@ pub mod fuse;
 pub mod handles;
 pub mod inodes;
 pub mod names;
+pub mod notify;
 pub mod options;
 pub mod properties;
 pub mod readonly;

@@ -228,8 +228,10 @@ fn run(
         drop(ready.take());
         detach_stdio();
     }
+    zkfs::notify::ready_when_serving(mountpoint, format!("mounted {} at {}", config.connect, mountpoint.display()));
     let served = fuse_session.run();
     info!("unmounted {}", mountpoint.display());
+    zkfs::notify::notify("STOPPING=1");
     session.close();
     supervisor.abort();
     events.abort();
