@@ -20,10 +20,12 @@
 //!   clone for the echo thread.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
+//! * [`notify`] — systemd readiness (`READY=1` once the mount serves).
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
-//! * [`cli`] — the command line and mount options; [`logging`] — where the log goes
-//!   (stderr, syslog, `log_file=`); [`mountpoint`] — the directory to mount on, and
-//!   the dead zkfs mount replaced there.
+//! * [`cli`] — the command line and mount options; [`options`] — their one description,
+//!   from which `--help`, the man page, the README's tables and the completion come;
+//!   [`logging`] — where the log goes (stderr, syslog, `log_file=`); [`mountpoint`] —
+//!   the directory to mount on, and the dead zkfs mount replaced there.
 //! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
 
@@ -40,6 +42,8 @@ pub mod jsontext;
 pub mod logging;
 pub mod mountpoint;
 pub mod names;
+pub mod notify;
+pub mod options;
 pub mod properties;
 pub mod readonly;
 pub mod session;

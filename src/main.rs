@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Command::Help) => return printed(cli::HELP),
+        Ok(Command::Help) => return printed(&zkfs::options::help()),
         Ok(Command::Version) => return printed(&format!("zkfs {}\n", env!("CARGO_PKG_VERSION"))),
         Err(msg) => {
             eprintln!("zkfs: {msg}");
@@ -233,8 +233,10 @@ fn run(
         drop(ready.take());
         detach_stdio();
     }
+    zkfs::notify::ready_when_serving(mountpoint, format!("mounted {} at {}", config.connect, mountpoint.display()));
     let served = fuse_session.run();
     info!("unmounted {}", mountpoint.display());
+    zkfs::notify::notify("STOPPING=1");
     session.close();
     supervisor.abort();
     events.abort();
