@@ -100,6 +100,8 @@ pub struct Fs {
     paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
+    /// flock(2) locks, which can hold registrations; see `locks.rs`.
+    pub(crate) locks: crate::locks::Locks,
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -127,6 +129,7 @@ impl Fs {
             gid,
             paged: Mutex::default(),
             echo_tid: AtomicU32::new(0),
+            locks: crate::locks::Locks::new(),
         }
     }
 

@@ -13,11 +13,13 @@
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
 //!   clone for the echo thread.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
+//! * [`unmounted`] — the mount's end closes the session at once, even when lazy.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
 //! * [`cli`] — the command line and mount options.
@@ -32,12 +34,14 @@ pub mod fs;
 pub mod fuse;
 pub mod handles;
 pub mod inodes;
+pub mod locks;
 pub mod names;
 pub mod properties;
 pub mod readonly;
 pub mod session;
 pub mod status;
 pub mod tree;
+pub mod unmounted;
 pub mod view;
 pub mod watch;
 
