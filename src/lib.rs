@@ -14,11 +14,13 @@
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
 //!   clone for the echo thread.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
+//! * [`unmounted`] — the mount's end closes the session at once, even when lazy.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`notify`] — systemd readiness (`READY=1` once the mount serves).
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
@@ -39,6 +41,7 @@ pub mod fuse;
 pub mod handles;
 pub mod inodes;
 pub mod jsontext;
+pub mod locks;
 pub mod logging;
 pub mod mountpoint;
 pub mod names;
@@ -50,6 +53,7 @@ pub mod session;
 pub mod status;
 pub mod sync;
 pub mod tree;
+pub mod unmounted;
 pub mod view;
 pub mod watch;
 

@@ -224,6 +224,7 @@ fn run(
         warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
     }
     spawn_signal_thread(mountpoint.to_path_buf());
+    zkfs::unmounted::close_session_when_unmounted(mountpoint, Arc::clone(&session));
 
     if let Some(pipe) = ready.as_mut() {
         if let Some(warning) = silent {

@@ -204,6 +204,10 @@ pub const ERRNOS: &[(&str, &str)] = &[
     ("ENODATA", "getfattr of an attribute that does not exist"),
     ("ERANGE", "getfattr with a buffer too small"),
     ("ENOTTY", "an ioctl (zkfs has none)"),
+    (
+        "EWOULDBLOCK",
+        "flock -n on a registration whose lock another process holds, or that another ZooKeeper session holds",
+    ),
 ];
 
 /// zkfs's exit statuses.
@@ -664,6 +668,7 @@ mod tests {
             Error::IsDir(String::new()),
             Error::Unavailable(String::new()),
             Error::Stale,
+            Error::Locked(String::new()),
         ];
         for e in &all {
             match e {
@@ -680,7 +685,8 @@ mod tests {
                 | Error::NotDir(_)
                 | Error::IsDir(_)
                 | Error::Unavailable(_)
-                | Error::Stale => {}
+                | Error::Stale
+                | Error::Locked(_) => {}
             }
         }
         all
