@@ -155,7 +155,7 @@ impl Handles {
     }
 
     /// Applies a complete object to ZooKeeper.
-    fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties) -> Result<()> {
+    pub(crate) fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties) -> Result<()> {
         let session = self.view.session();
         let path = inode.path.as_str();
         let registration = inode.kind == InodeKind::Registration;
