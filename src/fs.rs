@@ -171,7 +171,7 @@ impl Fs {
         }
     }
 
-    fn own(&self, stat: &Stat) -> bool {
+    pub(crate) fn own(&self, stat: &Stat) -> bool {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 

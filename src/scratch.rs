@@ -32,7 +32,10 @@
 //!   for a set. Every other process still sees `properties.json`.
 //! * Renaming `properties.json` or a registration *away* (vim's backup, `mv` to a
 //!   temporary name) fails with EXDEV, which such tools answer by copying: the
-//!   original stays, as a node always has its data.
+//!   original stays, as a node always has its data. The copying process then unlinks
+//!   the source (vim, to write it anew): for one of this mount's registrations that
+//!   unlink is taken as the end of the copy, like `unlink(properties.json)` above,
+//!   so the server is never unregistered, not even for a moment.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -140,8 +143,12 @@ struct Table {
     /// Scratch inodes renamed over a data file → that file's inode.
     aliases: HashMap<u64, u64>,
     alias_order: VecDeque<u64>,
-    /// Directory path → (process, since when) that unlinked its `properties.json`.
-    hidden: HashMap<String, (u32, Instant)>,
+    /// Data files (directory path, name) out of sight of one process since its unlink
+    /// → (that process, since when).
+    hidden: HashMap<(String, String), (u32, Instant)>,
+    /// Registrations a process was just told to copy (EXDEV), so its unlink of the
+    /// source ends the "move" without unregistering → (that process, since when).
+    copied: HashMap<(String, String), (u32, Instant)>,
 }
 
 impl Table {
@@ -378,29 +385,34 @@ impl Scratch {
         }
     }
 
-    fn hide(&self, dir: &str, pid: u32) {
-        self.table().hidden.insert(dir.to_string(), (pid, Instant::now()));
+    fn hide(&self, dir: &str, name: &str, pid: u32) {
+        self.table().hidden.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
     }
 
-    fn unhide(&self, dir: &str) {
-        self.table().hidden.remove(dir);
+    fn unhide(&self, dir: &str, name: &str) {
+        self.table().hidden.remove(&(dir.to_string(), name.to_string()));
     }
 
-    /// True if `properties.json` of `dir` was unlinked by the process of thread `tid`
+    /// True if data file `name` of `dir` was unlinked by the process of thread `tid`
     /// moments ago (see the module docs).
-    fn hidden_from(&self, dir: &str, tid: u32) -> bool {
-        let pid = {
-            let mut t = self.table();
-            match t.hidden.get(dir) {
-                None => return false,
-                Some((_, since)) if since.elapsed() > HIDDEN_FOR => {
-                    t.hidden.remove(dir);
-                    return false;
-                }
-                Some((pid, _)) => *pid,
-            }
-        };
-        process_of(tid) == pid
+    fn hidden_from(&self, dir: &str, name: &str, tid: u32) -> bool {
+        let pid = recent(&mut self.table().hidden, dir, name);
+        pid.is_some_and(|pid| process_of(tid) == pid)
+    }
+
+    fn copied(&self, dir: &str, name: &str, pid: u32) {
+        self.table().copied.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
+    }
+
+    /// True (once) if the process of thread `tid` was just told to copy registration
+    /// `name` of `dir` instead of renaming it.
+    fn take_copied(&self, dir: &str, name: &str, tid: u32) -> bool {
+        let Some(pid) = recent(&mut self.table().copied, dir, name) else { return false };
+        if process_of(tid) != pid {
+            return false;
+        }
+        self.table().copied.remove(&(dir.to_string(), name.to_string()));
+        true
     }
 
     /// Drops the scratch files of `dir` and below (the directory is gone).
@@ -412,8 +424,23 @@ impl Scratch {
         for (d, n) in gone {
             t.unname(&d, &n);
         }
-        t.hidden.retain(|d, _| d != dir && !d.starts_with(&prefix));
+        t.hidden.retain(|(d, _), _| d != dir && !d.starts_with(&prefix));
+        t.copied.retain(|(d, _), _| d != dir && !d.starts_with(&prefix));
     }
+}
+
+/// The process of a recent entry of `map`; an entry too old is dropped.
+fn recent(map: &mut HashMap<(String, String), (u32, Instant)>, dir: &str, name: &str) -> Option<u32> {
+    if map.is_empty() {
+        return None;
+    }
+    let key = (dir.to_string(), name.to_string());
+    let (pid, since) = *map.get(&key)?;
+    if since.elapsed() > HIDDEN_FOR {
+        map.remove(&key);
+        return None;
+    }
+    Some(pid)
 }
 
 fn open_file(ino: u64, flags: i32) -> OpenFile {
@@ -440,11 +467,9 @@ fn opened(fh: u64) -> Opened {
 impl Fs {
     /// `lookup` as asked by thread `tid` (see the module docs on hidden files).
     pub fn lookup_by(&self, parent: u64, name: &str, tid: u32) -> Result<Attr> {
-        if name == PROPERTIES {
-            let dir = self.dir_path(parent)?;
-            if self.scratch.hidden_from(&dir, tid) {
-                return Err(Error::NotFound(child_path(&dir, name)));
-            }
+        let dir = self.dir_path(parent)?;
+        if self.scratch.hidden_from(&dir, name, tid) {
+            return Err(Error::NotFound(child_path(&dir, name)));
         }
         self.lookup(parent, name)
     }
@@ -468,17 +493,23 @@ impl Fs {
         self.writable()?;
         let dir = self.dir_path(parent)?;
         match classify(name)? {
-            NameUse::Registration => {
+            NameUse::Registration if !self.scratch.hidden_from(&dir, name, tid) => {
                 let mode = flags.map(|f| match OpenMode::from_flags(f) {
                     OpenMode::Read => OpenMode::Set,
                     m => m,
                 });
                 self.create(parent, name, process_of(tid), mode)
             }
-            NameUse::Properties => {
+            // A data file this process unlinked a moment ago, created again: it never
+            // went, so open it for a set.
+            NameUse::Registration | NameUse::Properties => {
                 let Some(flags) = flags else { return Err(Error::Exists(child_path(&dir, name))) };
-                self.scratch.unhide(&dir);
-                let ino = self.view.ino(&dir, InodeKind::Properties);
+                self.scratch.unhide(&dir, name);
+                let ino = if name == PROPERTIES {
+                    self.view.ino(&dir, InodeKind::Properties)
+                } else {
+                    self.view.ino(&child_path(&dir, name), InodeKind::Registration)
+                };
                 let mode = match OpenMode::from_flags(flags) {
                     OpenMode::Read => OpenMode::Set,
                     m => m,
@@ -536,15 +567,19 @@ impl Fs {
     }
 
     /// `unlink` by thread `tid`: a scratch file goes; `properties.json` stays, but is
-    /// out of that process's sight for a moment (see the module docs).
+    /// out of that process's sight for a moment (see the module docs). So does a
+    /// registration that this process was just told to copy (EXDEV) rather than
+    /// rename: its unlink ends that copy, and must not unregister the server.
     pub fn unlink_by(&self, parent: u64, name: &str, tid: u32) -> Result<()> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
         if self.scratch.unlink(&dir, name) {
             return Ok(());
         }
-        if name == PROPERTIES {
-            self.scratch.hide(&dir, process_of(tid));
+        if name == PROPERTIES || self.scratch.take_copied(&dir, name, tid) {
+            debug!("{}: kept, and out of this process's sight for a moment", child_path(&dir, name));
+            self.scratch.hide(&dir, name, process_of(tid));
+            return Ok(());
         }
         self.unlink(parent, name)
     }
@@ -565,7 +600,7 @@ impl Fs {
         let from = child_path(&dir, name);
         let to = child_path(&new_dir, new_name);
         if self.scratch.lookup(&dir, name).is_none() {
-            return Err(self.rename_away(&dir, name, &new_dir, new_name));
+            return Err(self.rename_away(&dir, name, &new_dir, new_name, tid));
         }
         let target = classify(new_name)?;
         if flags & libc::RENAME_NOREPLACE != 0
@@ -595,7 +630,7 @@ impl Fs {
         };
         info!("{shown} set from {from}");
         self.scratch.retire(&dir, name, ino, target_ino);
-        self.scratch.unhide(&new_dir);
+        self.scratch.unhide(&new_dir, new_name);
         // The kernel now shows the scratch inode under the target's name, and the
         // target's own inode may hold the old bytes: make it forget both.
         self.view.send(vec![
@@ -606,12 +641,15 @@ impl Fs {
     }
 
     /// Why `name`, not a scratch file, cannot be renamed to `new_name`.
-    fn rename_away(&self, dir: &str, name: &str, new_dir: &str, new_name: &str) -> Error {
-        let is_data_file =
-            name == PROPERTIES || matches!(self.view.child(dir, name), Ok(Some(c)) if c.kind == Kind::Registration);
+    fn rename_away(&self, dir: &str, name: &str, new_dir: &str, new_name: &str, tid: u32) -> Error {
+        let registration = matches!(self.view.child(dir, name), Ok(Some(c)) if c.kind == Kind::Registration);
+        let own = registration && self.view.node(&child_path(dir, name)).is_ok_and(|n| self.own(&n.stat));
         let to_scratch = matches!(classify(new_name), Ok(NameUse::Scratch))
             && matches!(self.view.child(new_dir, new_name), Ok(None));
-        if is_data_file && to_scratch {
+        if (name == PROPERTIES || registration) && to_scratch {
+            if own {
+                self.scratch.copied(dir, name, process_of(tid));
+            }
             let from = child_path(dir, name);
             debug!("{from} cannot be renamed away (it is the node's data): EXDEV, so that the tool copies it");
             return Error::CrossDevice(format!("{from} stays where it is; copy it instead"));

@@ -113,11 +113,14 @@ fn vim_with_its_swap_and_backup_files() {
     // A registration file, edited the same way, keeps its pid.
     sh_ok(&format!("touch {}", q(&svc.join("providers/h1:80"))));
     let pid = zk.get_json("/svc/providers/h1:80")["pid"].clone();
+    let created = zk.stat("/svc/providers/h1:80").unwrap().czxid;
     in_dir(
         &svc.join("providers"),
         r#"timeout 30 vim -u NONE -N -c 'set backupskip=' -es -c '%s/}/, "zone": "a"}/' -c wq h1:80 </dev/null"#,
     );
     assert_eq!(zk.get_json("/svc/providers/h1:80"), json!({"pid": pid, "zone": "a"}));
+    // vim renamed the file away (EXDEV), copied it and unlinked it: never unregistered.
+    assert_eq!(zk.stat("/svc/providers/h1:80").unwrap().czxid, created, "the server was unregistered meanwhile");
     assert_no_temporary_files(&zk, &mount, "/svc/providers", &["h1:80"]);
 }
 
@@ -291,10 +294,22 @@ fn renaming_properties_away_copies_it_and_leaves_it_in_place() {
     // And back: the copy is applied as a set.
     in_dir(&svc, r#"sed -i 's/main/other/' properties.json.bak && mv properties.json.bak properties.json"#);
     assert_eq!(zk.get_json("/svc"), json!({"threads": 2, "db": "other"}));
-    // Directories and registrations still cannot move.
+    // A registration moved away is copied too, and stays registered.
+    sh_ok(&format!("touch {}", q(&svc.join("providers/h:1"))));
+    let created = zk.stat("/svc/providers/h:1").unwrap().czxid;
+    in_dir(&svc.join("providers"), "mv h:1 h.bak");
+    assert_eq!(zk.stat("/svc/providers/h:1").map(|s| s.czxid), Some(created));
+    assert_eq!(cat_json(&svc.join("providers/h.bak")), zk.get_json("/svc/providers/h:1"));
+    // Another session's registration cannot be removed, so mv fails after its copy.
+    zk.create_ephemeral("/svc/providers/h:2", br#"{"pid": 42}"#);
+    let r = sh(&format!("cd {} && mv h:2 h2.bak", q(&svc.join("providers"))));
+    assert!(!r.ok && r.stderr.contains("not permitted"), "{}", r.stderr);
+    assert!(zk.exists("/svc/providers/h:2"));
+    // Directories still cannot move.
     let r = sh(&format!("cd {} && mv providers elsewhere", q(&svc)));
     assert!(!r.ok && r.stderr.contains("not supported"), "{}", r.stderr);
     assert_no_temporary_files(&zk, &mount, "/svc", &["providers"]);
+    assert_no_temporary_files(&zk, &mount, "/svc/providers", &["h:1", "h:2"]);
 }
 
 #[test]
