@@ -8,8 +8,8 @@
 //! `rename` that ends it, and with the mount. Scratch files are left out of directory
 //! listings, so that discovery (`ls providers`, the HAProxy example) only ever sees
 //! registrations; the program that made one reaches it by name (lookup, stat, open).
-//! A name with a `:` that is not a valid `HOST:PORT` is still refused as a typo of
-//! one, unless it is plainly an editor's file (`.h:1.swp`, `h:1~`, `#h:1#`).
+//! A name that looks like a mistyped `HOST:PORT` (`host:http`, `10.0.0.5:80800`) is
+//! still refused, so that nobody believes they registered.
 //!
 //! What ends a scratch file:
 //! * `rename(tmp, properties.json)` applies its content as one *set* of the node's
@@ -88,15 +88,20 @@ pub fn classify(name: &str) -> Result<NameUse> {
     }
     match names::check_registration(name) {
         Ok(()) => Ok(NameUse::Registration),
-        // `10.0.0.5:80800` or `host:http` was meant as a registration: say so rather
-        // than keep a file nobody else can see.
-        Err(e) if name.contains(':') && !looks_temporary(name) => Err(e),
+        Err(e) if looks_like_a_registration(name) => Err(e),
         Err(_) => Ok(NameUse::Scratch),
     }
 }
 
-fn looks_temporary(name: &str) -> bool {
-    name.starts_with('.') || name.starts_with('#') || name.ends_with('~')
+/// `10.0.0.5:80800`, `host:http` or `host:` was meant as a registration: say so rather
+/// than keep a file nobody else can see. Temporary names built on a registration's
+/// name stay allowed: an editor's (`.h:1.swp`, `h:1~`, `#h:1#`) and those with a
+/// random tail (Salt's `h:1x7_k2`, Puppet's `h:120261128-42-x1`).
+fn looks_like_a_registration(name: &str) -> bool {
+    let Some((_, port)) = name.rsplit_once(':') else { return false };
+    let temporary = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
+    let all = |f: fn(&u8) -> bool| port.as_bytes().iter().all(f);
+    !temporary && (all(u8::is_ascii_digit) || all(u8::is_ascii_alphabetic))
 }
 
 /// Attribute changes asked of a scratch file (`chmod`, `chown`, `truncate`, `touch`).
@@ -710,10 +715,10 @@ mod tests {
         for scratch in ["sedkNT2YS", "4913", ".properties.json.swp", "properties.json~", "tmp8_x2k", ".ansible_tmpa1"] {
             assert_eq!(classify(scratch).unwrap(), NameUse::Scratch, "{scratch}");
         }
-        for editor in [".10.0.0.5:8080.swp", "10.0.0.5:8080~", "#h:1#"] {
+        for editor in [".10.0.0.5:8080.swp", "10.0.0.5:8080~", "#h:1#", "10.0.0.5:80x7_k2pq", "h:120261128-42-x1"] {
             assert_eq!(classify(editor).unwrap(), NameUse::Scratch, "{editor}");
         }
-        for typo in ["host:0", "10.0.0.5:80800", "host:http", ":80"] {
+        for typo in ["host:0", "10.0.0.5:80800", "host:http", ":80", "host:", "[::1:80", "host:08"] {
             assert_eq!(classify(typo).unwrap_err().errno(), libc::EINVAL, "{typo}");
         }
     }

@@ -260,6 +260,42 @@ fn an_ansible_style_atomic_move_sets_properties_and_registers() {
     assert_no_temporary_files(&zk, &mount, "/svc/providers", &["10.0.0.7:80", "10.0.0.8:80"]);
 }
 
+/// Salt's `salt.utils.files.copyfile`: `mkstemp(prefix=<target's name>)` in the target's
+/// directory, then `shutil.move` and the old owner and mode; Puppet's `replace_file`:
+/// a temporary file named `<target's name><date>-<pid>-<random>`, then a rename.
+const SALT_AND_PUPPET: &str = r#"
+import os, shutil, sys, tempfile
+dest, salt, puppet = sys.argv[1:4]
+d, name = os.path.split(dest)
+st = os.stat(dest)
+fd, tgt = tempfile.mkstemp(prefix=name, dir=d)
+os.write(fd, salt.encode())
+os.close(fd)
+shutil.move(tgt, dest)
+os.chown(dest, st.st_uid, st.st_gid)
+os.chmod(dest, st.st_mode)
+tmp = os.path.join(d, "%s20261128-%d-1x2y3z" % (name, os.getpid()))
+with open(tmp, "w") as f:
+    f.write(puppet)
+os.rename(tmp, dest)
+"#;
+
+#[test]
+fn salt_and_puppet_style_replacements_of_a_registration() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join("svc/providers/10.0.0.9:8080");
+    sh_ok(&format!("touch {}", q(&reg)));
+    let before = zk.stat("/svc/providers/10.0.0.9:8080").unwrap();
+    let pid = zk.get_json("/svc/providers/10.0.0.9:8080")["pid"].clone();
+    let script =
+        format!("python3 -c {} {} '{{\"weight\": 1}}' '{{\"weight\": 2}}'", q(Path::new(SALT_AND_PUPPET)), q(&reg));
+    sh_ok(&script);
+    let after = zk.stat("/svc/providers/10.0.0.9:8080").unwrap();
+    assert_eq!(zk.get_json("/svc/providers/10.0.0.9:8080"), json!({"pid": pid, "weight": 2}));
+    assert_eq!((after.czxid, after.version), (before.czxid, before.version + 2), "two sets of one registration");
+    assert_no_temporary_files(&zk, &mount, "/svc/providers", &["10.0.0.9:8080"]);
+}
+
 #[test]
 fn content_that_is_not_one_json_object_fails_the_rename_and_changes_nothing() {
     let (_server, zk, mount) = setup();
