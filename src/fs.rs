@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::info;
+use log::{debug, info};
 use serde_json::json;
 use zookeeper_client::{Acls, CreateMode, Stat};
 
@@ -22,6 +22,7 @@ use crate::handles::{Handle, Handles, OpenMode};
 use crate::inodes::{child_path, split_path, Inode, InodeKind, ROOT_INO};
 use crate::names::{self, PROPERTIES};
 use crate::properties;
+use crate::scratch::{self, Scratch};
 use crate::session::Session;
 use crate::status;
 use crate::sync::Recover;
@@ -92,11 +93,13 @@ pub const ECHO_FH: u64 = 0;
 /// The filesystem.
 pub struct Fs {
     pub(crate) view: Arc<View>,
-    session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     read_only: bool,
-    uid: u32,
-    gid: u32,
-    handles: Handles,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) handles: Handles,
+    /// Temporary files local to this mount (see `scratch.rs`).
+    pub(crate) scratch: Scratch,
     /// The mzxid whose bytes the kernel's page cache holds, per inode.
     paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
@@ -140,6 +143,7 @@ impl Fs {
             uid,
             gid,
             paged: Mutex::default(),
+            scratch: Scratch::default(),
             echo_tid: AtomicU32::new(0),
             shows_system,
             locks: crate::locks::Locks::new(),
@@ -162,7 +166,9 @@ impl Fs {
     }
 
     pub(crate) fn inode(&self, ino: u64) -> Result<Inode> {
-        self.view.inode(ino).ok_or(Error::Stale)
+        // A scratch inode renamed over a data file now stands for it (see `scratch.rs`).
+        let alias = || self.scratch.alias(ino).and_then(|target| self.view.inode(target));
+        self.view.inode(ino).or_else(alias).ok_or(Error::Stale)
     }
 
     pub(crate) fn dir_path(&self, ino: u64) -> Result<String> {
@@ -173,7 +179,7 @@ impl Fs {
         }
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only {
             Err(Error::ReadOnly)
         } else {
@@ -198,7 +204,7 @@ impl Fs {
         Ok(())
     }
 
-    fn own(&self, stat: &Stat) -> bool {
+    pub(crate) fn own(&self, stat: &Stat) -> bool {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 
@@ -267,13 +273,20 @@ impl Fs {
 
     /// `stat` of an inode.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if let Some(attr) = self.scratch.attr(ino) {
+            return Ok(attr);
+        }
         let inode = self.inode(ino)?;
-        self.attr(ino, &inode)
+        let attr = self.attr(ino, &inode)?;
+        Ok(Attr { volatile: attr.volatile || scratch::is_scratch_number(ino), ..attr })
     }
 
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         let dir = self.dir_path(parent)?;
+        if let Some(attr) = self.scratch_lookup(&dir, name) {
+            return Ok(attr);
+        }
         if name == PROPERTIES {
             let ino = self.view.ino(&dir, InodeKind::Properties);
             return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
@@ -350,10 +363,13 @@ impl Fs {
         if fh == ECHO_FH {
             return Ok(Vec::new());
         }
+        if scratch::is_scratch_number(fh) {
+            return self.scratch_read(fh, offset, size);
+        }
         let handle = self.handles.get(fh)?;
         let h = handle.locked();
         // A node removed while open: say so instead of serving its old bytes forever.
-        if self.view.inode(h.ino).is_none() {
+        if self.inode(h.ino).is_err() {
             return Err(Error::NotFound(h.inode.path.clone()));
         }
         let bytes = &h.snapshot;
@@ -367,12 +383,15 @@ impl Fs {
         if fh == ECHO_FH {
             return Err(Error::NotPermitted("echo handles take no data".into()));
         }
+        if scratch::is_scratch_number(fh) {
+            return self.scratch_write(fh, offset, data);
+        }
         self.handles.write(fh, offset, data)
     }
 
     /// A `close` of the file: an incomplete document fails here.
     pub fn flush(&self, fh: u64) -> Result<()> {
-        if fh == ECHO_FH {
+        if fh == ECHO_FH || scratch::is_scratch_number(fh) {
             return Ok(());
         }
         self.handles.flush(fh)
@@ -380,7 +399,9 @@ impl Fs {
 
     /// The last close of the file.
     pub fn release(&self, fh: u64) {
-        if fh != ECHO_FH {
+        if scratch::is_scratch_number(fh) {
+            self.scratch_release(fh)
+        } else if fh != ECHO_FH {
             self.handles.release(fh)
         }
     }
@@ -391,10 +412,16 @@ impl Fs {
         // touch, chmod, truncate: all changes, so all refused on a read-only mount.
         self.changeable(&inode.path)?;
         if chmod_or_chown {
-            return Err(Error::NotPermitted(format!(
-                "{}: ZooKeeper nodes have no owner or mode to change",
-                inode.path
-            )));
+            if inode.kind == InodeKind::Dir {
+                return Err(Error::NotPermitted(format!(
+                    "{}: ZooKeeper nodes have no owner or mode to change",
+                    inode.path
+                )));
+            }
+            // install, vim, Python's copystat and Ansible set a mode after writing a
+            // file: accepted and ignored, as znodes have none (a registration of another
+            // session is still refused by `open` and the kernel's permission check).
+            debug!("{}: chmod/chown accepted and ignored: znodes have no owner or mode", inode.path);
         }
         if let Some(size) = size {
             if inode.kind == InodeKind::Dir {
@@ -534,6 +561,7 @@ impl Fs {
         self.session.call(&path, |c| async move { c.delete(&p, None).await })?;
         info!("removed {path}");
         self.view.local_removed(&path);
+        self.scratch_forget_dir(&path);
         Ok(())
     }
 
@@ -545,6 +573,9 @@ impl Fs {
     /// The root always answers, so that `zkfs status` can say what is wrong, and says
     /// (`user.zkfs.root`) whether its node — the chroot — still exists.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
+        if self.scratch.attr(ino).is_some() {
+            return Ok(Vec::new());
+        }
         let inode = self.inode(ino)?;
         let node = self.view.node(&inode.path);
         if ino != ROOT_INO {
@@ -562,9 +593,15 @@ impl Fs {
 
     /// `access(2)`: on a read-only mount, and in `/zookeeper`, writing is refused.
     pub fn access(&self, ino: u64, write: bool) -> Result<()> {
-        let inode = self.inode(ino)?;
+        let path = match self.scratch.attr(ino) {
+            Some(_) => None,
+            None => Some(self.inode(ino)?.path),
+        };
         if write {
-            self.changeable(&inode.path)?;
+            match path {
+                Some(p) => self.changeable(&p)?,
+                None => self.writable()?,
+            }
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use log::{debug, warn};
 use crate::echo::KernelCache;
 use crate::error::{ErrnoName, Error};
 use crate::fs::{Attr, FileKind, Fs, Opened};
-use crate::handles::OpenMode;
+use crate::scratch::Changes;
 use crate::view::Kind;
 
 /// How long the kernel may keep entries and attributes. Long, because the view tells
@@ -121,12 +121,12 @@ impl Filesystem for ZkFuse {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = match name_str("lookup", name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.fs.lookup(parent.0, name) {
+        match self.fs.lookup_by(parent.0, name, req.pid()) {
             Ok(a) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("lookup", &e)),
         }
@@ -134,7 +134,7 @@ impl Filesystem for ZkFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
+            Ok(a) => reply.attr(if a.volatile { &Duration::ZERO } else { &TTL }, &to_attr(&a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }
     }
@@ -148,7 +148,7 @@ impl Filesystem for ZkFuse {
         gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<std::time::SystemTime>,
@@ -158,8 +158,20 @@ impl Filesystem for ZkFuse {
         reply: ReplyAttr,
     ) {
         let chmod = mode.is_some() || uid.is_some() || gid.is_some();
+        let changes = Changes {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => t,
+                TimeOrNow::Now => std::time::SystemTime::now(),
+            }),
+        };
         let result = if self.fs.is_echo(req.pid()) {
             self.fs.getattr_now(ino.0)
+        } else if let Some(scratch) = self.fs.scratch_setattr(ino.0, changes) {
+            scratch
         } else {
             self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod)
         };
@@ -175,7 +187,7 @@ impl Filesystem for ZkFuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -192,7 +204,7 @@ impl Filesystem for ZkFuse {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(errno("mknod", &self.fs.unsupported("creating a device, fifo or socket")));
         }
-        match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), None) {
+        match self.fs.create_file(parent.0, name, req.pid(), None, mode & !umask) {
             Ok((a, _)) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("mknod", &e)),
         }
@@ -217,7 +229,7 @@ impl Filesystem for ZkFuse {
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let echo = self.fs.is_echo(req.pid());
         let result = name_str("unlink", name).and_then(|n| {
-            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.unlink(parent.0, n) };
+            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.unlink_by(parent.0, n, req.pid()) };
             done.map_err(|e| errno("unlink", &e))
         });
         match result {
@@ -244,15 +256,23 @@ impl Filesystem for ZkFuse {
 
     fn rename(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno("rename", &self.fs.unsupported("rename")));
+        let result = name_str("rename", name).and_then(|n| {
+            let to = name_str("rename", newname)?;
+            let done = self.fs.rename(parent.0, n, newparent.0, to, flags.bits(), req.pid());
+            done.map_err(|e| errno("rename", &e))
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
@@ -260,11 +280,8 @@ impl Filesystem for ZkFuse {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let result = if self.fs.is_echo(req.pid()) {
-            self.fs.open_echo(ino.0)
-        } else {
-            self.fs.open(ino.0, OpenMode::from_flags(flags.0))
-        };
+        let result =
+            if self.fs.is_echo(req.pid()) { self.fs.open_echo(ino.0) } else { self.fs.open_with_flags(ino.0, flags.0) };
         match result {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(errno("open", &e)),
@@ -463,8 +480,8 @@ impl Filesystem for ZkFuse {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -472,12 +489,11 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let mode = match OpenMode::from_flags(flags) {
-            OpenMode::Read => OpenMode::Set,
-            m => m,
-        };
-        match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), Some(mode)) {
-            Ok((a, Some(o))) => reply.created(&TTL, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o)),
+        match self.fs.create_file(parent.0, name, req.pid(), Some(flags), mode & !umask) {
+            Ok((a, Some(o))) => {
+                let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
+                reply.created(&attr_ttl, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
+            }
             Ok((_, None)) => reply.error(Errno::from_i32(libc::EIO)),
             Err(e) => reply.error(errno("create", &e)),
         }

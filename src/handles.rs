@@ -157,7 +157,7 @@ impl Handles {
 
     /// Applies a complete object to ZooKeeper.
     /// `text` is what was written: the object's bytes as the program wrote them.
-    fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties, text: &[u8]) -> Result<()> {
+    pub(crate) fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties, text: &[u8]) -> Result<()> {
         let session = self.view.session();
         let path = inode.path.as_str();
         let registration = inode.kind == InodeKind::Registration;

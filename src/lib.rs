@@ -15,6 +15,8 @@
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
 //! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
+//! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `mv`), and
+//!   the renames that apply them.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
@@ -49,6 +51,7 @@ pub mod notify;
 pub mod options;
 pub mod properties;
 pub mod readonly;
+pub mod scratch;
 pub mod session;
 pub mod status;
 pub mod sync;

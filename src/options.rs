@@ -189,14 +189,23 @@ pub const ERRNOS: &[(&str, &str)] = &[
     ("ENOTEMPTY", "rmdir of a node with children"),
     (
         "EINVAL",
-        "a name that is not HOST:PORT for a file, or invalid for ZooKeeper; written bytes that are not one JSON \
-         object (at the write that brings them, or at close if still incomplete)",
+        "a file name with a ':' that is not a valid HOST:PORT, or a name invalid for ZooKeeper; written bytes \
+         that are not one JSON object (at the write that brings them, or at close if still incomplete); renaming \
+         a temporary file whose content is not one JSON object over properties.json or a registration",
     ),
-    ("EFBIG", "data over 1,000,000 bytes"),
-    ("EPERM", "changing or removing another session's registration; chmod, chown"),
+    ("EFBIG", "data over 1,000,000 bytes; temporary files over 64 MiB in all"),
+    (
+        "EPERM",
+        "changing or removing another session's registration; chmod/chown of a directory; any change under /zookeeper",
+    ),
     ("EACCES", "a ZooKeeper ACL forbids the operation"),
     ("EROFS", "any change on a -o ro mount"),
-    ("ENOTSUP", "rename, link, symlink, mkfifo and device nodes: ZooKeeper has no such operation"),
+    (
+        "ENOTSUP",
+        "rename of a directory or of a data file onto another, link, symlink, mkfifo and device nodes: ZooKeeper \
+         has no such operation",
+    ),
+    ("EXDEV", "renaming properties.json or a registration to a temporary name: tools then copy it"),
     ("ENOTDIR", "a directory operation on a registration"),
     ("EISDIR", "a file operation on a directory"),
     ("EIO", "no ZooKeeper server answered within the session timeout"),
@@ -669,6 +678,7 @@ mod tests {
             Error::Unavailable(String::new()),
             Error::Stale,
             Error::Locked(String::new()),
+            Error::CrossDevice(String::new()),
         ];
         for e in &all {
             match e {
@@ -686,7 +696,8 @@ mod tests {
                 | Error::IsDir(_)
                 | Error::Unavailable(_)
                 | Error::Stale
-                | Error::Locked(_) => {}
+                | Error::Locked(_)
+                | Error::CrossDevice(_) => {}
             }
         }
         all
