@@ -51,6 +51,10 @@ pub enum Error {
     /// A file handle that zkfs does not know (a bug or a handle from before a restart).
     #[error("stale file handle")]
     Stale,
+    /// The request would have to wait for ZooKeeper on a thread that must not (see
+    /// `wait.rs`); it is run again where it may. Never reaches a program.
+    #[error("would wait for ZooKeeper")]
+    WouldWait,
 }
 
 impl Error {
@@ -71,6 +75,7 @@ impl Error {
             Error::IsDir(_) => libc::EISDIR,
             Error::Unavailable(_) => libc::EIO,
             Error::Stale => libc::ESTALE,
+            Error::WouldWait => libc::EAGAIN,
         }
     }
 

@@ -7,7 +7,8 @@
 //!   expiry, and the registrations it holds.
 //! * [`view`] — the cached, watched view of the tree (the design essay is there);
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
-//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
+//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it; `flight` —
+//!   one read per node at a time, and what a read in flight must hear of.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
@@ -22,12 +23,15 @@
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
 //! * [`cli`] — the command line and mount options.
 //! * [`error`] — the domain error and its errno table.
+//! * [`wait`] — whether the current thread may wait for ZooKeeper (requests that must
+//!   wait leave fuser's threads, see `fuse.rs`).
 
 pub mod auth;
 pub mod cli;
 pub mod document;
 pub mod echo;
 pub mod error;
+mod flight;
 pub mod fs;
 pub mod fuse;
 pub mod handles;
@@ -39,6 +43,7 @@ pub mod session;
 pub mod status;
 pub mod tree;
 pub mod view;
+pub mod wait;
 pub mod watch;
 
 /// What the model tests beside the code share.

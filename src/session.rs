@@ -354,11 +354,15 @@ impl Session {
 
     /// Runs a ZooKeeper call from a FUSE thread: blocks until it answers or one session
     /// timeout has passed, and maps its error for `path`.
+    ///
+    /// # Notable errors
+    /// [`Error::WouldWait`] on a thread that may not wait (see `wait.rs`): nothing was sent.
     pub fn call<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
     {
+        crate::wait::may_wait()?;
         self.rt.block_on(self.call_async(path, f))
     }
 
