@@ -270,6 +270,11 @@ impl Filesystem for ZkFuse {
         if config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC).is_err() {
             warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; truncation arrives as setattr");
         }
+        // Without it the kernel serialises lookups and listings in one directory: cold
+        // reads of different nodes there would wait in line (see the module docs).
+        if config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS).is_err() {
+            warn!("kernel lacks FUSE_PARALLEL_DIROPS; lookups in one directory wait for each other");
+        }
         Ok(())
     }
 

@@ -96,6 +96,9 @@ pub struct Session {
     registrations: Mutex<BTreeMap<String, Registration>>,
     /// Every session id this mount has had, to recognise its own leftover nodes.
     past_sessions: Mutex<Vec<i64>>,
+    /// When a call last failed for want of a server; cleared by the next success or
+    /// reconnection. See [`Session::call_async`].
+    outage: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -146,6 +149,7 @@ impl Session {
             state: Mutex::new((State::Connected, Stats::default())),
             connected: tokio::sync::watch::Sender::new(State::Connected),
             registrations: Mutex::new(BTreeMap::new()),
+            outage: Mutex::new(None),
         };
         Ok(Arc::new(session))
     }
@@ -171,6 +175,7 @@ impl Session {
                         self.set_state(State::Disconnected, None);
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        self.set_outage(false);
                         self.set_state(State::Connected, None);
                         if was_disconnected {
                             info!("reconnected to ZooKeeper");
@@ -367,7 +372,33 @@ impl Session {
     }
 
     /// [`Session::call`] for async callers.
+    ///
+    /// # Notable behaviours
+    /// Bounded by one session timeout from its start. Once a call has failed for want
+    /// of a server, later calls fail at once until the connection is back (or, while
+    /// the client still believes it is connected, for one session timeout): requests
+    /// the kernel queues behind one another (writes to one file, creations in one
+    /// directory) then each fail within a session timeout of their own start, instead
+    /// of one timeout after another.
     pub async fn call_async<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+    {
+        let started = Instant::now();
+        if self.in_outage() {
+            return Err(Error::Unavailable(format!("{path}: no ZooKeeper server answers")));
+        }
+        let result = self.call_once(path, f, started).await;
+        match &result {
+            Ok(_) => self.set_outage(false),
+            Err(Error::Unavailable(_)) => self.set_outage(true),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn call_once<T, F, Fut>(&self, path: &str, f: F, started: Instant) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
@@ -375,7 +406,6 @@ impl Session {
         // The request is sent only once the session is connected: zookeeper-client
         // keeps a request made while disconnected and sends it after reconnecting, so
         // a write that had already failed (EIO) for its program could be applied later.
-        let started = Instant::now();
         let unavailable =
             || Error::Unavailable(format!("{path}: no ZooKeeper server answered within {:?}", started.elapsed()));
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -390,6 +420,22 @@ impl Session {
         match tokio::time::timeout_at(deadline, f(client)).await {
             Ok(result) => result.map_err(|e| Error::from_zk(e, path)),
             Err(_) => Err(unavailable()),
+        }
+    }
+
+    /// True while calls should fail at once (see [`Session::call_async`]).
+    fn in_outage(&self) -> bool {
+        let Some(since) = self.outage.lock().ok().and_then(|o| *o) else { return false };
+        *self.connected.borrow() != State::Connected || since.elapsed() < self.timeout
+    }
+
+    fn set_outage(&self, on: bool) {
+        if let Ok(mut o) = self.outage.lock() {
+            match (on, o.is_some()) {
+                (true, false) => *o = Some(Instant::now()),
+                (false, true) => *o = None,
+                _ => {}
+            }
         }
     }
 
