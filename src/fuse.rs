@@ -275,6 +275,11 @@ impl Filesystem for ZkFuse {
         if config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS).is_err() {
             warn!("kernel lacks FUSE_PARALLEL_DIROPS; lookups in one directory wait for each other");
         }
+        // A file whose data just changed is opened with direct I/O (see `Fs::open`):
+        // without this, a shared mmap of it would fail with ENODEV.
+        if config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP).is_err() {
+            debug!("kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP; shared mmap of a file just changed fails");
+        }
         Ok(())
     }
 

@@ -489,6 +489,43 @@ mod tests {
     }
 
     #[test]
+    fn a_data_change_is_echoed_for_every_file_the_kernel_may_know_read_or_not() {
+        let mut w = World::new();
+        w.tree
+            .children_mut(DIR)
+            .unwrap()
+            .insert("a:1".into(), Child { kind: Kind::Registration, presence: Presence::Present });
+        w.tree
+            .children_mut(DIR)
+            .unwrap()
+            .insert("b:1".into(), Child { kind: Kind::Registration, presence: Presence::PendingCreate });
+        assert!(w.tree.echo_ino("/d/a:1", Kind::Registration).is_some(), "shown, never read");
+        assert!(w.tree.echo_ino("/d/b:1", Kind::Registration).is_none(), "not shown yet");
+        assert!(w.tree.echo_ino("/d/c:1", Kind::Registration).is_none(), "not a child");
+        assert!(w.tree.echo_ino(DIR, Kind::Dir).is_some(), "the properties.json of a known directory");
+        assert!(w.tree.echo_ino("/other", Kind::Dir).is_none(), "a directory the kernel does not know");
+    }
+
+    #[test]
+    fn forgetting_a_registration_drops_it_alone() {
+        let mut w = World::new();
+        for name in ["a:1", "b:1"] {
+            w.tree
+                .children_mut(DIR)
+                .unwrap()
+                .insert(name.into(), Child { kind: Kind::Registration, presence: Presence::Present });
+            w.tree.inodes.ino(&child_path(DIR, name), InodeKind::Registration);
+        }
+        let a = w.tree.inodes.existing("/d/a:1", InodeKind::Registration).unwrap();
+        let mut notes = Vec::new();
+        w.tree.forget("/d/a:1", &mut notes);
+        assert_eq!(notes, vec![KernelNote::InvalInode { ino: a }]);
+        assert!(w.child("a:1").is_none() && w.child("b:1").is_some());
+        assert!(w.tree.inodes.existing("/d/b:1", InodeKind::Registration).is_some());
+        assert!(w.tree.inodes.existing(DIR, InodeKind::Dir).is_some());
+    }
+
+    #[test]
     fn children_settle_to_what_zookeeper_holds_whatever_the_interleaving() {
         let mut rng = crate::testing::Rng(0x2545f4914f6cdd1d);
         for round in 0..2000 {

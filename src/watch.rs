@@ -174,12 +174,16 @@ impl View {
         }
     }
 
-    /// True if the kernel may know the file showing the data of `path`, not cached.
+    /// True if the kernel may know the file showing the data of `path`, not cached: a
+    /// registration shown in a directory the kernel knows. (A directory the kernel has
+    /// an inode for is cached: its lookup, or its adoption, read it. One only seen in a
+    /// listing has no inode in the kernel, so nobody can watch its `properties.json`.)
     fn kernel_knows(&self, path: &str) -> bool {
         let tree = self.tree();
-        tree.inodes.existing(path, InodeKind::Dir).is_some()
-            || tree.inodes.existing(path, InodeKind::Registration).is_some()
-            || tree.shown_in_known_dir(path)
+        let listed_as = split_path(path)
+            .and_then(|(parent, name)| tree.nodes.get(parent)?.children.as_ref()?.get(name))
+            .map(|c| c.kind);
+        listed_as == Some(Kind::Registration) && tree.shown_in_known_dir(path)
     }
 
     /// The data of a node not cached changed, and the kernel may know its file: it is
