@@ -244,7 +244,8 @@ impl Fs {
     pub fn getattr_open(&self, ino: u64, fh: u64) -> Result<Attr> {
         let mut attr = self.getattr(ino)?;
         let Ok(handle) = self.handles.get(fh) else { return Ok(attr) };
-        let Ok(h) = handle.lock() else { return Ok(attr) };
+        // try_lock: a handle busy with a write (waiting for ZooKeeper) is not a reader.
+        let Ok(h) = handle.try_lock() else { return Ok(attr) };
         if h.ino == ino && !h.writes() && h.snapshot.len() as u64 != attr.size {
             attr.size = h.snapshot.len() as u64;
             attr.volatile = true;

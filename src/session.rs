@@ -220,6 +220,7 @@ impl Session {
                     *slot = Some(client);
                     drop(slot);
                     self.state.lock().map(|mut s| s.1.new_sessions += 1).ok();
+                    self.set_outage(false);
                     self.set_state(State::Connected, None);
                     return true;
                 }
