@@ -58,6 +58,10 @@ pub enum Error {
     /// A lock is held by another process or another ZooKeeper session (`flock -n`).
     #[error("{0}")]
     Locked(String),
+    /// The request would have to wait for ZooKeeper on a thread that must not (see
+    /// `wait.rs`); it is run again where it may. Never reaches a program.
+    #[error("would wait for ZooKeeper")]
+    WouldWait,
 }
 
 impl Error {
@@ -80,6 +84,7 @@ impl Error {
             Error::Unavailable(_) => libc::EIO,
             Error::Stale => libc::ESTALE,
             Error::Locked(_) => libc::EWOULDBLOCK,
+            Error::WouldWait => libc::EAGAIN,
         }
     }
 

@@ -281,6 +281,22 @@ impl Fs {
         Ok(Attr { volatile: attr.volatile || scratch::is_scratch_number(ino), ..attr })
     }
 
+    /// `fstat` (and the kernel's own size checks while reading) through open file `fh`:
+    /// a reader's file has the size of the version it reads, so that its size and its
+    /// bytes never come from two versions. Such a size, older than the node's, is not
+    /// kept by the kernel.
+    pub fn getattr_open(&self, ino: u64, fh: u64) -> Result<Attr> {
+        let mut attr = self.getattr(ino)?;
+        let Ok(handle) = self.handles.get(fh) else { return Ok(attr) };
+        // try_lock: a handle busy with a write (waiting for ZooKeeper) is not a reader.
+        let Ok(h) = handle.try_lock() else { return Ok(attr) };
+        if h.ino == ino && !h.writes() && h.snapshot.len() as u64 != attr.size {
+            attr.size = h.snapshot.len() as u64;
+            attr.volatile = true;
+        }
+        Ok(attr)
+    }
+
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         let dir = self.dir_path(parent)?;
@@ -348,14 +364,28 @@ impl Fs {
                 )));
             }
         }
+        // Every read returns one whole version, whatever the kernel caches: a reader
+        // gets the bytes of the version current at its open (its handle's snapshot).
+        // Through the page cache, the kernel would cut or pad them at the size it holds,
+        // which may be another version's while the data changes, and would share pages
+        // between readers of different versions. So a file whose data changed in the
+        // last `SETTLE` is read past the page cache (direct I/O: the bytes are exactly
+        // the snapshot's, whatever the kernel's size); a file at rest is read through
+        // it, its pages kept while the version they hold is still the current one.
+        let direct = mode.writes() || self.view.recently_changed(&inode.path);
         let keep_cache = {
             let mut paged = self.paged.locked();
-            let same = paged.get(&ino) == Some(&node.stat.mzxid);
-            paged.insert(ino, node.stat.mzxid);
-            same && !mode.writes()
+            if direct {
+                paged.remove(&ino);
+                false
+            } else {
+                let same = paged.get(&ino) == Some(&node.stat.mzxid);
+                paged.insert(ino, node.stat.mzxid);
+                same
+            }
         };
         let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
-        Ok(Opened { fh, direct_io: mode.writes(), keep_cache, no_flush: !mode.writes() })
+        Ok(Opened { fh, direct_io: direct, keep_cache, no_flush: !mode.writes() })
     }
 
     /// Reads from an open file.

@@ -75,6 +75,11 @@ impl Handle {
     pub fn new(ino: u64, inode: Inode, snapshot: Arc<Vec<u8>>, mode: OpenMode) -> Handle {
         Handle { ino, inode, snapshot, mode, doc: Document::new() }
     }
+
+    /// True if the handle was opened for writing.
+    pub fn writes(&self) -> bool {
+        self.mode.writes()
+    }
 }
 
 /// The table of open files.

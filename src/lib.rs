@@ -7,7 +7,8 @@
 //!   expiry, and the registrations it holds.
 //! * [`view`] — the cached, watched view of the tree (the design essay is there);
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
-//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
+//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it; `flight` —
+//!   one read per node at a time, and what a read in flight must hear of.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
 //!   [`jsontext`] — JSON as written: byte spans to merge, bounded re-indentation.
 //! * [`document`] — the JSON a program writes, across many `write` calls.
@@ -32,12 +33,15 @@
 //!   the directory to mount on, and the dead zkfs mount replaced there.
 //! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
+//! * [`wait`] — whether the current thread may wait for ZooKeeper (requests that must
+//!   wait leave fuser's threads, see `fuse.rs`).
 
 pub mod auth;
 pub mod cli;
 pub mod document;
 pub mod echo;
 pub mod error;
+mod flight;
 pub mod fs;
 pub mod fuse;
 pub mod handles;
@@ -58,6 +62,7 @@ pub mod sync;
 pub mod tree;
 pub mod unmounted;
 pub mod view;
+pub mod wait;
 pub mod watch;
 
 /// What the model tests beside the code share.

@@ -101,6 +101,9 @@ pub struct Session {
     /// the unmount watcher, say) returns only once the close is confirmed and never
     /// shuts the runtime down under it. Taken first and alone: cannot deadlock.
     closing: Mutex<()>,
+    /// When a call last failed for want of a server; cleared by the next success or
+    /// reconnection. See [`Session::call_async`].
+    outage: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -152,6 +155,7 @@ impl Session {
             connected: tokio::sync::watch::Sender::new(State::Connected),
             registrations: Mutex::new(BTreeMap::new()),
             closing: Mutex::new(()),
+            outage: Mutex::new(None),
         };
         Ok(Arc::new(session))
     }
@@ -177,6 +181,7 @@ impl Session {
                         self.set_state(State::Disconnected, None);
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        self.set_outage(false);
                         self.set_state(State::Connected, None);
                         if was_disconnected {
                             info!("reconnected to ZooKeeper");
@@ -221,6 +226,7 @@ impl Session {
                     *slot = Some(client);
                     drop(slot);
                     self.state.locked().1.new_sessions += 1;
+                    self.set_outage(false);
                     self.set_state(State::Connected, None);
                     return true;
                 }
@@ -357,16 +363,46 @@ impl Session {
 
     /// Runs a ZooKeeper call from a FUSE thread: blocks until it answers or one session
     /// timeout has passed, and maps its error for `path`.
+    ///
+    /// # Notable errors
+    /// [`Error::WouldWait`] on a thread that may not wait (see `wait.rs`): nothing was sent.
     pub fn call<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
     {
+        crate::wait::may_wait()?;
         self.rt.block_on(self.call_async(path, f))
     }
 
     /// [`Session::call`] for async callers.
+    ///
+    /// # Notable behaviours
+    /// Bounded by one session timeout from its start. Once a call has failed for want
+    /// of a server, later calls fail at once until the connection is back (or, while
+    /// the client still believes it is connected, for one session timeout): requests
+    /// the kernel queues behind one another (writes to one file, creations in one
+    /// directory) then each fail within a session timeout of their own start, instead
+    /// of one timeout after another.
     pub async fn call_async<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+    {
+        let started = Instant::now();
+        if self.in_outage() {
+            return Err(Error::Unavailable(format!("{path}: no ZooKeeper server answers")));
+        }
+        let result = self.call_once(path, f, started).await;
+        match &result {
+            Ok(_) => self.set_outage(false),
+            Err(Error::Unavailable(_)) => self.set_outage(true),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn call_once<T, F, Fut>(&self, path: &str, f: F, started: Instant) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
@@ -374,7 +410,6 @@ impl Session {
         // The request is sent only once the session is connected: zookeeper-client
         // keeps a request made while disconnected and sends it after reconnecting, so
         // a write that had already failed (EIO) for its program could be applied later.
-        let started = Instant::now();
         let unavailable =
             || Error::Unavailable(format!("{path}: no ZooKeeper server answered within {:?}", started.elapsed()));
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -389,6 +424,22 @@ impl Session {
         match tokio::time::timeout_at(deadline, f(client)).await {
             Ok(result) => result.map_err(|e| Error::from_zk(e, path)),
             Err(_) => Err(unavailable()),
+        }
+    }
+
+    /// True while calls should fail at once (see [`Session::call_async`]).
+    fn in_outage(&self) -> bool {
+        let Some(since) = self.outage.lock().ok().and_then(|o| *o) else { return false };
+        *self.connected.borrow() != State::Connected || since.elapsed() < self.timeout
+    }
+
+    fn set_outage(&self, on: bool) {
+        if let Ok(mut o) = self.outage.lock() {
+            match (on, o.is_some()) {
+                (true, false) => *o = Some(Instant::now()),
+                (false, true) => *o = None,
+                _ => {}
+            }
         }
     }
 
