@@ -8,6 +8,8 @@
 //! * [`view`] — the cached, watched view of the tree (the design essay is there);
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
 //!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
+//! * [`treefmt`] — zc.zk's tree text format, parsed and printed; [`literal`] — its
+//!   values: Python literals parsed (never evaluated) and JSON, both without loss.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
@@ -32,12 +34,14 @@ pub mod fs;
 pub mod fuse;
 pub mod handles;
 pub mod inodes;
+pub mod literal;
 pub mod names;
 pub mod properties;
 pub mod readonly;
 pub mod session;
 pub mod status;
 pub mod tree;
+pub mod treefmt;
 pub mod view;
 pub mod watch;
 
