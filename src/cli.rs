@@ -40,6 +40,8 @@ pub enum Command {
     Mount(Config),
     /// Print the state of a mount.
     Status(PathBuf),
+    /// `export`, `import` or `validate` a tree in zc.zk's text format.
+    Tree(crate::transfer::TreeCommand),
     /// Print the help text.
     Help,
     /// Print the version.
@@ -52,6 +54,9 @@ zkfs - mount Apache ZooKeeper as a filesystem
 
 Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
        zkfs status MOUNTPOINT
+       zkfs export [--ephemeral] DIR
+       zkfs import [--dry-run] [--trim] FILE DIR
+       zkfs validate FILE
 
   CONNECT      ZooKeeper connection string host:port[,host:port...][/chroot]
   MOUNTPOINT   an existing directory
@@ -79,6 +84,12 @@ Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
 registrations, reconnects and last error. Every file and directory also carries its
 znode's stat as extended attributes: getfattr -d FILE.
 
+`zkfs export DIR` prints the tree under DIR, a directory of a zkfs mount, in zc.zk's
+tree format (--ephemeral: registrations too). `zkfs import FILE DIR` (FILE `-`: stdin)
+makes the tree under DIR match FILE and prints each change: --dry-run only prints them,
+--trim also removes the nodes FILE lacks inside the nodes it names (never a
+registration or a node holding one). `zkfs validate FILE` checks FILE's syntax.
+
 Without -f, zkfs returns once the filesystem is mounted and serves it in the
 background. SIGINT, SIGTERM, `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT` unmount
 it and close the ZooKeeper session, so the mount's registrations disappear at once.
@@ -96,6 +107,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             (Some(mountpoint), None) => Ok(Command::Status(PathBuf::from(mountpoint))),
             _ => Err("usage: zkfs status MOUNTPOINT".into()),
         };
+    }
+    if let Some(command) = args.next_if(|a| matches!(a.as_str(), "export" | "import" | "validate")) {
+        return crate::transfer::parse_args(&command, args.collect()).map(Command::Tree);
     }
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -22,7 +22,8 @@
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
-//! * [`cli`] — the command line and mount options.
+//! * [`cli`] — the command line and mount options; [`transfer`] — `zkfs export`,
+//!   `import` and `validate`, through a mount's files.
 //! * [`error`] — the domain error and its errno table.
 
 pub mod auth;
@@ -40,6 +41,7 @@ pub mod properties;
 pub mod readonly;
 pub mod session;
 pub mod status;
+pub mod transfer;
 pub mod tree;
 pub mod treefmt;
 pub mod view;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Command::Tree(command)) => return zkfs::transfer::run(&command),
         Ok(Command::Help) => {
             print!("{}", cli::HELP);
             return ExitCode::SUCCESS;
