@@ -9,8 +9,9 @@
 //! removed or changed.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::info;
@@ -33,6 +34,8 @@ pub enum FileKind {
     Dir,
     /// A regular file.
     File,
+    /// A symbolic link (see `links.rs`).
+    Symlink,
 }
 
 /// The attributes of an inode.
@@ -100,6 +103,8 @@ pub struct Fs {
     paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
+    /// Where the mount is, to read absolute `ln -s` targets (see `links.rs`).
+    mountpoint: OnceLock<PathBuf>,
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -127,12 +132,22 @@ impl Fs {
             gid,
             paged: Mutex::default(),
             echo_tid: AtomicU32::new(0),
+            mountpoint: OnceLock::new(),
         }
     }
 
     /// Records the echo thread's id: its requests are echoes to acknowledge.
     pub fn set_echo_thread(&self, tid: u32) {
         self.echo_tid.store(tid, Ordering::Relaxed);
+    }
+
+    /// Records where the filesystem is mounted.
+    pub fn set_mountpoint(&self, path: PathBuf) {
+        let _ = self.mountpoint.set(path);
+    }
+
+    pub(crate) fn mountpoint(&self) -> Option<&Path> {
+        self.mountpoint.get().map(PathBuf::as_path)
     }
 
     /// True if a request from thread `tid` is an echo.
@@ -157,7 +172,7 @@ impl Fs {
         }
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only {
             Err(Error::ReadOnly)
         } else {
@@ -178,6 +193,7 @@ impl Fs {
                 let w = if self.own(&node.stat) { write } else { 0 };
                 (FileKind::File, node.rendered.len() as u64, 1, 0o444 | w)
             }
+            InodeKind::Link => (FileKind::Symlink, 0, 1, 0o777),
         };
         Attr {
             ino,
@@ -214,6 +230,9 @@ impl Fs {
     }
 
     pub(crate) fn attr(&self, ino: u64, inode: &Inode) -> Result<Attr> {
+        if inode.kind == InodeKind::Link {
+            return self.link_inode_attr(inode);
+        }
         let node = self.view.node(&inode.path)?;
         if node.kind.data_inode() != inode.kind && inode.kind != InodeKind::Dir {
             return Err(Error::NotFound(inode.path.clone()));
@@ -244,7 +263,9 @@ impl Fs {
             let ino = self.view.ino(&dir, InodeKind::Properties);
             return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
         }
-        let child = self.view.child(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        let Some(child) = self.view.child(&dir, name)? else {
+            return self.link_attr(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)));
+        };
         let path = child_path(&dir, name);
         let ikind = child.kind.inode();
         let ino = self.view.ino(&path, ikind);
@@ -269,7 +290,12 @@ impl Fs {
             DirEntry { ino: parent_ino, name: "..".into(), kind: FileKind::Dir },
             DirEntry { ino: self.view.ino(&dir, InodeKind::Properties), name: PROPERTIES.into(), kind: FileKind::File },
         ];
-        for (name, kind) in self.view.children(&dir)? {
+        let children = self.view.children(&dir)?;
+        let names: Vec<String> = children.iter().map(|(n, _)| n.clone()).collect();
+        for (ino, name) in self.link_entries(&dir, &names)? {
+            entries.push(DirEntry { ino, name, kind: FileKind::Symlink });
+        }
+        for (name, kind) in children {
             if name == PROPERTIES {
                 continue; // a znode of that name is hidden by the node's own properties
             }
@@ -458,6 +484,7 @@ impl Fs {
         }
         let path = child_path(&dir, name);
         match self.view.child(&dir, name)?.map(|c| c.kind) {
+            None if self.unlink_link(&dir, name)? => return Ok(()),
             None => return Err(Error::NotFound(path)),
             Some(Kind::Dir) => return Err(Error::IsDir(path)),
             Some(Kind::Registration) => {}
@@ -505,6 +532,9 @@ impl Fs {
     /// state (see `status.rs`).
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
         let inode = self.inode(ino)?;
+        if inode.kind == InodeKind::Link {
+            return Ok(Vec::new()); // a link is no znode of its own
+        }
         let node = self.view.node(&inode.path)?;
         let mut attrs = status::node_attrs(&node.stat);
         if ino == ROOT_INO {

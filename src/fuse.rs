@@ -46,10 +46,7 @@ fn to_attr(a: &Attr) -> FileAttr {
         mtime: a.mtime,
         ctime: a.mtime,
         crtime: a.crtime,
-        kind: match a.kind {
-            FileKind::Dir => FileType::Directory,
-            FileKind::File => FileType::RegularFile,
-        },
+        kind: file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
         uid: a.uid,
@@ -57,6 +54,14 @@ fn to_attr(a: &Attr) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::Dir => FileType::Directory,
+        FileKind::File => FileType::RegularFile,
+        FileKind::Symlink => FileType::Symlink,
     }
 }
 
@@ -104,7 +109,11 @@ fn open_flags(o: &Opened) -> FopenFlags {
 
 fn reply_entry(reply: ReplyEntry, a: &Attr) {
     let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
-    reply.entry_with_ttls(&attr_ttl, &TTL, &to_attr(a), Generation(0));
+    // A link lives in its directory's data, which may change elsewhere at any time:
+    // the kernel asks again on every use (see `links.rs`).
+    let (attr_ttl, entry_ttl) =
+        if a.kind == FileKind::Symlink { (Duration::ZERO, Duration::ZERO) } else { (attr_ttl, TTL) };
+    reply.entry_with_ttls(&attr_ttl, &entry_ttl, &to_attr(a), Generation(0));
 }
 
 impl Filesystem for ZkFuse {
@@ -233,8 +242,22 @@ impl Filesystem for ZkFuse {
         }
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
-        reply.error(errno("symlink", &self.fs.unsupported("a symbolic link")));
+    fn symlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let result = name_str("symlink", name).and_then(|n| {
+            let target = name_str("symlink", target.as_os_str())?;
+            self.fs.symlink(parent.0, n, target).map_err(|e| errno("symlink", &e))
+        });
+        match result {
+            Ok(a) => reply_entry(reply, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(e) => reply.error(errno("readlink", &e)),
+        }
     }
 
     fn rename(
@@ -340,11 +363,7 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(errno("readdir", &e)),
         };
         for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let kind = match entry.kind {
-                FileKind::Dir => FileType::Directory,
-                FileKind::File => FileType::RegularFile,
-            };
-            if reply.add(INodeNo(entry.ino), (i + 1) as u64, kind, &entry.name) {
+            if reply.add(INodeNo(entry.ino), (i + 1) as u64, file_type(entry.kind), &entry.name) {
                 break;
             }
         }

@@ -14,7 +14,8 @@
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
-//! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust;
+//!   [`links`] — zc.zk's `"NAME ->"` properties shown as symbolic links.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
@@ -35,6 +36,7 @@ pub mod fs;
 pub mod fuse;
 pub mod handles;
 pub mod inodes;
+pub mod links;
 pub mod literal;
 pub mod names;
 pub mod properties;

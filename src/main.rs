@@ -185,6 +185,7 @@ fn run(
         return Err((format!("cannot watch {}: {e}", config.connect), ready));
     }
     let fs = Arc::new(Fs::new(view, config.read_only));
+    fs.set_mountpoint(mountpoint.to_path_buf());
     if let Err(e) = fs.getattr(ROOT_INO) {
         session.close();
         return Err((format!("cannot read the root of {}: {e}", config.connect), ready));

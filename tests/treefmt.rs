@@ -263,6 +263,198 @@ fn bad_files_are_refused_with_their_line_and_change_nothing() {
 
     // Exporting a name the format cannot carry fails, naming it, rather than lose it.
     zk.create("/odd", br#"{"has space": 1}"#);
+    common::wait_until(std::time::Duration::from_secs(10), "/odd shows", || mount.join("odd").is_dir());
     let ran = zkfs(&["export", path(&mount.join("odd"))], "");
     assert!(!ran.ok && ran.stderr.contains("has space"), "{}", ran.stderr);
+}
+
+fn is_link(p: &Path) -> bool {
+    p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+}
+
+#[test]
+fn links_are_followed_by_ls_cd_and_readlink() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    let mount = Mount::new(&server.connect_string());
+    let root = path(mount.path());
+    assert!(zkfs(&["import", "-", root], EXAMPLE).ok);
+    zk.create_ephemeral("/cms/providers/1.2.3.4:5", br#"{"pid": 1}"#);
+
+    // Given `providers -> /cms/providers` in /lb/pools/cms, the directory shows a
+    // symlink that resolves inside the mount, whatever the mountpoint.
+    let link = mount.join("lb/pools/cms/providers");
+    assert_eq!(shell::ls(&mount.join("lb/pools/cms")), ["properties.json", "providers"]);
+    assert!(is_link(&link));
+    assert_eq!(std::fs::read_link(&link).unwrap().to_str(), Some("../../../cms/providers"));
+    assert_eq!(std::fs::canonicalize(&link).unwrap(), mount.join("cms/providers"));
+    // ls through the link and a path through it (zc.zk's README resolves
+    // /lb/pools/cms/providers/1.2.3.4:5 to /cms/providers/1.2.3.4:5).
+    assert_eq!(shell::ls(&link), ["1.2.3.4:5", "properties.json"]);
+    assert_eq!(shell::cat_json(&link.join("1.2.3.4:5")), json!({"pid": 1}));
+    let ran = shell::sh(&format!("cd '{}' && pwd -P", link.display()));
+    assert_eq!(ran.stdout.trim(), path(&mount.join("cms/providers")));
+
+    // Relative targets resolve against the node holding them (zc.zk's README).
+    assert!(zkfs(&["import", "-", root], "/a\n  /b\n    l -> c\n    l2 -> ../c\n    /c\n  /c\n").ok);
+    assert_eq!(std::fs::read_link(mount.join("a/b/l2")).unwrap().to_str(), Some("../c"));
+    assert_eq!(std::fs::canonicalize(mount.join("a/b/l")).unwrap(), mount.join("a/b/c"));
+    assert_eq!(std::fs::canonicalize(mount.join("a/b/l2")).unwrap(), mount.join("a/c"));
+
+    // A loop is ELOOP, not a hang.
+    zk.create("/loop", br#"{"x ->": "/loop/y", "y ->": "x"}"#);
+    common::wait_until(std::time::Duration::from_secs(10), "/loop shows", || mount.join("loop").is_dir());
+    assert_eq!(std::fs::metadata(mount.join("loop/x")).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+
+    // A real child hides the link of the same name, as in zc.zk.
+    zk.create("/lb/pools/cms/providers", b"");
+    common::wait_until(std::time::Duration::from_secs(10), "the real child shows", || {
+        link.symlink_metadata().is_ok_and(|m| m.is_dir())
+    });
+    assert_eq!(shell::ls(&link), ["properties.json"]);
+    assert_eq!(std::fs::read_link(&link).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    // and the export still writes the link, which is in the data.
+    let exported = zkfs(&["export", path(&mount.join("lb/pools/cms"))], "");
+    assert_eq!(exported.stdout, "/cms\n  address = '1.2.3.4:80'\n  providers -> /cms/providers\n  /providers\n");
+}
+
+#[test]
+fn ln_s_and_rm_store_and_remove_the_key() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    let mount = Mount::new(&server.connect_string());
+    assert!(zkfs(&["import", "-", path(mount.path())], EXAMPLE).ok);
+    zk.set("/retail/databases", br#"{"big": 123456789012345678901234567890, "main ->": "/cms/databases/main"}"#);
+    let dbs = mount.join("retail/databases");
+    common::wait_until(std::time::Duration::from_secs(10), "the new data shows", || {
+        std::fs::read_to_string(dbs.join("properties.json")).is_ok_and(|t| t.contains("big"))
+    });
+
+    // ln -s with an absolute target inside the mount, and with a relative one.
+    std::os::unix::fs::symlink(mount.join("cms/databases/main"), dbs.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../../cms", dbs.join("rel")).unwrap();
+    assert_eq!(
+        zk.get_string("/retail/databases").as_deref(),
+        Some(
+            r#"{"big":123456789012345678901234567890,"main ->":"/cms/databases/main","abs ->":"/cms/databases/main","rel ->":"/cms"}"#
+        ),
+        "each link is one key; the other keys keep their bytes"
+    );
+    assert_eq!(std::fs::read_link(dbs.join("rel")).unwrap().to_str(), Some("../../cms"));
+    assert_eq!(shell::cat_json(&dbs.join("properties.json"))["abs ->"], json!("/cms/databases/main"));
+    assert_eq!(shell::ls(&dbs), ["abs", "main", "properties.json", "rel", "ugc"]);
+
+    // rm removes the key and nothing else.
+    std::fs::remove_file(dbs.join("abs")).unwrap();
+    assert_eq!(
+        zk.get_json("/retail/databases"),
+        json!({"big": 123456789012345678901234567890u128 as f64, "main ->": "/cms/databases/main", "rel ->": "/cms"})
+    );
+    assert!(zk.get_string("/retail/databases").unwrap().contains("123456789012345678901234567890"));
+    assert!(!dbs.join("abs").exists() && shell::ls(&dbs).len() == 4);
+
+    // Bad links are refused and change nothing.
+    let before = zk.get("/retail/databases");
+    let err = |target: &str, name: &str| {
+        std::os::unix::fs::symlink(target, dbs.join(name)).unwrap_err().raw_os_error().unwrap_or_default()
+    };
+    assert_eq!(err("/etc/passwd", "out"), libc::EINVAL);
+    assert_eq!(err("../../../../x", "up"), libc::EINVAL);
+    assert_eq!(err("/cms", "main"), libc::EEXIST);
+    assert_eq!(err("/cms", "ugc"), libc::EEXIST);
+    assert_eq!(err("/cms", "properties.json"), libc::EEXIST);
+    assert_eq!(zk.get("/retail/databases"), before);
+    zk.create("/plain", b"just a string");
+    common::wait_until(std::time::Duration::from_secs(10), "/plain shows", || mount.join("plain").is_dir());
+    assert_eq!(
+        std::os::unix::fs::symlink(mount.join("cms"), mount.join("plain/l")).unwrap_err().raw_os_error(),
+        Some(libc::EPERM),
+        "a node whose data is not a JSON object is not rewritten to hold a link"
+    );
+    assert_eq!(zk.get("/plain").as_deref(), Some(&b"just a string"[..]));
+}
+
+#[test]
+fn links_added_or_removed_elsewhere_show_at_once() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"threads": 1}"#);
+    zk.create("/target", b"");
+    let mount = Mount::new(&server.connect_string());
+    let svc = mount.join("svc");
+    assert_eq!(shell::ls(&svc), ["properties.json"]); // listed: the kernel caches it
+
+    zk.set("/svc", br#"{"threads": 1, "t ->": "/target"}"#);
+    common::wait_until(std::time::Duration::from_secs(10), "ls shows the new link", || {
+        shell::ls(&svc) == ["properties.json", "t"]
+    });
+    assert!(is_link(&svc.join("t")));
+    assert_eq!(std::fs::read_link(svc.join("t")).unwrap().to_str(), Some("../target"));
+
+    // Retargeted elsewhere: readlink follows at once.
+    zk.create("/other", b"");
+    zk.set("/svc", br#"{"threads": 1, "t ->": "/other"}"#);
+    common::wait_until(std::time::Duration::from_secs(10), "readlink shows the new target", || {
+        std::fs::read_link(svc.join("t")).is_ok_and(|t| t.to_str() == Some("../other"))
+    });
+
+    // Removed elsewhere: gone from ls, lookup and readlink.
+    zk.set("/svc", br#"{"threads": 1}"#);
+    common::wait_until(std::time::Duration::from_secs(10), "ls drops the link", || {
+        shell::ls(&svc) == ["properties.json"]
+    });
+    assert!(!is_link(&svc.join("t")));
+
+    // Added through properties.json on this mount: listed too.
+    std::fs::write(svc.join("properties.json"), r#"{"u ->": "/target"}"#).unwrap();
+    assert_eq!(shell::ls(&svc), ["properties.json", "u"]);
+    assert_eq!(std::fs::canonicalize(svc.join("u")).unwrap(), mount.join("target"));
+}
+
+/// Output compared word by word (`ls` prints columns on a terminal, lines in a pipe).
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(String::from).collect()
+}
+
+/// The README's "Configuration as text": its file and every command of its example,
+/// run in order against a real mount, print what the README shows.
+#[test]
+fn readme_configuration_as_text_does_what_it_shows() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = readme.split("\n## Configuration as text\n").nth(1).expect("the README section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let block = |fence: &str| section.split(fence).nth(1).and_then(|b| b.split("```").next()).unwrap_or_default();
+    let (file, script) = (block("```text\n"), block("```sh\n"));
+    assert!(file.contains("providers -> /cms/providers") && script.contains("zkfs import"));
+
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    let mount = Mount::new(&server.connect_string());
+    let work = tempfile::tempdir().expect("temp dir");
+    std::fs::write(work.path().join("services.txt"), file).expect("write services.txt");
+    let bin = Path::new(env!("CARGO_BIN_EXE_zkfs")).parent().expect("the binary's directory");
+    let search_path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let here = |text: &str| text.replace("/mnt/zk", path(mount.path()));
+
+    let mut examples: Vec<(String, Vec<String>)> = Vec::new();
+    for line in script.lines() {
+        match (line.strip_prefix("# ").or(if line == "#" { Some("") } else { None }), examples.last_mut()) {
+            (Some(out), Some(last)) => last.1.push(out.to_string()),
+            _ => examples.push((line.to_string(), Vec::new())),
+        }
+    }
+    assert!(examples.len() >= 10, "the README's example was not found");
+    for (command, shown) in &examples {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(here(command))
+            .current_dir(work.path())
+            .env("PATH", &search_path)
+            .output()
+            .expect("run bash");
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(words(&printed), words(&here(&shown.join("\n"))), "`{command}`");
+    }
+    assert_eq!(zk.get_json("/cms"), json!({"type": "z4m cms", "threads": 4}));
+    assert_eq!(zk.get_json("/lb/pools/cms")["service ->"], json!("/cms"));
 }
