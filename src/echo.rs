@@ -89,6 +89,26 @@ impl<C: KernelCache> Echo<C> {
                     self.inval_name(parent, &path);
                 }
             }
+            KernelNote::LinkCreate { parent, path } => {
+                // The target is the filesystem's to show; the kernel only needs a create.
+                let (dir, p) = match self.root.target(&path) {
+                    Ok(t) => t,
+                    Err(e) => return debug!("echo of the link {path} failed ({e})"),
+                };
+                // SAFETY: plain syscall on valid C strings.
+                if let Err(e) = check(unsafe { libc::symlinkat(c".".as_ptr(), dir, p.as_ptr()) }) {
+                    debug!("echo of the link {path} failed ({e}); invalidating instead");
+                    self.fs.echo_link_failed(&path);
+                    self.inval_name(parent, &path);
+                }
+            }
+            KernelNote::LinkRemove { parent, path } => {
+                if let Err(e) = self.remove(&path, Kind::Registration) {
+                    debug!("echo of the removal of the link {path} failed ({e}); invalidating instead");
+                    self.fs.echo_link_failed(&path);
+                    self.inval_name(parent, &path);
+                }
+            }
             KernelNote::Change { ino, file, size } => {
                 self.quiet(self.cache.inval_inode(ino), "inval_inode");
                 if let Err(e) = self.change(&file, size) {
@@ -181,7 +201,7 @@ impl Fs {
     /// The echo `unlink`/`rmdir` of a child removed elsewhere: acknowledged.
     pub fn echo_remove(&self, parent: u64, name: &str) -> Result<()> {
         let dir = self.dir_path(parent)?;
-        if self.view.echo_removed(&dir, name) {
+        if self.view.echo_removed(&dir, name) || self.echo_link_removed(&dir, name) {
             Ok(())
         } else {
             Err(Error::NotFound(child_path(&dir, name)))

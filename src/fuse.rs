@@ -242,8 +242,12 @@ impl Filesystem for ZkFuse {
         }
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let echo = self.fs.is_echo(req.pid());
         let result = name_str("symlink", name).and_then(|n| {
+            if echo {
+                return self.fs.echo_link_created(parent.0, n).map_err(|e| errno("echo symlink", &e));
+            }
             let target = name_str("symlink", target.as_os_str())?;
             self.fs.symlink(parent.0, n, target).map_err(|e| errno("symlink", &e))
         });

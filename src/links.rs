@@ -8,6 +8,15 @@
 //! child elsewhere is seen at once; a listing is refreshed when the node's data
 //! changes (the directory's inode is invalidated then, as for any data change).
 //!
+//! # Events for links changed elsewhere
+//!
+//! A link that appears or goes in data changed elsewhere is echoed like a child
+//! (`view.rs`): the echo thread makes a `symlink` or `unlink` on the mount, which the
+//! filesystem acknowledges, and watchers of the directory get IN_CREATE or IN_DELETE.
+//! Meanwhile the link is [`Pending`]: one that appeared is hidden until its echo
+//! arrives, one that went is shown (with its old target) until its echo arrives. If
+//! an echo fails, the pending state is dropped and the entry invalidated.
+//!
 //! What `readlink` shows is a path relative to the link's directory, so that the
 //! kernel resolves it inside the mount wherever the mount is; zc.zk's absolute
 //! targets are relative to ZooKeeper's root (the mount's root), its relative ones to
@@ -19,6 +28,7 @@
 //! concurrent writer elsewhere makes it retry, never lose a key); `rm DIR/NAME`
 //! removes it the same way. Other keys keep their bytes (numbers as written).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -31,11 +41,60 @@ use crate::inodes::{child_path, split_path, Inode, InodeKind};
 use crate::literal::{self, Value};
 use crate::names::{self, PROPERTIES};
 use crate::properties::MAX_DATA_BYTES;
+use crate::tree::Tree;
 use crate::treefmt::LINK_SUFFIX;
 use crate::view::KernelNote;
 
 /// How many times a link change is retried against concurrent writers.
 const MAX_ATTEMPTS: usize = 100;
+
+/// Links changed elsewhere whose echo has not arrived yet, by link path: `None` for
+/// one that appeared (hidden until its echo `symlink`), `Some(target)` for one that
+/// went (shown with that target until its echo `unlink`).
+#[derive(Debug, Default)]
+pub struct Pending(HashMap<String, Option<String>>);
+
+/// The data of directory `dir` (inode `dir_ino`) changed elsewhere from `old` to
+/// `new`: the echoes for the links that appeared or went. A link a real child hides
+/// was never shown and gets none.
+pub(crate) fn changed_elsewhere(tree: &mut Tree, dir: &str, dir_ino: u64, old: &[u8], new: &[u8]) -> Vec<KernelNote> {
+    let (old, new) = (links(old), links(new));
+    let has = |list: &[(String, String)], name: &str| list.iter().any(|(n, _)| n == name);
+    let children: Vec<String> = match tree.nodes.get(dir).and_then(|n| n.children.as_ref()) {
+        Some(c) => c.keys().cloned().collect(),
+        None => Vec::new(),
+    };
+    let mut notes = Vec::new();
+    for (name, _) in new.iter().filter(|(n, _)| !has(&old, n) && !children.contains(n)) {
+        let path = child_path(dir, name);
+        match tree.links.0.get(&path) {
+            // Went and came back before its echo: still shown; the stale echo falls back.
+            Some(Some(_)) => {
+                tree.links.0.remove(&path);
+            }
+            Some(None) => {}
+            None => {
+                tree.links.0.insert(path.clone(), None);
+                notes.push(KernelNote::LinkCreate { parent: dir_ino, path });
+            }
+        }
+    }
+    for (name, target) in old.iter().filter(|(n, _)| !has(&new, n) && !children.contains(n)) {
+        let path = child_path(dir, name);
+        match tree.links.0.get(&path) {
+            // Never shown: its queued echo finds nothing and falls back.
+            Some(None) => {
+                tree.links.0.remove(&path);
+            }
+            Some(Some(_)) => {}
+            None => {
+                tree.links.0.insert(path.clone(), Some(target.clone()));
+                notes.push(KernelNote::LinkRemove { parent: dir_ino, path });
+            }
+        }
+    }
+    notes
+}
 
 /// The links a node's data holds: `(name, stored target)`, in key order. Keys whose
 /// value is not a non-empty string, or whose name is no file name, are no links.
@@ -147,7 +206,9 @@ impl Fs {
     /// real child of that name).
     pub(crate) fn link_attr(&self, dir: &str, name: &str) -> Result<Option<Attr>> {
         let node = self.view.node(dir)?;
-        let Some((_, target)) = links(&node.data).into_iter().find(|(n, _)| n == name) else { return Ok(None) };
+        let Some((_, target)) = self.visible_links(dir, &node.data).into_iter().find(|(n, _)| n == name) else {
+            return Ok(None);
+        };
         if self.view.child(dir, name)?.is_some() {
             return Ok(None);
         }
@@ -163,7 +224,8 @@ impl Fs {
     /// The link entries of directory `dir` that no real child hides.
     pub(crate) fn link_entries(&self, dir: &str, children: &[String]) -> Result<Vec<(u64, String)>> {
         let node = self.view.node(dir)?;
-        Ok(links(&node.data)
+        Ok(self
+            .visible_links(dir, &node.data)
             .into_iter()
             .filter(|(name, _)| !children.contains(name))
             .map(|(name, _)| (self.view.ino(&child_path(dir, &name), InodeKind::Link), name))
@@ -184,11 +246,61 @@ impl Fs {
         }
         let (dir, name) = split_path(&inode.path).ok_or_else(|| Error::NotFound(inode.path.clone()))?;
         let node = self.view.node(dir)?;
-        let target = links(&node.data).into_iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        let target = self.visible_links(dir, &node.data).into_iter().find(|(n, _)| n == name).map(|(_, t)| t);
         match target {
             Some(t) if self.view.child(dir, name)?.is_none() => Ok(shown_target(dir, &t)),
             _ => Err(Error::NotFound(inode.path)),
         }
+    }
+
+    /// The links of `dir` (whose data is `data`) as shown: those on their way in
+    /// hidden, those on their way out still there.
+    fn visible_links(&self, dir: &str, data: &[u8]) -> Vec<(String, String)> {
+        let tree = self.view.tree();
+        let mut out: Vec<(String, String)> =
+            links(data).into_iter().filter(|(n, _)| tree.links.0.get(&child_path(dir, n)) != Some(&None)).collect();
+        for (path, target) in &tree.links.0 {
+            if let (Some((d, name)), Some(target)) = (split_path(path), target) {
+                if d == dir && !out.iter().any(|(n, _)| n == name) {
+                    out.push((name.to_string(), target.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The echo `symlink` of a link that appeared elsewhere: acknowledged, shown from now.
+    pub fn echo_link_created(&self, parent: u64, name: &str) -> Result<Attr> {
+        let dir = self.dir_path(parent)?;
+        let path = child_path(&dir, name);
+        let waiting = {
+            let mut tree = self.view.tree();
+            let waiting = tree.links.0.get(&path) == Some(&None);
+            if waiting {
+                tree.links.0.remove(&path);
+            }
+            waiting
+        };
+        if !waiting {
+            return Err(Error::NotFound(path));
+        }
+        self.link_attr(&dir, name)?.ok_or(Error::NotFound(path))
+    }
+
+    /// The echo `unlink` of a link that went elsewhere: true if it was waiting for it.
+    pub(crate) fn echo_link_removed(&self, dir: &str, name: &str) -> bool {
+        let path = child_path(dir, name);
+        let mut tree = self.view.tree();
+        let waiting = matches!(tree.links.0.get(&path), Some(Some(_)));
+        if waiting {
+            tree.links.0.remove(&path);
+        }
+        waiting
+    }
+
+    /// An echo of a link could not be made: the link is shown as its data says.
+    pub fn echo_link_failed(&self, path: &str) {
+        self.view.tree().links.0.remove(path);
     }
 
     /// `ln -s TARGET DIR/NAME`: stores `"NAME ->": "/znode/path"` in DIR's data.

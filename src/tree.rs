@@ -104,6 +104,20 @@ pub enum KernelNote {
         /// Its kind.
         kind: Kind,
     },
+    /// Echo a link that appeared elsewhere (`symlink` of `path`; see `links.rs`).
+    LinkCreate {
+        /// The directory's inode (for the fallback invalidation).
+        parent: u64,
+        /// The link's path.
+        path: String,
+    },
+    /// Echo a link that went elsewhere (`unlink` of `path`; see `links.rs`).
+    LinkRemove {
+        /// The directory's inode (for the fallback invalidation).
+        parent: u64,
+        /// The link's path.
+        path: String,
+    },
     /// Echo data changed elsewhere: invalidate `ino`, then open-truncate-close `file`.
     Change {
         /// The inode of the file showing the data.
@@ -147,6 +161,8 @@ pub(crate) struct Tree {
     /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
     /// seen it: an event for such a node may be the echo of that very write.
     pub(crate) written: HashMap<String, i64>,
+    /// Links changed elsewhere on their way to the kernel (see `links.rs`).
+    pub(crate) links: crate::links::Pending,
 }
 
 impl Tree {
@@ -416,7 +432,10 @@ mod tests {
                 KernelNote::InvalEntry { name, .. } => {
                     self.kernel.remove(&name);
                 }
-                KernelNote::InvalInode { .. } | KernelNote::Change { .. } => {}
+                KernelNote::InvalInode { .. }
+                | KernelNote::Change { .. }
+                | KernelNote::LinkCreate { .. }
+                | KernelNote::LinkRemove { .. } => {}
             }
             self.queue.extend(notes);
         }

@@ -3,6 +3,7 @@
 //! re-imported; trim, dry run, validation, bad input.
 
 mod common;
+mod inotify;
 mod shell;
 
 use std::io::Write;
@@ -375,7 +376,7 @@ fn ln_s_and_rm_store_and_remove_the_key() {
 }
 
 #[test]
-fn links_added_or_removed_elsewhere_show_at_once() {
+fn links_added_or_removed_elsewhere_give_events_and_show_at_once() {
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());
     zk.create("/svc", br#"{"threads": 1}"#);
@@ -383,11 +384,14 @@ fn links_added_or_removed_elsewhere_show_at_once() {
     let mount = Mount::new(&server.connect_string());
     let svc = mount.join("svc");
     assert_eq!(shell::ls(&svc), ["properties.json"]); // listed: the kernel caches it
+    let mut watcher = inotify::Inotify::new();
+    watcher.watch(&svc);
+    let soon = std::time::Duration::from_secs(5);
 
+    // A link added elsewhere is an IN_CREATE, like a child; ls shows it at once.
     zk.set("/svc", br#"{"threads": 1, "t ->": "/target"}"#);
-    common::wait_until(std::time::Duration::from_secs(10), "ls shows the new link", || {
-        shell::ls(&svc) == ["properties.json", "t"]
-    });
+    watcher.wait_for(soon, "IN_CREATE of the link", |e| e.is(libc::IN_CREATE, "t"));
+    assert_eq!(shell::ls(&svc), ["properties.json", "t"]);
     assert!(is_link(&svc.join("t")));
     assert_eq!(std::fs::read_link(svc.join("t")).unwrap().to_str(), Some("../target"));
 
@@ -398,11 +402,10 @@ fn links_added_or_removed_elsewhere_show_at_once() {
         std::fs::read_link(svc.join("t")).is_ok_and(|t| t.to_str() == Some("../other"))
     });
 
-    // Removed elsewhere: gone from ls, lookup and readlink.
+    // Removed elsewhere: IN_DELETE, and gone from ls, lookup and readlink.
     zk.set("/svc", br#"{"threads": 1}"#);
-    common::wait_until(std::time::Duration::from_secs(10), "ls drops the link", || {
-        shell::ls(&svc) == ["properties.json"]
-    });
+    watcher.wait_for(soon, "IN_DELETE of the link", |e| e.is(libc::IN_DELETE, "t"));
+    assert_eq!(shell::ls(&svc), ["properties.json"]);
     assert!(!is_link(&svc.join("t")));
 
     // Added through properties.json on this mount: listed too.
