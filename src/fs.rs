@@ -291,8 +291,7 @@ impl Fs {
             DirEntry { ino: self.view.ino(&dir, InodeKind::Properties), name: PROPERTIES.into(), kind: FileKind::File },
         ];
         let children = self.view.children(&dir)?;
-        let names: Vec<String> = children.iter().map(|(n, _)| n.clone()).collect();
-        for (ino, name) in self.link_entries(&dir, &names)? {
+        for (ino, name) in self.link_entries(&dir, &children)? {
             entries.push(DirEntry { ino, name, kind: FileKind::Symlink });
         }
         for (name, kind) in children {

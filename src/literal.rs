@@ -74,7 +74,7 @@ pub fn dict_insert(entries: &mut Vec<(String, Value)>, key: String, value: Value
 
 /// Parses `text` as one Python literal; a trailing `# comment` is allowed.
 pub fn parse_python(text: &str) -> Result<Value, String> {
-    let mut p = Parser { s: text, pos: 0 };
+    let mut p = Parser { s: text, pos: 0, depth: 0 };
     let v = p.python()?;
     p.skip_ws();
     if p.pos < text.len() && !text[p.pos..].starts_with('#') {
@@ -83,9 +83,13 @@ pub fn parse_python(text: &str) -> Result<Value, String> {
     Ok(v)
 }
 
+/// How deeply lists and dicts may nest: deeper input is refused, not a stack overflow.
+const MAX_DEPTH: usize = 128;
+
 struct Parser<'a> {
     s: &'a str,
     pos: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -119,9 +123,28 @@ impl Parser<'_> {
         self.s[self.pos..].chars().take(20).collect()
     }
 
+    /// Enters a list, tuple or dict.
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("values nest deeper than {MAX_DEPTH} levels"));
+        }
+        Ok(())
+    }
+
     fn python(&mut self) -> Result<Value, String> {
         self.skip_ws();
         let Some(c) = self.peek() else { return Err("a value is missing".into()) };
+        if matches!(c, '[' | '(' | '{') {
+            self.nest()?;
+            let v = self.python_inner(c);
+            self.depth -= 1;
+            return v;
+        }
+        self.python_inner(c)
+    }
+
+    fn python_inner(&mut self, c: char) -> Result<Value, String> {
         match c {
             '[' => {
                 self.bump();
@@ -141,10 +164,21 @@ impl Parser<'_> {
                 self.dict()
             }
             '-' | '+' => {
-                self.bump();
+                // Signs in a loop, not recursion: `-----…1` cannot overflow the stack.
+                let mut negative = false;
+                loop {
+                    self.skip_ws();
+                    match self.peek() {
+                        Some('-') => negative = !negative,
+                        Some('+') => {}
+                        _ => break,
+                    }
+                    self.bump();
+                }
+                let sign = |t: String| if negative { negate(&t) } else { t };
                 match self.python()? {
-                    Value::Int(t) => Ok(Value::Int(if c == '-' { negate(&t) } else { t })),
-                    Value::Float(t) => Ok(Value::Float(if c == '-' { negate(&t) } else { t })),
+                    Value::Int(t) => Ok(Value::Int(sign(t))),
+                    Value::Float(t) => Ok(Value::Float(sign(t))),
                     _ => Err(format!("'{c}' applies only to numbers")),
                 }
             }
@@ -522,7 +556,7 @@ pub fn python_str(s: &str, out: &mut String) {
 /// Parses a JSON document; numbers keep their text. A repeated key keeps its first
 /// place and its last value.
 pub fn parse_json(text: &str) -> Result<Value, String> {
-    let mut p = Parser { s: text, pos: 0 };
+    let mut p = Parser { s: text, pos: 0, depth: 0 };
     let v = p.json()?;
     p.skip_ws();
     if p.pos < text.len() {
@@ -534,6 +568,16 @@ pub fn parse_json(text: &str) -> Result<Value, String> {
 impl Parser<'_> {
     fn json(&mut self) -> Result<Value, String> {
         self.skip_ws();
+        if matches!(self.peek(), Some('[' | '{')) {
+            self.nest()?;
+            let v = self.json_inner();
+            self.depth -= 1;
+            return v;
+        }
+        self.json_inner()
+    }
+
+    fn json_inner(&mut self) -> Result<Value, String> {
         match self.peek() {
             Some('{') => {
                 self.bump();
@@ -792,6 +836,16 @@ mod tests {
         for bad in ["{", "[1,]", "01", "1.", "\"\\ud800\"", "{'a': 1}", "nul", "{} x", "\"a\nb\""] {
             assert!(parse_json(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_python(&deep).unwrap_err().contains("nest deeper"));
+        assert!(parse_json(&deep).unwrap_err().contains("nest deeper"));
+        assert_eq!(parse_python(&format!("{}1", "-".repeat(100_001))).unwrap().to_json(), "-1");
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse_python(&ok).is_ok() && parse_json(&ok).is_ok());
     }
 
     #[test]

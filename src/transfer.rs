@@ -139,9 +139,11 @@ struct Place {
 fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let p = CString::new(path.as_os_str().as_bytes()).ok()?;
     let n = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: both strings are NUL-terminated and live across the call; buf is valid
-    // for buf.len() bytes.
+    // SAFETY: both strings are NUL-terminated and live across the call; a null buffer
+    // of size 0 asks for the value's size only.
+    let size = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    let mut buf = vec![0u8; usize::try_from(size).ok()?];
+    // SAFETY: as above; buf is valid for buf.len() bytes.
     let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if len < 0 {
         return None;
