@@ -461,3 +461,70 @@ fn readme_configuration_as_text_does_what_it_shows() {
     assert_eq!(zk.get_json("/cms"), json!({"type": "z4m cms", "threads": 4}));
     assert_eq!(zk.get_json("/lb/pools/cms")["service ->"], json!("/cms"));
 }
+
+/// `ln -s` is a versioned read-modify-write: a writer updating another key of the
+/// same node at the same time (another host, another client) loses nothing, nor does
+/// `ln -s`.
+#[test]
+fn ln_s_loses_no_key_to_a_concurrent_writer() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/busy", b"{}");
+    let mount = Mount::new(&server.connect_string());
+    let busy = mount.join("busy");
+    common::wait_until(std::time::Duration::from_secs(10), "/busy shows", || busy.is_dir());
+
+    let connect = server.connect_string();
+    let writer = std::thread::spawn(move || {
+        let other = Zk::connect(&connect);
+        for i in 0..100 {
+            loop {
+                let (data, stat) = other.try_get("/busy").expect("get /busy");
+                let mut v: serde_json::Value = serde_json::from_slice(&data).expect("JSON");
+                v["n"] = json!(i);
+                let bytes = serde_json::to_vec(&v).expect("encode");
+                match other.block_on(other.client().set_data("/busy", &bytes, Some(stat.version))) {
+                    Ok(_) => break,
+                    Err(zookeeper_client::Error::BadVersion) => continue,
+                    Err(e) => panic!("set /busy: {e}"),
+                }
+            }
+        }
+    });
+    for i in 0..30 {
+        std::os::unix::fs::symlink(mount.join("target"), busy.join(format!("l{i}"))).expect("ln -s");
+    }
+    writer.join().expect("writer");
+
+    let v = zk.get_json("/busy");
+    assert_eq!(v["n"], json!(99));
+    for i in 0..30 {
+        assert_eq!(v[format!("l{i} ->")], json!("/target"), "link l{i} lost: {v}");
+    }
+}
+
+/// On a read-only mount import and ln -s change nothing and say why; export works.
+#[test]
+fn a_read_only_mount_refuses_import_and_links() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"threads": 1}"#);
+    let mount = Mount::with_options(&server.connect_string(), "ro");
+    let root = path(mount.path());
+    let ran = zkfs(&["import", "-", root], "/svc\n  threads = 2\n");
+    assert!(!ran.ok && ran.stderr.contains("/svc: cannot set its properties: Read-only file system"), "{}", ran.stderr);
+    let ran = zkfs(&["import", "-", root], "/new\n");
+    assert!(!ran.ok && ran.stderr.contains("/new: cannot create it: Read-only file system"), "{}", ran.stderr);
+    assert_eq!(
+        std::os::unix::fs::symlink(mount.join("svc"), mount.join("svc/l")).unwrap_err().raw_os_error(),
+        Some(libc::EROFS)
+    );
+    assert_eq!(zk.get_json("/svc"), json!({"threads": 1}));
+    assert!(!zk.exists("/new"));
+    assert_eq!(zkfs(&["export", root], "").stdout, "/svc\n  threads = 1\n");
+    // A dry run needs no writes.
+    assert_eq!(
+        zkfs(&["import", "--dry-run", "-", root], "/svc\n  threads = 2\n").stdout,
+        "/svc threads change from 1 to 2\n"
+    );
+}
