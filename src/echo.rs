@@ -90,13 +90,7 @@ impl<C: KernelCache> Echo<C> {
                 }
             }
             KernelNote::LinkCreate { parent, path } => {
-                // The target is the filesystem's to show; the kernel only needs a create.
-                let (dir, p) = match self.root.target(&path) {
-                    Ok(t) => t,
-                    Err(e) => return debug!("echo of the link {path} failed ({e})"),
-                };
-                // SAFETY: plain syscall on valid C strings.
-                if let Err(e) = check(unsafe { libc::symlinkat(c".".as_ptr(), dir, p.as_ptr()) }) {
+                if let Err(e) = self.symlink(&path) {
                     debug!("echo of the link {path} failed ({e}); invalidating instead");
                     self.fs.echo_link_failed(&path);
                     self.inval_name(parent, &path);
@@ -141,6 +135,13 @@ impl<C: KernelCache> Echo<C> {
                 Kind::Registration => libc::mknodat(dir, p.as_ptr(), libc::S_IFREG | 0o444, 0),
             }
         })
+    }
+
+    fn symlink(&self, path: &str) -> io::Result<()> {
+        let (dir, p) = self.root.target(path)?;
+        // The target is the filesystem's to show (`links.rs`); the kernel only needs a
+        // create. SAFETY: a plain syscall on valid C strings.
+        check(unsafe { libc::symlinkat(c".".as_ptr(), dir, p.as_ptr()) })
     }
 
     fn remove(&self, path: &str, kind: Kind) -> io::Result<()> {

@@ -377,6 +377,26 @@ mod tests {
     }
 
     #[test]
+    fn links_changed_elsewhere_wait_for_their_echo() {
+        let mut tree = Tree::default();
+        let (none, a, b) = (&b"{}"[..], &br#"{"a ->": "/x"}"#[..], &br#"{"b ->": "/y"}"#[..]);
+        let create = |path: &str| KernelNote::LinkCreate { parent: 5, path: path.into() };
+        let remove = |path: &str| KernelNote::LinkRemove { parent: 5, path: path.into() };
+        // Appears: hidden until its echo.
+        assert_eq!(changed_elsewhere(&mut tree, "/d", 5, none, a), [create("/d/a")]);
+        assert_eq!(tree.links.0.get("/d/a"), Some(&None));
+        // Goes again before its echo: never shown, nothing more to echo.
+        assert!(changed_elsewhere(&mut tree, "/d", 5, a, none).is_empty());
+        assert!(tree.links.0.is_empty());
+        // Goes: shown with its old target until its echo; a new one appears meanwhile.
+        assert_eq!(changed_elsewhere(&mut tree, "/d", 5, a, b), [create("/d/b"), remove("/d/a")]);
+        assert_eq!(tree.links.0.get("/d/a"), Some(&Some("/x".to_string())));
+        // Comes back before its echo: simply shown.
+        changed_elsewhere(&mut tree, "/d", 5, b, a);
+        assert!(!tree.links.0.contains_key("/d/a"));
+    }
+
+    #[test]
     fn targets_resolve_inside_the_mount() {
         // zc.zk's README: /a/b/l -> c is /a/b/c, /a/b/l2 -> ../c is /a/c.
         assert_eq!(resolve("/a/b", "c").as_deref(), Some("/a/b/c"));
