@@ -310,6 +310,9 @@ impl Import<'_> {
     fn node(&mut self, dir: &Path, znode: &str, node: &Node) -> Result<(), String> {
         let json = node.properties_value().to_json();
         let io = |what: &str, e: std::io::Error| format!("{znode}: cannot {what}: {e}");
+        if dir.file_name().is_some_and(|n| n == PROPERTIES) {
+            return Err(format!("{znode}: a node named {PROPERTIES} cannot be made through a mount (that name is its parent's properties file)"));
+        }
         let exists = match fs::symlink_metadata(dir) {
             Ok(m) if m.is_dir() => true,
             Ok(m) if m.is_file() => {

@@ -528,3 +528,46 @@ fn a_read_only_mount_refuses_import_and_links() {
         "/svc threads change from 1 to 2\n"
     );
 }
+
+/// zc.zk's README "Property links" example, imported under a directory of the mount.
+#[test]
+fn property_links_are_kept_and_written_as_read() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/test-property-links", b"");
+    let mount = Mount::new(&server.connect_string());
+    let dir = mount.join("test-property-links");
+    common::wait_until(std::time::Duration::from_secs(10), "the directory shows", || dir.is_dir());
+    let source = "\
+/cms : z4m cms
+  threads => /fooservice threads
+  /providers
+/fooservice
+  secret = u'1234'
+  threads = 3
+";
+    let ran = zkfs(&["import", "-", path(&dir)], source);
+    assert!(ran.ok, "{}", ran.stderr);
+    assert_eq!(
+        zk.get_json("/test-property-links/cms"),
+        json!({"type": "z4m cms", "threads =>": "/fooservice threads"})
+    );
+    let exported = zkfs(&["export", path(&dir)], "");
+    assert_eq!(
+        exported.stdout,
+        "/test-property-links\n  /cms : z4m cms\n    threads => /fooservice threads\n    /providers\n  \
+         /fooservice\n    secret = '1234'\n    threads = 3\n"
+    );
+    // zc.zk's README then imports `threads => /fooservice` over it.
+    let ran = zkfs(&["import", "-", path(&dir)], "/cms\n  threads => /fooservice\n");
+    assert_eq!(
+        ran.stdout,
+        "/test-property-links/cms threads => change from '/fooservice threads' to '/fooservice'\n\
+         /test-property-links/cms remove property type = 'z4m cms'\n"
+    );
+    assert!(ran.stderr.contains("extra path not trimmed: /test-property-links/cms/providers"), "{}", ran.stderr);
+    assert_eq!(zk.get_json("/test-property-links/cms"), json!({"threads =>": "/fooservice"}));
+    // A node the mount cannot show as a directory is refused, naming it.
+    let ran = zkfs(&["import", "-", path(&dir)], "/cms\n  /properties.json\n");
+    assert!(!ran.ok && ran.stderr.contains("properties.json cannot be made"), "{}", ran.stderr);
+}
