@@ -113,7 +113,11 @@ pub fn links(data: &[u8]) -> Vec<(String, String)> {
         .filter_map(|(key, value)| {
             let name = key.strip_suffix(LINK_SUFFIX)?;
             let Value::Str(target) = value else { return None };
-            let ok = !target.is_empty() && !target.contains('\0') && names::check_node_name(name).is_ok();
+            // A name the kernel would refuse (over NAME_MAX) is no entry either.
+            let ok = !target.is_empty()
+                && !target.contains('\0')
+                && name.len() <= 255
+                && names::check_node_name(name).is_ok();
             (ok && name != PROPERTIES).then(|| (name.to_string(), target))
         })
         .collect()
@@ -373,6 +377,7 @@ mod tests {
         let data = br#"{"address": "1.2.3.4:80", "providers ->": "/cms/providers", "n ->": 5, "e ->": "", "a/b ->": "/x", "threads =>": "/f"}"#;
         assert_eq!(links(data), vec![("providers".to_string(), "/cms/providers".to_string())]);
         assert!(links(b"plain string ->\"").is_empty());
+        assert!(links(format!(r#"{{"{} ->": "/x"}}"#, "n".repeat(256)).as_bytes()).is_empty());
         assert!(links(b"").is_empty());
     }
 
