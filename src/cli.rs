@@ -44,6 +44,8 @@ pub enum Command {
     Mount(Config),
     /// Print the state of a mount.
     Status(PathBuf),
+    /// `export`, `import` or `validate` a tree in zc.zk's text format.
+    Tree(crate::transfer::TreeCommand),
     /// Print the help text.
     Help,
     /// Print the version.
@@ -62,6 +64,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             (Some(mountpoint), None) => Ok(Command::Status(PathBuf::from(mountpoint))),
             _ => Err("usage: zkfs status MOUNTPOINT".into()),
         };
+    }
+    if let Some(command) = args.next_if(|a| matches!(a.as_str(), "export" | "import" | "validate")) {
+        return crate::transfer::parse_args(&command, args.collect()).map(Command::Tree);
     }
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -89,6 +89,20 @@ impl<C: KernelCache> Echo<C> {
                     self.inval_name(parent, &path);
                 }
             }
+            KernelNote::LinkCreate { parent, path } => {
+                if let Err(e) = self.symlink(&path) {
+                    debug!("echo of the link {path} failed ({e}); invalidating instead");
+                    self.fs.echo_link_failed(&path);
+                    self.inval_name(parent, &path);
+                }
+            }
+            KernelNote::LinkRemove { parent, path } => {
+                if let Err(e) = self.remove(&path, Kind::Registration) {
+                    debug!("echo of the removal of the link {path} failed ({e}); invalidating instead");
+                    self.fs.echo_link_failed(&path);
+                    self.inval_name(parent, &path);
+                }
+            }
             KernelNote::Change { ino, file, size } => {
                 self.quiet(self.cache.inval_inode(ino), "inval_inode");
                 if let Err(e) = self.change(&file, size) {
@@ -121,6 +135,13 @@ impl<C: KernelCache> Echo<C> {
                 Kind::Registration => libc::mknodat(dir.raw(), p.as_ptr(), libc::S_IFREG | 0o444, 0),
             }
         })
+    }
+
+    fn symlink(&self, path: &str) -> io::Result<()> {
+        let (dir, p) = self.root.target(path)?;
+        // The target is the filesystem's to show (`links.rs`); the kernel only needs a
+        // create. SAFETY: a plain syscall on valid C strings.
+        check(unsafe { libc::symlinkat(c".".as_ptr(), dir.raw(), p.as_ptr()) })
     }
 
     fn remove(&self, path: &str, kind: Kind) -> io::Result<()> {
@@ -184,7 +205,7 @@ impl Fs {
     /// The echo `unlink`/`rmdir` of a child removed elsewhere: acknowledged.
     pub fn echo_remove(&self, parent: u64, name: &str) -> Result<()> {
         let dir = self.dir_path(parent)?;
-        if self.view.echo_removed(&dir, name) {
+        if self.view.echo_removed(&dir, name) || self.echo_link_removed(&dir, name) {
             Ok(())
         } else {
             Err(Error::NotFound(child_path(&dir, name)))

@@ -9,8 +9,9 @@
 //! removed or changed.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
@@ -35,6 +36,8 @@ pub enum FileKind {
     Dir,
     /// A regular file.
     File,
+    /// A symbolic link (see `links.rs`).
+    Symlink,
 }
 
 /// The attributes of an inode.
@@ -108,6 +111,8 @@ pub struct Fs {
     shows_system: bool,
     /// flock(2) locks, which can hold registrations; see `locks.rs`.
     pub(crate) locks: crate::locks::Locks,
+    /// Where the mount is, to read absolute `ln -s` targets (see `links.rs`).
+    mountpoint: OnceLock<PathBuf>,
 }
 
 /// ZooKeeper's own subtree (quotas, config), shown read-only.
@@ -147,12 +152,22 @@ impl Fs {
             echo_tid: AtomicU32::new(0),
             shows_system,
             locks: crate::locks::Locks::new(),
+            mountpoint: OnceLock::new(),
         }
     }
 
     /// Records the echo thread's id: its requests are echoes to acknowledge.
     pub fn set_echo_thread(&self, tid: u32) {
         self.echo_tid.store(tid, Ordering::Relaxed);
+    }
+
+    /// Records where the filesystem is mounted.
+    pub fn set_mountpoint(&self, path: PathBuf) {
+        let _ = self.mountpoint.set(path);
+    }
+
+    pub(crate) fn mountpoint(&self) -> Option<&Path> {
+        self.mountpoint.get().map(PathBuf::as_path)
     }
 
     /// True if a request from thread `tid` is an echo.
@@ -218,6 +233,7 @@ impl Fs {
                 let w = if self.own(&node.stat) { write } else { 0 };
                 (FileKind::File, node.rendered.len() as u64, 1, 0o444 | w)
             }
+            InodeKind::Link => (FileKind::Symlink, 0, 1, 0o777),
         };
         Attr {
             ino,
@@ -254,6 +270,9 @@ impl Fs {
     }
 
     pub(crate) fn attr(&self, ino: u64, inode: &Inode) -> Result<Attr> {
+        if inode.kind == InodeKind::Link {
+            return self.link_inode_attr(inode);
+        }
         let node = self.view.node(&inode.path)?;
         if node.kind.data_inode() != inode.kind && inode.kind != InodeKind::Dir {
             return Err(Error::NotFound(inode.path.clone()));
@@ -307,7 +326,9 @@ impl Fs {
             let ino = self.view.ino(&dir, InodeKind::Properties);
             return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
         }
-        let child = self.view.child(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)))?;
+        let Some(child) = self.view.child(&dir, name)? else {
+            return self.link_attr(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)));
+        };
         let path = child_path(&dir, name);
         let ikind = child.kind.inode();
         let ino = self.view.ino(&path, ikind);
@@ -332,7 +353,11 @@ impl Fs {
             DirEntry { ino: parent_ino, name: "..".into(), kind: FileKind::Dir },
             DirEntry { ino: self.view.ino(&dir, InodeKind::Properties), name: PROPERTIES.into(), kind: FileKind::File },
         ];
-        for (name, kind) in self.view.children(&dir)? {
+        let children = self.view.children(&dir)?;
+        for (ino, name) in self.link_entries(&dir, &children)? {
+            entries.push(DirEntry { ino, name, kind: FileKind::Symlink });
+        }
+        for (name, kind) in children {
             if name == PROPERTIES {
                 continue; // a znode of that name is hidden by the node's own properties
             }
@@ -552,6 +577,7 @@ impl Fs {
         }
         let path = child_path(&dir, name);
         match self.view.child(&dir, name)?.map(|c| c.kind) {
+            None if self.unlink_link(&dir, name)? => return Ok(()),
             None => return Err(Error::NotFound(path)),
             Some(Kind::Dir) => return Err(Error::IsDir(path)),
             Some(Kind::Registration) => {}
@@ -607,6 +633,9 @@ impl Fs {
             return Ok(Vec::new());
         }
         let inode = self.inode(ino)?;
+        if inode.kind == InodeKind::Link {
+            return Ok(Vec::new()); // a link is no znode of its own
+        }
         let node = self.view.node(&inode.path);
         if ino != ROOT_INO {
             return Ok(status::node_attrs(&node?.stat));

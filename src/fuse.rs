@@ -157,11 +157,7 @@ impl Answer<Vec<DirEntry>> for Listing {
             Err(e) => return reply.error(errno(op, &e)),
         };
         for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let kind = match entry.kind {
-                FileKind::Dir => FileType::Directory,
-                FileKind::File => FileType::RegularFile,
-            };
-            if reply.add(INodeNo(entry.ino), (i + 1) as u64, kind, &entry.name) {
+            if reply.add(INodeNo(entry.ino), (i + 1) as u64, file_type(entry.kind), &entry.name) {
                 break;
             }
         }
@@ -206,10 +202,7 @@ fn to_attr(a: &Attr) -> FileAttr {
         mtime: a.mtime,
         ctime: a.mtime,
         crtime: a.crtime,
-        kind: match a.kind {
-            FileKind::Dir => FileType::Directory,
-            FileKind::File => FileType::RegularFile,
-        },
+        kind: file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
         uid: a.uid,
@@ -217,6 +210,14 @@ fn to_attr(a: &Attr) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::Dir => FileType::Directory,
+        FileKind::File => FileType::RegularFile,
+        FileKind::Symlink => FileType::Symlink,
     }
 }
 
@@ -264,7 +265,11 @@ fn open_flags(o: &Opened) -> FopenFlags {
 
 fn reply_entry(reply: ReplyEntry, a: &Attr) {
     let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
-    reply.entry_with_ttls(&attr_ttl, &TTL, &to_attr(a), Generation(0));
+    // A link lives in its directory's data, which may change elsewhere at any time:
+    // the kernel asks again on every use (see `links.rs`).
+    let (attr_ttl, entry_ttl) =
+        if a.kind == FileKind::Symlink { (Duration::ZERO, Duration::ZERO) } else { (attr_ttl, TTL) };
+    reply.entry_with_ttls(&attr_ttl, &entry_ttl, &to_attr(a), Generation(0));
 }
 
 impl Filesystem for ZkFuse {
@@ -411,8 +416,22 @@ impl Filesystem for ZkFuse {
         }
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
-        reply.error(errno("symlink", &self.fs.unsupported("a symbolic link")));
+    fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let names = name_str("symlink", name)
+            .and_then(|n| Ok((n.to_string(), name_str("symlink", target.as_os_str())?.to_string())));
+        let (name, target) = match names {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if self.fs.is_echo(req.pid()) {
+            self.dispatch("echo symlink", reply, move |fs| fs.echo_link_created(parent.0, &name));
+        } else {
+            self.offload("symlink", reply, move |fs| fs.symlink(parent.0, &name, &target));
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.dispatch("readlink", reply, move |fs| fs.readlink(ino.0).map(String::into_bytes));
     }
 
     fn rename(

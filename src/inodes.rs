@@ -19,6 +19,9 @@ pub enum InodeKind {
     Properties,
     /// An ephemeral znode.
     Registration,
+    /// A symbolic link: a `"NAME ->"` property of the directory (see `links.rs`); the
+    /// path is the directory's path and NAME.
+    Link,
 }
 
 /// The path and kind behind an inode number.

@@ -9,12 +9,15 @@
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
 //!   kernel; [`watch`] — the task that applies ZooKeeper's events to it; `flight` —
 //!   one read per node at a time, and what a read in flight must hear of.
+//! * [`treefmt`] — zc.zk's tree text format, parsed and printed; [`literal`] — its
+//!   values: Python literals parsed (never evaluated) and JSON, both without loss.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
 //!   [`jsontext`] — JSON as written: byte spans to merge, bounded re-indentation.
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
-//! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust;
+//!   [`links`] — zc.zk's `"NAME ->"` properties shown as symbolic links.
 //! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
 //! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `mv`), and
 //!   the renames that apply them.
@@ -31,6 +34,7 @@
 //!   from which `--help`, the man page, the README's tables and the completion come;
 //!   [`logging`] — where the log goes (stderr, syslog, `log_file=`); [`mountpoint`] —
 //!   the directory to mount on, and the dead zkfs mount replaced there.
+//!   [`transfer`] — `zkfs export`, `import` and `validate`, through a mount's files.
 //! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
 //! * [`wait`] — whether the current thread may wait for ZooKeeper (requests that must
@@ -47,6 +51,8 @@ pub mod fuse;
 pub mod handles;
 pub mod inodes;
 pub mod jsontext;
+pub mod links;
+pub mod literal;
 pub mod locks;
 pub mod logging;
 pub mod mountpoint;
@@ -59,7 +65,9 @@ pub mod scratch;
 pub mod session;
 pub mod status;
 pub mod sync;
+pub mod transfer;
 pub mod tree;
+pub mod treefmt;
 pub mod unmounted;
 pub mod view;
 pub mod wait;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Command::Tree(command)) => return zkfs::transfer::run(&command),
         Ok(Command::Help) => return printed(&zkfs::options::help()),
         Ok(Command::Version) => return printed(&format!("zkfs {}\n", env!("CARGO_PKG_VERSION"))),
         Err(msg) => {
@@ -186,6 +187,7 @@ fn run(
         return Err((format!("cannot watch {}: {e}", config.connect), ready));
     }
     let fs = Arc::new(Fs::new(view, config.read_only));
+    fs.set_mountpoint(mountpoint.to_path_buf());
     if let Err(e) = fs.getattr(ROOT_INO) {
         session.close();
         return Err((format!("cannot read the root of {}: {e}", config.connect), ready));

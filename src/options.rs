@@ -176,11 +176,27 @@ pub struct Subcommand {
 }
 
 /// The subcommands.
-pub const COMMANDS: &[Subcommand] = &[Subcommand {
-    name: "status",
-    args: "MOUNTPOINT",
-    help: "print the mount's session, state, connected server, registrations, reconnects and last error",
-}];
+pub const COMMANDS: &[Subcommand] = &[
+    Subcommand {
+        name: "status",
+        args: "MOUNTPOINT",
+        help: "print the mount's session, state, connected server, registrations, reconnects and last error",
+    },
+    Subcommand {
+        name: "export",
+        args: "[--ephemeral] DIR",
+        help: "print the tree under DIR (a directory of a zkfs mount) in zc.zk's tree format; \
+               --ephemeral: registrations too",
+    },
+    Subcommand {
+        name: "import",
+        args: "[--dry-run] [--trim] FILE DIR",
+        help: "make the tree under DIR match FILE (- for stdin) and print each change; --dry-run only prints \
+               them; --trim also removes the nodes FILE lacks inside the nodes it names (never a registration or \
+               a node holding one)",
+    },
+    Subcommand { name: "validate", args: "FILE", help: "check FILE's tree-format syntax without touching ZooKeeper" },
+];
 
 /// The errnos a program can meet on a zkfs mount, and when.
 pub const ERRNOS: &[(&str, &str)] = &[
@@ -191,20 +207,23 @@ pub const ERRNOS: &[(&str, &str)] = &[
         "EINVAL",
         "a file name with a ':' that is not a valid HOST:PORT, or a name invalid for ZooKeeper; written bytes \
          that are not one JSON object (at the write that brings them, or at close if still incomplete); renaming \
-         a temporary file whose content is not one JSON object over properties.json or a registration",
+         a temporary file whose content is not one JSON object over properties.json or a registration; ln -s to \
+         a target outside the mount",
     ),
     ("EFBIG", "data over 1,000,000 bytes; temporary files over 64 MiB in all"),
     (
         "EPERM",
-        "changing or removing another session's registration; chmod/chown of a directory; any change under /zookeeper",
+        "changing or removing another session's registration; chmod/chown of a directory; any change under \
+         /zookeeper; ln -s in a node whose data is not a JSON object",
     ),
     ("EACCES", "a ZooKeeper ACL forbids the operation"),
     ("EROFS", "any change on a -o ro mount"),
     (
         "ENOTSUP",
-        "rename of a directory or of a data file onto another, link, symlink, mkfifo and device nodes: ZooKeeper \
-         has no such operation",
+        "rename of a directory or of a data file onto another, link, mkfifo and device nodes: ZooKeeper has no \
+         such operation",
     ),
+    ("ELOOP", "a path through symbolic links that loop"),
     ("EXDEV", "renaming properties.json or a registration to a temporary name: tools then copy it"),
     ("ENOTDIR", "a directory operation on a registration"),
     ("EISDIR", "a file operation on a directory"),
@@ -656,7 +675,10 @@ mod tests {
             }
         }
         for c in COMMANDS {
-            assert!(cli::parse([c.name, "/m"].map(String::from)).is_ok(), "{}", c.name);
+            // Every positional the usage names, with a value for each.
+            let mut args = vec![c.name.to_string()];
+            args.extend(c.args.split(' ').filter(|a| !a.starts_with('[')).map(|_| "/m".to_string()));
+            assert!(cli::parse(args).is_ok(), "{}", c.name);
         }
     }
 

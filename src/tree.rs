@@ -106,6 +106,20 @@ pub enum KernelNote {
         /// Its kind.
         kind: Kind,
     },
+    /// Echo a link that appeared elsewhere (`symlink` of `path`; see `links.rs`).
+    LinkCreate {
+        /// The directory's inode (for the fallback invalidation).
+        parent: u64,
+        /// The link's path.
+        path: String,
+    },
+    /// Echo a link that went elsewhere (`unlink` of `path`; see `links.rs`).
+    LinkRemove {
+        /// The directory's inode (for the fallback invalidation).
+        parent: u64,
+        /// The link's path.
+        path: String,
+    },
     /// Echo data changed elsewhere: invalidate `ino`, then open-truncate-close `file`.
     Change {
         /// The inode of the file showing the data.
@@ -162,6 +176,8 @@ pub(crate) struct Tree {
     pub(crate) reads: Flights,
     /// Listings in flight.
     pub(crate) lists: Flights,
+    /// Links changed elsewhere on their way to the kernel (see `links.rs`).
+    pub(crate) links: crate::links::Pending,
 }
 
 impl Tree {
@@ -472,7 +488,10 @@ mod tests {
                 KernelNote::InvalEntry { name, .. } => {
                     self.kernel.remove(&name);
                 }
-                KernelNote::InvalInode { .. } | KernelNote::Change { .. } => {}
+                KernelNote::InvalInode { .. }
+                | KernelNote::Change { .. }
+                | KernelNote::LinkCreate { .. }
+                | KernelNote::LinkRemove { .. } => {}
             }
             self.queue.extend(notes);
         }

@@ -490,13 +490,19 @@ impl View {
     pub fn local_data(&self, path: &str, data: Vec<u8>, stat: Stat) {
         let mut tree = self.tree();
         let mzxid = stat.mzxid;
+        let mut relist = false;
         if let Some(n) = tree.nodes.get_mut(path) {
             if mzxid > n.view.stat.mzxid {
+                // New or removed links are new or removed entries of its directory.
+                relist = n.view.kind == Kind::Dir && crate::links::links(&n.view.data) != crate::links::links(&data);
                 n.view = node_view(data, stat);
                 n.changed = Some(Instant::now());
             }
             tree.written.insert(path.to_string(), mzxid);
         }
+        let dir = tree.inodes.existing(path, InodeKind::Dir).filter(|_| relist);
+        drop(tree);
+        self.send(dir.map(|ino| KernelNote::InvalInode { ino }).into_iter().collect());
     }
 
     /// ZooKeeper created `path` for this mount. A directory is adopted: the kernel

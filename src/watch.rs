@@ -351,6 +351,7 @@ impl View {
             }
             let kind = view.kind;
             let size = view.rendered.len() as u64;
+            let (old_data, new_data) = (Arc::clone(&n.view.data), Arc::clone(&view.data));
             n.view = view;
             n.changed = Some(Instant::now());
             if local {
@@ -369,6 +370,7 @@ impl View {
             }
             if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| kind == Kind::Dir) {
                 notes.push(KernelNote::InvalInode { ino });
+                notes.extend(crate::links::changed_elsewhere(&mut tree, path, ino, &old_data, &new_data));
             }
         }
         self.settle();
