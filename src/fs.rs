@@ -643,6 +643,8 @@ impl Fs {
         let (mut attrs, root) = match node {
             Ok(node) => (status::node_attrs(&node.stat), "exists".to_string()),
             Err(Error::NotFound(_)) => (Vec::new(), status::root_deleted(self.session.connect_string())),
+            // Run again where waiting is allowed (see `wait.rs`).
+            Err(Error::WouldWait) => return Err(Error::WouldWait),
             Err(e) => (Vec::new(), format!("unknown: {e}")),
         };
         attrs.extend(status::mount_attrs(&self.session));
