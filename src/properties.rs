@@ -122,6 +122,20 @@ pub fn set_data(written: &[u8]) -> Vec<u8> {
     jsontext::reformat(text, 0, usize::MAX).unwrap_or_else(|| encode(&decode(written)))
 }
 
+/// `>` on a registration: the written object, keeping `key` (the `pid`) of `old` as
+/// stored unless it is written.
+pub fn set_keeping(old: &[u8], key: &str, written: &[u8]) -> Result<Vec<u8>> {
+    let kept = jsontext::object_text(old)
+        .and_then(|text| {
+            let (_, members) = jsontext::members(text);
+            let m = members.into_iter().rev().find(|m| m.key == key)?;
+            let key = String::from_utf8_lossy(&to_json(&Value::String(key.to_string()))).into_owned();
+            Some(format!("{{{key}:{}}}", &text[m.value]))
+        })
+        .unwrap_or_else(|| "{}".to_string());
+    merge_data(kept.as_bytes(), written)
+}
+
 /// `>>` on stored bytes: the data to store once the object written as `written`
 /// (text that is one JSON object) is merged into `old`.
 ///
@@ -264,6 +278,9 @@ mod tests {
         assert_eq!(merged("hello", r#"{"string_value": "bye"}"#), "bye");
         assert_eq!(merged(r#"{"string_value":"x"}"#, r#"{"string_value": "y"}"#), "y");
         assert_eq!(set_data(br#" {"string_value": "bare"} "#), b"bare");
+        let kept = set_keeping(br#"{"pid": 42, "w": 1}"#, "pid", br#"{"w": 1E2}"#).unwrap();
+        assert_eq!(kept, br#"{"pid":42,"w":1E2}"#);
+        assert_eq!(set_keeping(b"{}", "pid", br#"{"w": 2}"#).unwrap(), br#"{"w":2}"#);
         assert_eq!(set_data(b"{ \"n\" : 1E2 }\n"), br#"{"n":1E2}"#);
     }
 

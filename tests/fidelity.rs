@@ -102,3 +102,15 @@ fn a_deeply_nested_node_shows_at_most_twice_its_size_and_costs_memory_in_proport
     // well over 100 MB each before rendering was bounded.
     assert!(grown < 40 << 20, "peak RSS grew by {grown} bytes");
 }
+
+#[test]
+fn a_registration_set_keeps_its_pid_and_the_numbers_as_written() {
+    let (_server, zk, mount) = setup(b"{}");
+    let reg = mount.join("svc/10.0.0.1:80");
+    std::fs::File::create(&reg).unwrap();
+    let pid = zk.get_json("/svc/10.0.0.1:80")["pid"].clone();
+    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&reg).unwrap();
+    f.write_all(br#"{"weight": 1E2, "ratio": 1.10}"#).unwrap();
+    drop(f);
+    assert_eq!(zk.get_string("/svc/10.0.0.1:80").unwrap(), format!(r#"{{"pid":{pid},"weight":1E2,"ratio":1.10}}"#));
+}
