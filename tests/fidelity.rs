@@ -92,6 +92,9 @@ fn a_deeply_nested_node_shows_at_most_twice_its_size_and_costs_memory_in_proport
         let shown = std::fs::read(&props).unwrap();
         assert_eq!(shown.len() as u64, size, "stat size is what cat prints");
         assert!(size <= 2 * hostile.len() as u64 + 64, "{size} bytes shown for {} bytes of data", hostile.len());
+        if i == 0 {
+            eprintln!("{size} bytes shown for {} bytes of data", hostile.len());
+        }
         let a: serde_json::Value = serde_json::from_slice(&shown).unwrap();
         assert_eq!(a, serde_json::from_str::<serde_json::Value>(&hostile).unwrap(), "the same document");
     }
