@@ -1,6 +1,7 @@
 //! The command line: `zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT`, parsed into a validated
 //! [`Config`]. Options may also follow the positional arguments, as fuse3's mount
-//! helper (`mount -t fuse.zkfs`, fstab) places them.
+//! helper (`mount -t fuse.zkfs`, fstab) places them. What each option means, and the
+//! help text, are in [`crate::options`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,49 +49,6 @@ pub enum Command {
     /// Print the version.
     Version,
 }
-
-/// The text of `zkfs --help`.
-pub const HELP: &str = "\
-zkfs - mount Apache ZooKeeper as a filesystem
-
-Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
-       zkfs status MOUNTPOINT
-
-  CONNECT      ZooKeeper connection string host:port[,host:port...][/chroot]
-  MOUNTPOINT   an existing directory
-
-  -f           stay in the foreground and log to stderr (RUST_LOG=zkfs=debug for more)
-  -o OPTIONS   comma-separated mount options (may be repeated):
-                 ro                     refuse every change with EROFS (events still arrive)
-                 rw                     read-write (the default)
-                 allow_other            let other users use the mount
-                 allow_root             let root use the mount
-                 default_permissions    let the kernel check the modes shown (implied by
-                                        allow_other: other users read and list, change nothing)
-                 no_default_permissions with allow_other: let every local user change
-                                        ZooKeeper with the mount's identity (dangerous)
-                 session_timeout=SECS   ZooKeeper session timeout (default 10)
-                 credentials=FILE       authenticate with ZooKeeper's digest scheme as the
-                                        user:password in FILE (mode 600: not readable by others)
-                 log_file=PATH          also log to PATH (in the background zkfs logs to
-                                        syslog where /dev/log exists)
-               mount(8)/fstab options accepted: defaults, auto, noauto, user(=*),
-               nouser, users, owner, group, _netdev, _rnetdev, nofail, x-*, comment=*,
-               fsname=*, subtype=*, the *atime, lazytime, iversion, mand, silent and
-               symfollow families, and the kernel flags nosuid, suid, nodev, dev,
-               noexec, exec, noatime, atime, sync, async, dirsync.
-               Not supported: remount, drop_privileges.
-  -h, --help   print this help
-  -V, --version
-
-`zkfs status MOUNTPOINT` prints the mount's session, state, connected server,
-registrations, reconnects and last error. Every file and directory also carries its
-znode's stat as extended attributes: getfattr -d FILE.
-
-Without -f, zkfs returns once the filesystem is mounted and serves it in the
-background. SIGINT, SIGTERM, `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT` unmount
-it and close the ZooKeeper session, so the mount's registrations disappear at once.
-";
 
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
@@ -158,11 +116,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     Ok(Command::Mount(config))
 }
 
-const KERNEL_FLAGS: &[&str] =
+pub(crate) const KERNEL_FLAGS: &[&str] =
     &["nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "atime", "sync", "async", "dirsync"];
 /// Accepted for mount(8) and fstab, with no meaning for zkfs (or passed by mount(8) as
 /// text although the kernel handles them for every filesystem alike).
-const IGNORED: &[&str] = &[
+pub(crate) const IGNORED: &[&str] = &[
     "defaults",
     "auto",
     "noauto",

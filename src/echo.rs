@@ -7,7 +7,7 @@
 //! recognises them by this thread's id and acknowledges them without touching
 //! ZooKeeper (see `view.rs`). The VFS then delivers ordinary events to every watcher.
 //!
-//! Rules learnt the hard way (../shared/NOTES.md):
+//! Rules learnt the hard way (docs/facts.md):
 //! * never from inside a FUSE request or with the view's lock held: the kernel waits
 //!   on the request being served, and the request would wait on the echo;
 //! * absolute paths, and no descriptor on the mount kept open between echoes (it would

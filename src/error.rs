@@ -51,6 +51,9 @@ pub enum Error {
     /// A file handle that zkfs does not know (a bug or a handle from before a restart).
     #[error("stale file handle")]
     Stale,
+    /// A lock is held by another process or another ZooKeeper session (`flock -n`).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl Error {
@@ -71,6 +74,7 @@ impl Error {
             Error::IsDir(_) => libc::EISDIR,
             Error::Unavailable(_) => libc::EIO,
             Error::Stale => libc::ESTALE,
+            Error::Locked(_) => libc::EWOULDBLOCK,
         }
     }
 
@@ -114,6 +118,7 @@ impl fmt::Display for ErrnoName {
             libc::EISDIR => "EISDIR",
             libc::EIO => "EIO",
             libc::ESTALE => "ESTALE",
+            libc::EWOULDBLOCK => "EWOULDBLOCK",
             other => return write!(f, "errno {other}"),
         };
         f.write_str(name)

@@ -103,6 +103,8 @@ pub struct Fs {
     echo_tid: AtomicU32,
     /// True when the mount shows ZooKeeper's own `/zookeeper` (no chroot).
     shows_system: bool,
+    /// flock(2) locks, which can hold registrations; see `locks.rs`.
+    pub(crate) locks: crate::locks::Locks,
 }
 
 /// ZooKeeper's own subtree (quotas, config), shown read-only.
@@ -140,6 +142,7 @@ impl Fs {
             paged: Mutex::default(),
             echo_tid: AtomicU32::new(0),
             shows_system,
+            locks: crate::locks::Locks::new(),
         }
     }
 

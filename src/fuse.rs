@@ -113,6 +113,11 @@ impl Filesystem for ZkFuse {
         if config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC).is_err() {
             warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; truncation arrives as setattr");
         }
+        // flock(2) comes to zkfs, so that a lock can hold a registration (locks.rs).
+        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS).
+        if config.add_capabilities(InitFlags::FUSE_FLOCK_LOCKS).is_err() {
+            warn!("kernel lacks FUSE_FLOCK_LOCKS; flock(2) will not hold registrations");
+        }
         Ok(())
     }
 
@@ -311,15 +316,40 @@ impl Filesystem for ZkFuse {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // A flock is held by its open file, i.e. by `fh`: the owner is not needed.
+        self.fs.release_locks(ino.0, fh.0);
         self.fs.release(fh.0);
         reply.ok();
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Only flock(2) arrives here (see init): whole-file locks, so the range is moot.
+        // A lock that must wait keeps `reply` in the table and this thread returns.
+        let done: crate::locks::Done = Box::new(move |result| match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("setlk", &e)),
+        });
+        let req = crate::locks::LockRequest { fh: fh.0, owner: lock_owner.0, pid, typ, wait: sleep };
+        self.fs.setlk(ino.0, req, done);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Command::Help) => return printed(cli::HELP),
+        Ok(Command::Help) => return printed(&zkfs::options::help()),
         Ok(Command::Version) => return printed(&format!("zkfs {}\n", env!("CARGO_PKG_VERSION"))),
         Err(msg) => {
             eprintln!("zkfs: {msg}");
@@ -224,6 +224,7 @@ fn run(
         warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
     }
     spawn_signal_thread(mountpoint.to_path_buf());
+    zkfs::unmounted::close_session_when_unmounted(mountpoint, Arc::clone(&session));
 
     if let Some(pipe) = ready.as_mut() {
         if let Some(warning) = silent {
@@ -233,8 +234,10 @@ fn run(
         drop(ready.take());
         detach_stdio();
     }
+    zkfs::notify::ready_when_serving(mountpoint, format!("mounted {} at {}", config.connect, mountpoint.display()));
     let served = fuse_session.run();
     info!("unmounted {}", mountpoint.display());
+    zkfs::notify::notify("STOPPING=1");
     session.close();
     supervisor.abort();
     events.abort();

@@ -97,6 +97,10 @@ pub struct Session {
     registrations: Mutex<BTreeMap<String, Registration>>,
     /// Every session id this mount has had, to recognise its own leftover nodes.
     past_sessions: Mutex<Vec<i64>>,
+    /// Held through [`Session::close`], so that a second caller (the main thread after
+    /// the unmount watcher, say) returns only once the close is confirmed and never
+    /// shuts the runtime down under it. Taken first and alone: cannot deadlock.
+    closing: Mutex<()>,
 }
 
 impl Session {
@@ -147,6 +151,7 @@ impl Session {
             state: Mutex::new((State::Connected, Stats::default())),
             connected: tokio::sync::watch::Sender::new(State::Connected),
             registrations: Mutex::new(BTreeMap::new()),
+            closing: Mutex::new(()),
         };
         Ok(Arc::new(session))
     }
@@ -426,6 +431,7 @@ impl Session {
     /// Closes the session so that its registrations vanish at once, and waits (up to
     /// two seconds) until the server has confirmed.
     pub fn close(&self) {
+        let _closing = self.closing.locked();
         let Some(client) = self.client.write_locked().take() else { return };
         let mut watcher = client.state_watcher();
         drop(client);
