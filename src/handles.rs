@@ -22,7 +22,7 @@ use zookeeper_client::Error as ZkError;
 use crate::document::{Document, Progress};
 use crate::error::{Error, Result};
 use crate::inodes::{Inode, InodeKind};
-use crate::properties::{self, Properties, MAX_DATA_BYTES};
+use crate::properties::{self, MAX_DATA_BYTES};
 use crate::sync::Recover;
 use crate::view::View;
 
@@ -121,8 +121,9 @@ impl Handles {
                 warn!("refused write to {}: {e}; nothing was changed", shown(&h.inode));
                 Err(e)
             }
-            Ok(Progress::Complete(written)) => {
-                let result = self.apply(&h.inode, h.mode, written, h.doc.text());
+            // Applied from the text as written, so strings and numbers keep their bytes.
+            Ok(Progress::Complete(_)) => {
+                let result = self.apply(&h.inode, h.mode, h.doc.text());
                 h.doc.set_applied(&result);
                 match &result {
                     Ok(()) => debug!("{} {:?} applied", shown(&h.inode), h.mode),
@@ -162,7 +163,7 @@ impl Handles {
 
     /// Applies a complete object to ZooKeeper.
     /// `text` is what was written: the object's bytes as the program wrote them.
-    pub(crate) fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties, text: &[u8]) -> Result<()> {
+    pub(crate) fn apply(&self, inode: &Inode, mode: OpenMode, text: &[u8]) -> Result<()> {
         let session = self.view.session();
         let path = inode.path.as_str();
         let registration = inode.kind == InodeKind::Registration;
@@ -182,13 +183,7 @@ impl Handles {
                 return Err(Error::NotPermitted(format!("{path} is a registration of another ZooKeeper session")));
             }
             let new = match mode {
-                OpenMode::Set => {
-                    let mut kept = Properties::new();
-                    if let Some(pid) = properties::decode(&old).get("pid") {
-                        kept.insert("pid".into(), pid.clone());
-                    }
-                    properties::encode(&properties::merge(kept, written.clone()))
-                }
+                OpenMode::Set => properties::set_keeping(&old, "pid", text)?,
                 // Spliced into the stored bytes: the keys not written keep theirs.
                 _ => properties::merge_data(&old, text)?,
             };

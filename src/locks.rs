@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::inodes::InodeKind;
 use crate::session::{Session, State};
+use crate::sync::Recover;
 
 /// Where the answer to a lock request goes (the FUSE reply, in the adapter).
 pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
@@ -127,7 +128,8 @@ impl Locks {
     /// the answer: now, or — if `wait` and the lock is taken — when it is free.
     pub fn lock(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) {
         let mut out = Outcome::default();
-        if let Ok(mut table) = self.table.lock() {
+        {
+            let mut table = self.table.locked();
             let entry = table.entry(ino).or_default();
             if held.is_some() {
                 entry.held = held;
@@ -162,8 +164,6 @@ impl Locks {
                     grant(entry, &mut out);
                 }
             }
-        } else {
-            out.replies.push((done, Err(Error::Stale)));
         }
         out.send();
     }
@@ -187,7 +187,8 @@ impl Locks {
 
     fn change(&self, ino: u64, f: impl FnOnce(&mut Entry, &mut Outcome)) -> Option<Held> {
         let mut out = Outcome::default();
-        if let Ok(mut table) = self.table.lock() {
+        {
+            let mut table = self.table.locked();
             let entry = table.get_mut(&ino)?;
             let had = !entry.holders.is_empty();
             f(entry, &mut out);
@@ -204,12 +205,11 @@ impl Locks {
 
     /// The processes holding a lock on `ino`.
     pub fn holders(&self, ino: u64) -> Vec<u32> {
-        let table = self.table.lock();
-        table.ok().and_then(|t| t.get(&ino).map(|e| e.holders.iter().map(|h| h.pid).collect())).unwrap_or_default()
+        self.table.locked().get(&ino).map(|e| e.holders.iter().map(|h| h.pid).collect()).unwrap_or_default()
     }
 
     fn is_removing(&self, held: &Held) -> bool {
-        self.removing.lock().map(|r| r.get(&held.path) == Some(&held.czxid)).unwrap_or(false)
+        self.removing.locked().get(&held.path) == Some(&held.czxid)
     }
 }
 
@@ -316,16 +316,13 @@ impl Fs {
         let Some(held) = freed else { return };
         let session = Arc::clone(self.view.session());
         session.forget_registration(&held.path);
-        if let Ok(mut r) = self.locks.removing.lock() {
-            r.insert(held.path.clone(), held.czxid);
-        }
+        self.locks.removing.locked().insert(held.path.clone(), held.czxid);
         let removing = Arc::clone(&self.locks.removing);
         session.runtime().clone().spawn(async move {
             unregister(&session, &held).await;
-            if let Ok(mut r) = removing.lock() {
-                if r.get(&held.path) == Some(&held.czxid) {
-                    r.remove(&held.path);
-                }
+            let mut r = removing.locked();
+            if r.get(&held.path) == Some(&held.czxid) {
+                r.remove(&held.path);
             }
         });
     }

@@ -206,9 +206,9 @@ pub const ERRNOS: &[(&str, &str)] = &[
     (
         "EINVAL",
         "a file name with a ':' that is not a valid HOST:PORT, or a name invalid for ZooKeeper; written bytes \
-         that are not one JSON object (at the write that brings them, or at close if still incomplete); renaming \
-         a temporary file whose content is not one JSON object over properties.json or a registration; ln -s to \
-         a target outside the mount",
+         that are not one JSON object (at the write that brings them, or at close if still incomplete); >> onto \
+         data that is not UTF-8; renaming a temporary file whose content is not one JSON object over \
+         properties.json or a registration; ln -s to a target outside the mount",
     ),
     ("EFBIG", "data over 1,000,000 bytes; temporary files over 64 MiB in all"),
     (
@@ -216,7 +216,11 @@ pub const ERRNOS: &[(&str, &str)] = &[
         "changing or removing another session's registration; chmod/chown of a directory; any change under \
          /zookeeper; ln -s in a node whose data is not a JSON object",
     ),
-    ("EACCES", "a ZooKeeper ACL forbids the operation"),
+    (
+        "EACCES",
+        "a ZooKeeper ACL forbids the operation; with default_permissions (implied by allow_other), the kernel's \
+         mode check: another user changing anything",
+    ),
     ("EROFS", "any change on a -o ro mount"),
     (
         "ENOTSUP",

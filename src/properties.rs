@@ -122,6 +122,20 @@ pub fn set_data(written: &[u8]) -> Vec<u8> {
     jsontext::reformat(text, 0, usize::MAX).unwrap_or_else(|| encode(&decode(written)))
 }
 
+/// `>` on a registration: the written object, keeping `key` (the `pid`) of `old` as
+/// stored unless it is written.
+pub fn set_keeping(old: &[u8], key: &str, written: &[u8]) -> Result<Vec<u8>> {
+    let kept = jsontext::object_text(old)
+        .and_then(|text| {
+            let (_, members) = jsontext::members(text);
+            let m = members.into_iter().rev().find(|m| m.key == key)?;
+            let key = String::from_utf8_lossy(&to_json(&Value::String(key.to_string()))).into_owned();
+            Some(format!("{{{key}:{}}}", &text[m.value]))
+        })
+        .unwrap_or_else(|| "{}".to_string());
+    merge_data(kept.as_bytes(), written)
+}
+
 /// `>>` on stored bytes: the data to store once the object written as `written`
 /// (text that is one JSON object) is merged into `old`.
 ///
@@ -264,6 +278,9 @@ mod tests {
         assert_eq!(merged("hello", r#"{"string_value": "bye"}"#), "bye");
         assert_eq!(merged(r#"{"string_value":"x"}"#, r#"{"string_value": "y"}"#), "y");
         assert_eq!(set_data(br#" {"string_value": "bare"} "#), b"bare");
+        let kept = set_keeping(br#"{"pid": 42, "w": 1}"#, "pid", br#"{"w": 1E2}"#).unwrap();
+        assert_eq!(kept, br#"{"pid":42,"w":1E2}"#);
+        assert_eq!(set_keeping(b"{}", "pid", br#"{"w": 2}"#).unwrap(), br#"{"w":2}"#);
         assert_eq!(set_data(b"{ \"n\" : 1E2 }\n"), br#"{"n":1E2}"#);
     }
 
@@ -281,6 +298,80 @@ mod tests {
             "{\n  \"big\": 123456789012345678901234567890,\n  \"e\": 1E2,\n  \"f\": 1.10\n}\n"
         );
         assert_eq!(set_data(data), data);
+    }
+
+    /// Random JSON text: odd spacing, numbers in every form, escapes, nesting.
+    fn random_value(rng: &mut crate::testing::Rng, depth: usize, out: &mut String) {
+        let ws = |rng: &mut crate::testing::Rng| [" ", "", "\n  ", "\t"][rng.below(4)];
+        match if depth > 6 { rng.below(4) } else { rng.below(7) } {
+            0 => out.push_str(["1E2", "1.10", "-0", "123456789012345678901234567890", "2e-3", "7"][rng.below(6)]),
+            1 => out.push_str([r#""a""#, r#""\u00e9\/""#, r#""x\"y""#, r#""""#][rng.below(4)]),
+            2 => out.push_str(["true", "null", "false"][rng.below(3)]),
+            3 => out.push_str("[]"),
+            4 | 5 => {
+                out.push('{');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(ws(rng));
+                    out.push_str(&format!("\"k{}\"", rng.below(5)));
+                    out.push_str(ws(rng));
+                    out.push(':');
+                    out.push_str(ws(rng));
+                    random_value(rng, depth + 1, out);
+                }
+                out.push_str(ws(rng));
+                out.push('}');
+            }
+            _ => {
+                out.push('[');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                        out.push_str(ws(rng));
+                    }
+                    random_value(rng, depth + 1, out);
+                }
+                out.push(']');
+            }
+        }
+    }
+
+    fn random_object(rng: &mut crate::testing::Rng) -> String {
+        loop {
+            let mut text = String::new();
+            random_value(rng, 0, &mut text);
+            if text.starts_with('{') {
+                return text;
+            }
+        }
+    }
+
+    #[test]
+    fn model_rendering_and_merging_agree_with_serde_json() {
+        let mut rng = crate::testing::Rng(0x9e3779b97f4a7c15);
+        for _ in 0..1500 {
+            let old = random_object(&mut rng);
+            let written = random_object(&mut rng);
+            let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
+
+            let shown = render(old.as_bytes());
+            assert!(shown.len() <= render_budget(old.len()), "{old}");
+            assert_eq!(parse(&shown), parse(old.as_bytes()), "render of {old}");
+
+            let merged = merge_data(old.as_bytes(), written.as_bytes()).unwrap();
+            let want = encode(&merge(decode(old.as_bytes()), decode(written.as_bytes())));
+            assert_eq!(decode(&merged), decode(&want), "{old} >> {written}");
+            // Every member not written is there byte for byte.
+            let merged = String::from_utf8(merged).unwrap();
+            let written_keys = decode(written.as_bytes());
+            if let Some(text) = jsontext::object_text(old.as_bytes()) {
+                for m in jsontext::members(text).1.iter().filter(|m| !written_keys.contains_key(&m.key)) {
+                    assert!(merged.contains(&text[m.value.clone()]), "{old} >> {written}: {merged}");
+                }
+            }
+        }
     }
 
     #[test]

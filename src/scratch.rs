@@ -677,7 +677,7 @@ impl Fs {
     ) -> Result<u64> {
         if target == NameUse::Properties {
             let inode = Inode { path: dir.to_string(), kind: InodeKind::Properties };
-            self.handles.apply(&inode, OpenMode::Set, written, text)?;
+            self.handles.apply(&inode, OpenMode::Set, text)?;
             return Ok(self.view.ino(dir, InodeKind::Properties));
         }
         let path = child_path(dir, name);
@@ -685,7 +685,7 @@ impl Fs {
             Some(Kind::Dir) => return Err(Error::IsDir(path)),
             Some(Kind::Registration) => {
                 let inode = Inode { path: path.clone(), kind: InodeKind::Registration };
-                self.handles.apply(&inode, OpenMode::Set, written, text)?;
+                self.handles.apply(&inode, OpenMode::Set, text)?;
             }
             None => self.register_with(&path, process_of(tid), written)?,
         }

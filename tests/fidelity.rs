@@ -92,6 +92,9 @@ fn a_deeply_nested_node_shows_at_most_twice_its_size_and_costs_memory_in_proport
         let shown = std::fs::read(&props).unwrap();
         assert_eq!(shown.len() as u64, size, "stat size is what cat prints");
         assert!(size <= 2 * hostile.len() as u64 + 64, "{size} bytes shown for {} bytes of data", hostile.len());
+        if i == 0 {
+            eprintln!("{size} bytes shown for {} bytes of data", hostile.len());
+        }
         let a: serde_json::Value = serde_json::from_slice(&shown).unwrap();
         assert_eq!(a, serde_json::from_str::<serde_json::Value>(&hostile).unwrap(), "the same document");
     }
@@ -101,4 +104,16 @@ fn a_deeply_nested_node_shows_at_most_twice_its_size_and_costs_memory_in_proport
     // Data and rendering of four nodes stay cached (≤ 3 MB each); reading them cost
     // well over 100 MB each before rendering was bounded.
     assert!(grown < 40 << 20, "peak RSS grew by {grown} bytes");
+}
+
+#[test]
+fn a_registration_set_keeps_its_pid_and_the_numbers_as_written() {
+    let (_server, zk, mount) = setup(b"{}");
+    let reg = mount.join("svc/10.0.0.1:80");
+    std::fs::File::create(&reg).unwrap();
+    let pid = zk.get_json("/svc/10.0.0.1:80")["pid"].clone();
+    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&reg).unwrap();
+    f.write_all(br#"{"weight": 1E2, "ratio": 1.10}"#).unwrap();
+    drop(f);
+    assert_eq!(zk.get_string("/svc/10.0.0.1:80").unwrap(), format!(r#"{{"pid":{pid},"weight":1E2,"ratio":1.10}}"#));
 }
