@@ -561,6 +561,8 @@ _zkfs() {
                     options+=("$head$o")
                 done
                 _zkfs_reply "${options[@]}"
+                # A comma may follow: no space after a completed option.
+                compopt -o nospace 2>/dev/null
                 ;;
         esac
         return
