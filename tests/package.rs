@@ -8,7 +8,8 @@
 //!
 //! Needs root (dpkg, mount). The package is built once per target directory: the
 //! first run compiles zkfs in release mode (and, on a machine without cargo-deb,
-//! `cargo install cargo-deb` first); later runs repack it in seconds.
+//! `cargo install cargo-deb` first); later runs repack it in seconds. `ZKFS_DEB=PATH`
+//! tests a package built elsewhere instead.
 //!
 //! Whatever fails, a guard purges the package and unmounts. The test refuses to run
 //! where a zkfs package it did not install is present, rather than replace it; a
@@ -69,8 +70,12 @@ fn package_status() -> String {
     text(&output("dpkg-query", &["-W", "-f=${Status}", PACKAGE]).stdout)
 }
 
-/// Builds the package with scripts/package and returns its path.
+/// Builds the package with scripts/package and returns its path; with `ZKFS_DEB` set,
+/// tests that package instead (one built elsewhere, e.g. by a release job).
 fn build() -> PathBuf {
+    if let Some(deb) = std::env::var_os("ZKFS_DEB") {
+        return PathBuf::from(deb);
+    }
     let started = Instant::now();
     let out = Command::new(root().join("scripts/package"))
         .current_dir(root())
