@@ -222,6 +222,13 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
     // What is in it.
     assert_eq!(field(&deb, "Package"), PACKAGE);
     assert!(deb.file_name().is_some_and(|n| n.to_string_lossy().starts_with("zkfs_")), "{}", deb.display());
+    // The Debian changelog names this version (dpkg and apt show it; lintian requires it).
+    let version = field(&deb, "Version");
+    let changelog = fs::read_to_string(root().join("contrib/debian/changelog")).expect("read the changelog");
+    assert!(
+        changelog.starts_with(&format!("zkfs ({version}) ")),
+        "contrib/debian/changelog does not start with version {version}: add an entry"
+    );
     let depends = field(&deb, "Depends");
     assert!(depends.split(", ").any(|d| d == "fuse3"), "Depends: {depends}");
     let files = contents(&deb);
@@ -232,6 +239,7 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
         "/usr/share/bash-completion/completions/zkfs",
         "/usr/lib/systemd/system/zkfs@.service",
         "/usr/share/doc/zkfs/copyright",
+        "/usr/share/doc/zkfs/changelog.Debian.gz",
         "/usr/share/doc/zkfs/README.md",
         "/usr/share/doc/zkfs/examples/systemd/mnt-zk.mount",
         "/usr/share/doc/zkfs/examples/systemd/example.conf",
