@@ -105,6 +105,11 @@ impl Installed {
             );
             purge();
         }
+        // dpkg would overwrite a /usr/bin/zkfs no package owns, and the purge delete it.
+        assert!(
+            !Path::new("/usr/bin/zkfs").exists(),
+            "/usr/bin/zkfs exists and belongs to no zkfs package; move it away to run tests/package.rs"
+        );
         fs::write(marker(), deb.display().to_string()).expect("write the marker");
         let guard = Installed;
         let out = dpkg(&["-i", deb.to_str().expect("utf-8 path")]);
