@@ -39,6 +39,10 @@ pub enum Error {
     /// The operation does not exist in ZooKeeper (rename, links, ...).
     #[error("{0} is not supported: ZooKeeper has no such operation")]
     Unsupported(&'static str),
+    /// A rename zkfs cannot make in place; tools copy instead (`properties.json` or a
+    /// registration renamed to a temporary name).
+    #[error("cannot be renamed: {0}")]
+    CrossDevice(String),
     /// A directory operation on a file or the reverse.
     #[error("not a directory: {0}")]
     NotDir(String),
@@ -51,6 +55,9 @@ pub enum Error {
     /// A file handle that zkfs does not know (a bug or a handle from before a restart).
     #[error("stale file handle")]
     Stale,
+    /// A lock is held by another process or another ZooKeeper session (`flock -n`).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl Error {
@@ -67,10 +74,12 @@ impl Error {
             Error::AccessDenied(_) => libc::EACCES,
             Error::ReadOnly => libc::EROFS,
             Error::Unsupported(_) => libc::ENOTSUP,
+            Error::CrossDevice(_) => libc::EXDEV,
             Error::NotDir(_) => libc::ENOTDIR,
             Error::IsDir(_) => libc::EISDIR,
             Error::Unavailable(_) => libc::EIO,
             Error::Stale => libc::ESTALE,
+            Error::Locked(_) => libc::EWOULDBLOCK,
         }
     }
 
@@ -110,10 +119,12 @@ impl fmt::Display for ErrnoName {
             libc::EACCES => "EACCES",
             libc::EROFS => "EROFS",
             libc::ENOTSUP => "ENOTSUP",
+            libc::EXDEV => "EXDEV",
             libc::ENOTDIR => "ENOTDIR",
             libc::EISDIR => "EISDIR",
             libc::EIO => "EIO",
             libc::ESTALE => "ESTALE",
+            libc::EWOULDBLOCK => "EWOULDBLOCK",
             other => return write!(f, "errno {other}"),
         };
         f.write_str(name)

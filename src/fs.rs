@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::info;
+use log::{debug, info};
 use serde_json::json;
 use zookeeper_client::{Acls, CreateMode, Stat};
 
@@ -22,8 +22,10 @@ use crate::handles::{Handle, Handles, OpenMode};
 use crate::inodes::{child_path, split_path, Inode, InodeKind, ROOT_INO};
 use crate::names::{self, PROPERTIES};
 use crate::properties;
+use crate::scratch::{self, Scratch};
 use crate::session::Session;
 use crate::status;
+use crate::sync::Recover;
 use crate::view::{Kind, NodeView, Presence, View};
 
 /// File type as the kernel sees it.
@@ -91,15 +93,29 @@ pub const ECHO_FH: u64 = 0;
 /// The filesystem.
 pub struct Fs {
     pub(crate) view: Arc<View>,
-    session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     read_only: bool,
-    uid: u32,
-    gid: u32,
-    handles: Handles,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) handles: Handles,
+    /// Temporary files local to this mount (see `scratch.rs`).
+    pub(crate) scratch: Scratch,
     /// The mzxid whose bytes the kernel's page cache holds, per inode.
     paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
+    /// True when the mount shows ZooKeeper's own `/zookeeper` (no chroot).
+    shows_system: bool,
+    /// flock(2) locks, which can hold registrations; see `locks.rs`.
+    pub(crate) locks: crate::locks::Locks,
+}
+
+/// ZooKeeper's own subtree (quotas, config), shown read-only.
+const SYSTEM: &str = "/zookeeper";
+
+/// True if the connection string `host:port,...[/chroot]` has a chroot other than `/`.
+fn has_chroot(connect: &str) -> bool {
+    connect.find('/').is_some_and(|i| &connect[i..] != "/")
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -118,6 +134,7 @@ impl Fs {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let session = Arc::clone(view.session());
+        let shows_system = !has_chroot(session.connect_string());
         Fs {
             handles: Handles::new(Arc::clone(&view)),
             view,
@@ -126,7 +143,10 @@ impl Fs {
             uid,
             gid,
             paged: Mutex::default(),
+            scratch: Scratch::default(),
             echo_tid: AtomicU32::new(0),
+            shows_system,
+            locks: crate::locks::Locks::new(),
         }
     }
 
@@ -146,7 +166,9 @@ impl Fs {
     }
 
     pub(crate) fn inode(&self, ino: u64) -> Result<Inode> {
-        self.view.inode(ino).ok_or(Error::Stale)
+        // A scratch inode renamed over a data file now stands for it (see `scratch.rs`).
+        let alias = || self.scratch.alias(ino).and_then(|target| self.view.inode(target));
+        self.view.inode(ino).or_else(alias).ok_or(Error::Stale)
     }
 
     pub(crate) fn dir_path(&self, ino: u64) -> Result<String> {
@@ -157,7 +179,7 @@ impl Fs {
         }
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only {
             Err(Error::ReadOnly)
         } else {
@@ -165,12 +187,30 @@ impl Fs {
         }
     }
 
-    fn own(&self, stat: &Stat) -> bool {
+    /// True for `/zookeeper` and below when the mount shows ZooKeeper's own subtree.
+    fn is_system(&self, path: &str) -> bool {
+        self.shows_system && path.strip_prefix(SYSTEM).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Checks that `path` may be changed: not on a read-only mount (EROFS), not in
+    /// ZooKeeper's own `/zookeeper` (EPERM).
+    pub fn changeable(&self, path: &str) -> Result<()> {
+        self.writable()?;
+        if self.is_system(path) {
+            return Err(Error::NotPermitted(format!(
+                "{path}: /zookeeper is ZooKeeper's own subtree (quotas, configuration); zkfs shows it read-only"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn own(&self, stat: &Stat) -> bool {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 
     pub(crate) fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
-        let write = if self.read_only { 0 } else { 0o200 };
+        let system = self.shows_system && self.view.inode(ino).is_some_and(|i| self.is_system(&i.path));
+        let write = if self.read_only || system { 0 } else { 0o200 };
         let (fkind, size, nlink, perm) = match kind {
             InodeKind::Dir => (FileKind::Dir, 0, 2 + nlink_dirs, 0o555 | write),
             InodeKind::Properties => (FileKind::File, node.rendered.len() as u64, 1, 0o444 | write),
@@ -233,13 +273,20 @@ impl Fs {
 
     /// `stat` of an inode.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if let Some(attr) = self.scratch.attr(ino) {
+            return Ok(attr);
+        }
         let inode = self.inode(ino)?;
-        self.attr(ino, &inode)
+        let attr = self.attr(ino, &inode)?;
+        Ok(Attr { volatile: attr.volatile || scratch::is_scratch_number(ino), ..attr })
     }
 
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         let dir = self.dir_path(parent)?;
+        if let Some(attr) = self.scratch_lookup(&dir, name) {
+            return Ok(attr);
+        }
         if name == PROPERTIES {
             let ino = self.view.ino(&dir, InodeKind::Properties);
             return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
@@ -293,7 +340,7 @@ impl Fs {
             return Err(Error::IsDir(inode.path));
         }
         if mode.writes() {
-            self.writable()?;
+            self.changeable(&inode.path)?;
             if inode.kind == InodeKind::Registration && !self.own(&node.stat) {
                 return Err(Error::NotPermitted(format!(
                     "{} is a registration of another ZooKeeper session; only that session can change it",
@@ -302,7 +349,7 @@ impl Fs {
             }
         }
         let keep_cache = {
-            let mut paged = self.paged.lock().map_err(|_| Error::Stale)?;
+            let mut paged = self.paged.locked();
             let same = paged.get(&ino) == Some(&node.stat.mzxid);
             paged.insert(ino, node.stat.mzxid);
             same && !mode.writes()
@@ -316,10 +363,13 @@ impl Fs {
         if fh == ECHO_FH {
             return Ok(Vec::new());
         }
+        if scratch::is_scratch_number(fh) {
+            return self.scratch_read(fh, offset, size);
+        }
         let handle = self.handles.get(fh)?;
-        let h = handle.lock().map_err(|_| Error::Stale)?;
+        let h = handle.locked();
         // A node removed while open: say so instead of serving its old bytes forever.
-        if self.view.inode(h.ino).is_none() {
+        if self.inode(h.ino).is_err() {
             return Err(Error::NotFound(h.inode.path.clone()));
         }
         let bytes = &h.snapshot;
@@ -333,12 +383,15 @@ impl Fs {
         if fh == ECHO_FH {
             return Err(Error::NotPermitted("echo handles take no data".into()));
         }
+        if scratch::is_scratch_number(fh) {
+            return self.scratch_write(fh, offset, data);
+        }
         self.handles.write(fh, offset, data)
     }
 
     /// A `close` of the file: an incomplete document fails here.
     pub fn flush(&self, fh: u64) -> Result<()> {
-        if fh == ECHO_FH {
+        if fh == ECHO_FH || scratch::is_scratch_number(fh) {
             return Ok(());
         }
         self.handles.flush(fh)
@@ -346,7 +399,9 @@ impl Fs {
 
     /// The last close of the file.
     pub fn release(&self, fh: u64) {
-        if fh != ECHO_FH {
+        if scratch::is_scratch_number(fh) {
+            self.scratch_release(fh)
+        } else if fh != ECHO_FH {
             self.handles.release(fh)
         }
     }
@@ -355,12 +410,18 @@ impl Fs {
     pub fn setattr(&self, ino: u64, fh: Option<u64>, size: Option<u64>, chmod_or_chown: bool) -> Result<Attr> {
         let inode = self.inode(ino)?;
         // touch, chmod, truncate: all changes, so all refused on a read-only mount.
-        self.writable()?;
+        self.changeable(&inode.path)?;
         if chmod_or_chown {
-            return Err(Error::NotPermitted(format!(
-                "{}: ZooKeeper nodes have no owner or mode to change",
-                inode.path
-            )));
+            if inode.kind == InodeKind::Dir {
+                return Err(Error::NotPermitted(format!(
+                    "{}: ZooKeeper nodes have no owner or mode to change",
+                    inode.path
+                )));
+            }
+            // install, vim, Python's copystat and Ansible set a mode after writing a
+            // file: accepted and ignored, as znodes have none (a registration of another
+            // session is still refused by `open` and the kernel's permission check).
+            debug!("{}: chmod/chown accepted and ignored: znodes have no owner or mode", inode.path);
         }
         if let Some(size) = size {
             if inode.kind == InodeKind::Dir {
@@ -388,6 +449,7 @@ impl Fs {
     pub fn create(&self, parent: u64, name: &str, pid: u32, open: Option<OpenMode>) -> Result<(Attr, Option<Opened>)> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         if name == PROPERTIES {
             return Err(Error::Exists(child_path(&dir, name)));
         }
@@ -424,6 +486,7 @@ impl Fs {
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         names::check_node_name(name)?;
         let path = child_path(&dir, name);
         let _local = self.view.local(&path);
@@ -453,6 +516,7 @@ impl Fs {
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         if name == PROPERTIES {
             return Ok(());
         }
@@ -486,6 +550,7 @@ impl Fs {
         self.writable()?;
         let dir = self.dir_path(parent)?;
         let path = child_path(&dir, name);
+        self.changeable(&path)?;
         match self.view.child(&dir, name)?.map(|c| c.kind) {
             None => return Err(Error::NotFound(path)),
             Some(Kind::Registration) => return Err(Error::NotDir(path)),
@@ -496,6 +561,7 @@ impl Fs {
         self.session.call(&path, |c| async move { c.delete(&p, None).await })?;
         info!("removed {path}");
         self.view.local_removed(&path);
+        self.scratch_forget_dir(&path);
         Ok(())
     }
 
@@ -503,21 +569,39 @@ impl Fs {
 
     /// The extended attributes of `ino`: its znode's stat and, on the root, the mount's
     /// state (see `status.rs`).
+    ///
+    /// The root always answers, so that `zkfs status` can say what is wrong, and says
+    /// (`user.zkfs.root`) whether its node — the chroot — still exists.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
-        let inode = self.inode(ino)?;
-        let node = self.view.node(&inode.path)?;
-        let mut attrs = status::node_attrs(&node.stat);
-        if ino == ROOT_INO {
-            attrs.extend(status::mount_attrs(&self.session));
+        if self.scratch.attr(ino).is_some() {
+            return Ok(Vec::new());
         }
+        let inode = self.inode(ino)?;
+        let node = self.view.node(&inode.path);
+        if ino != ROOT_INO {
+            return Ok(status::node_attrs(&node?.stat));
+        }
+        let (mut attrs, root) = match node {
+            Ok(node) => (status::node_attrs(&node.stat), "exists".to_string()),
+            Err(Error::NotFound(_)) => (Vec::new(), status::root_deleted(self.session.connect_string())),
+            Err(e) => (Vec::new(), format!("unknown: {e}")),
+        };
+        attrs.extend(status::mount_attrs(&self.session));
+        attrs.push(("user.zkfs.root", root));
         Ok(attrs)
     }
 
-    /// `access(2)`: on a read-only mount, writing is refused.
+    /// `access(2)`: on a read-only mount, and in `/zookeeper`, writing is refused.
     pub fn access(&self, ino: u64, write: bool) -> Result<()> {
-        self.inode(ino)?;
+        let path = match self.scratch.attr(ino) {
+            Some(_) => None,
+            None => Some(self.inode(ino)?.path),
+        };
         if write {
-            self.writable()?;
+            match path {
+                Some(p) => self.changeable(&p)?,
+                None => self.writable()?,
+            }
         }
         Ok(())
     }

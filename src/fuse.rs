@@ -18,7 +18,7 @@ use log::{debug, warn};
 use crate::echo::KernelCache;
 use crate::error::{ErrnoName, Error};
 use crate::fs::{Attr, FileKind, Fs, Opened};
-use crate::handles::OpenMode;
+use crate::scratch::Changes;
 use crate::view::Kind;
 
 /// How long the kernel may keep entries and attributes. Long, because the view tells
@@ -113,15 +113,20 @@ impl Filesystem for ZkFuse {
         if config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC).is_err() {
             warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; truncation arrives as setattr");
         }
+        // flock(2) comes to zkfs, so that a lock can hold a registration (locks.rs).
+        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS).
+        if config.add_capabilities(InitFlags::FUSE_FLOCK_LOCKS).is_err() {
+            warn!("kernel lacks FUSE_FLOCK_LOCKS; flock(2) will not hold registrations");
+        }
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = match name_str("lookup", name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.fs.lookup(parent.0, name) {
+        match self.fs.lookup_by(parent.0, name, req.pid()) {
             Ok(a) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("lookup", &e)),
         }
@@ -129,7 +134,7 @@ impl Filesystem for ZkFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
+            Ok(a) => reply.attr(if a.volatile { &Duration::ZERO } else { &TTL }, &to_attr(&a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }
     }
@@ -143,7 +148,7 @@ impl Filesystem for ZkFuse {
         gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<std::time::SystemTime>,
@@ -153,8 +158,20 @@ impl Filesystem for ZkFuse {
         reply: ReplyAttr,
     ) {
         let chmod = mode.is_some() || uid.is_some() || gid.is_some();
+        let changes = Changes {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => t,
+                TimeOrNow::Now => std::time::SystemTime::now(),
+            }),
+        };
         let result = if self.fs.is_echo(req.pid()) {
             self.fs.getattr_now(ino.0)
+        } else if let Some(scratch) = self.fs.scratch_setattr(ino.0, changes) {
+            scratch
         } else {
             self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod)
         };
@@ -170,7 +187,7 @@ impl Filesystem for ZkFuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -187,7 +204,7 @@ impl Filesystem for ZkFuse {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(errno("mknod", &self.fs.unsupported("creating a device, fifo or socket")));
         }
-        match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), None) {
+        match self.fs.create_file(parent.0, name, req.pid(), None, mode & !umask) {
             Ok((a, _)) => reply_entry(reply, &a),
             Err(e) => reply.error(errno("mknod", &e)),
         }
@@ -212,7 +229,7 @@ impl Filesystem for ZkFuse {
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let echo = self.fs.is_echo(req.pid());
         let result = name_str("unlink", name).and_then(|n| {
-            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.unlink(parent.0, n) };
+            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.unlink_by(parent.0, n, req.pid()) };
             done.map_err(|e| errno("unlink", &e))
         });
         match result {
@@ -239,15 +256,23 @@ impl Filesystem for ZkFuse {
 
     fn rename(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno("rename", &self.fs.unsupported("rename")));
+        let result = name_str("rename", name).and_then(|n| {
+            let to = name_str("rename", newname)?;
+            let done = self.fs.rename(parent.0, n, newparent.0, to, flags.bits(), req.pid());
+            done.map_err(|e| errno("rename", &e))
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
@@ -255,11 +280,8 @@ impl Filesystem for ZkFuse {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let result = if self.fs.is_echo(req.pid()) {
-            self.fs.open_echo(ino.0)
-        } else {
-            self.fs.open(ino.0, OpenMode::from_flags(flags.0))
-        };
+        let result =
+            if self.fs.is_echo(req.pid()) { self.fs.open_echo(ino.0) } else { self.fs.open_with_flags(ino.0, flags.0) };
         match result {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(errno("open", &e)),
@@ -311,15 +333,40 @@ impl Filesystem for ZkFuse {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // A flock is held by its open file, i.e. by `fh`: the owner is not needed.
+        self.fs.release_locks(ino.0, fh.0);
         self.fs.release(fh.0);
         reply.ok();
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Only flock(2) arrives here (see init): whole-file locks, so the range is moot.
+        // A lock that must wait keeps `reply` in the table and this thread returns.
+        let done: crate::locks::Done = Box::new(move |result| match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("setlk", &e)),
+        });
+        let req = crate::locks::LockRequest { fh: fh.0, owner: lock_owner.0, pid, typ, wait: sleep };
+        self.fs.setlk(ino.0, req, done);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -433,8 +480,8 @@ impl Filesystem for ZkFuse {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -442,12 +489,11 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let mode = match OpenMode::from_flags(flags) {
-            OpenMode::Read => OpenMode::Set,
-            m => m,
-        };
-        match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), Some(mode)) {
-            Ok((a, Some(o))) => reply.created(&TTL, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o)),
+        match self.fs.create_file(parent.0, name, req.pid(), Some(flags), mode & !umask) {
+            Ok((a, Some(o))) => {
+                let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
+                reply.created(&attr_ttl, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
+            }
             Ok((_, None)) => reply.error(Errno::from_i32(libc::EIO)),
             Err(e) => reply.error(errno("create", &e)),
         }

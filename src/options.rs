@@ -47,8 +47,7 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
         name: "allow_other",
         placeholder: None,
         value: Value::None,
-        help: "let other users use the mount; their requests reach ZooKeeper with the mount's own identity \
-               (add default_permissions)",
+        help: "let other users use the mount; implies default_permissions",
     },
     MountOption { name: "allow_root", placeholder: None, value: Value::None, help: "let root use the mount" },
     MountOption {
@@ -57,22 +56,13 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
         value: Value::None,
         help: "let the kernel check the modes shown: other users may then read and list, not change",
     },
-    // With i10-fidelity's parser (allow_other implies default_permissions), these rows
-    // replace the two above and join the table:
-    //
-    // MountOption {
-    //     name: "allow_other",
-    //     placeholder: None,
-    //     value: Value::None,
-    //     help: "let other users use the mount; implies default_permissions",
-    // },
-    // MountOption {
-    //     name: "no_default_permissions",
-    //     placeholder: None,
-    //     value: Value::None,
-    //     help: "with allow_other: do NOT let the kernel check permissions; every local user then acts \
-    //            with the mount's ZooKeeper identity (dangerous)",
-    // },
+    MountOption {
+        name: "no_default_permissions",
+        placeholder: None,
+        value: Value::None,
+        help: "with allow_other: do NOT let the kernel check permissions; every local user then acts \
+               with the mount's ZooKeeper identity (dangerous)",
+    },
     MountOption {
         name: "session_timeout",
         placeholder: Some("SECONDS"),
@@ -86,12 +76,12 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
         help: "authenticate with ZooKeeper's digest scheme as the user:password on the first line of FILE \
                (yours or root's, mode 600)",
     },
-    // MountOption {
-    //     name: "log_file",
-    //     placeholder: Some("PATH"),
-    //     value: Value::File,
-    //     help: "log to PATH as well (in the background the log also goes to syslog)",
-    // },
+    MountOption {
+        name: "log_file",
+        placeholder: Some("PATH"),
+        value: Value::File,
+        help: "log to PATH as well (in the background the log also goes to syslog)",
+    },
 ];
 
 /// Generic mount flags zkfs passes to the kernel.
@@ -199,14 +189,23 @@ pub const ERRNOS: &[(&str, &str)] = &[
     ("ENOTEMPTY", "rmdir of a node with children"),
     (
         "EINVAL",
-        "a name that is not HOST:PORT for a file, or invalid for ZooKeeper; written bytes that are not one JSON \
-         object (at the write that brings them, or at close if still incomplete)",
+        "a file name with a ':' that is not a valid HOST:PORT, or a name invalid for ZooKeeper; written bytes \
+         that are not one JSON object (at the write that brings them, or at close if still incomplete); renaming \
+         a temporary file whose content is not one JSON object over properties.json or a registration",
     ),
-    ("EFBIG", "data over 1,000,000 bytes"),
-    ("EPERM", "changing or removing another session's registration; chmod, chown"),
+    ("EFBIG", "data over 1,000,000 bytes; temporary files over 64 MiB in all"),
+    (
+        "EPERM",
+        "changing or removing another session's registration; chmod/chown of a directory; any change under /zookeeper",
+    ),
     ("EACCES", "a ZooKeeper ACL forbids the operation"),
     ("EROFS", "any change on a -o ro mount"),
-    ("ENOTSUP", "rename, link, symlink, mkfifo and device nodes: ZooKeeper has no such operation"),
+    (
+        "ENOTSUP",
+        "rename of a directory or of a data file onto another, link, symlink, mkfifo and device nodes: ZooKeeper \
+         has no such operation",
+    ),
+    ("EXDEV", "renaming properties.json or a registration to a temporary name: tools then copy it"),
     ("ENOTDIR", "a directory operation on a registration"),
     ("EISDIR", "a file operation on a directory"),
     ("EIO", "no ZooKeeper server answered within the session timeout"),
@@ -214,6 +213,10 @@ pub const ERRNOS: &[(&str, &str)] = &[
     ("ENODATA", "getfattr of an attribute that does not exist"),
     ("ERANGE", "getfattr with a buffer too small"),
     ("ENOTTY", "an ioctl (zkfs has none)"),
+    (
+        "EWOULDBLOCK",
+        "flock -n on a registration whose lock another process holds, or that another ZooKeeper session holds",
+    ),
 ];
 
 /// zkfs's exit statuses.
@@ -424,7 +427,7 @@ pub fn man_page() -> String {
          .SH EXAMPLES\n\
          .nf\n\
          zkfs zk1:2181,zk2:2181/services /mnt/zk\n\
-         mount \\-t fuse.zkfs zk1:2181 /mnt/zk \\-o allow_other,default_permissions\n\
+         mount \\-t fuse.zkfs zk1:2181 /mnt/zk \\-o allow_other\n\
          touch /mnt/zk/fooservice/providers/10.0.0.5:8080\n\
          echo \\(aq{\"threads\": 2}\\(aq >> /mnt/zk/fooservice/properties.json\n\
          inotifywait \\-m \\-e create \\-e delete /mnt/zk/fooservice/providers\n\
@@ -432,7 +435,7 @@ pub fn man_page() -> String {
          .fi\n\
          .PP\nAn fstab line:\n\
          .PP\n.nf\n\
-         zk1:2181,zk2:2181/services  /mnt/zk  fuse.zkfs  _netdev,allow_other,default_permissions  0 0\n\
+         zk1:2181,zk2:2181/services  /mnt/zk  fuse.zkfs  _netdev,allow_other  0 0\n\
          .fi\n\
          .PP\nA service per /etc/zkfs/NAME.conf:\n.B systemctl enable \\-\\-now zkfs@NAME\n\
          .SH SEE ALSO\n\
@@ -678,6 +681,8 @@ mod tests {
             Error::IsDir(String::new()),
             Error::Unavailable(String::new()),
             Error::Stale,
+            Error::Locked(String::new()),
+            Error::CrossDevice(String::new()),
         ];
         for e in &all {
             match e {
@@ -694,7 +699,9 @@ mod tests {
                 | Error::NotDir(_)
                 | Error::IsDir(_)
                 | Error::Unavailable(_)
-                | Error::Stale => {}
+                | Error::Stale
+                | Error::Locked(_)
+                | Error::CrossDevice(_) => {}
             }
         }
         all

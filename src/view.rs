@@ -58,6 +58,7 @@ use zookeeper_client::{AddWatchMode, EventType, Stat, WatchedEvent};
 use crate::error::{Error, Result};
 use crate::inodes::{child_path, split_path, Inode, InodeKind};
 use crate::session::Session;
+use crate::sync::Recover;
 pub use crate::tree::{data_file, Child, KernelNote, Kind, NodeView, Presence};
 use crate::tree::{node_view, Node, Tree};
 
@@ -115,8 +116,7 @@ impl View {
     }
 
     pub(crate) fn tree(&self) -> MutexGuard<'_, Tree> {
-        // A panic elsewhere must not take the whole mount down: the tree stays usable.
-        self.tree.lock().unwrap_or_else(|p| p.into_inner())
+        self.tree.locked()
     }
 
     pub(crate) fn send(&self, notes: Vec<KernelNote>) {
@@ -246,7 +246,7 @@ impl View {
             }
         });
         // Dropping the old watcher after the new one exists keeps the server's watch.
-        let old = self.watch.lock().unwrap_or_else(|p| p.into_inner()).replace(task.abort_handle());
+        let old = self.watch.locked().replace(task.abort_handle());
         if let Some(old) = old {
             old.abort();
         }

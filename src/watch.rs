@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use zookeeper_client::{EventType, WatchedEvent};
 
 use crate::error::{Error, Result};
-use crate::inodes::{split_path, InodeKind};
+use crate::inodes::{split_path, InodeKind, ROOT_INO};
+use crate::names::PROPERTIES;
 use crate::session::SessionEvent;
 use crate::tree::{data_file, node_view, Child, KernelNote, Kind, Node, NodeView, Presence};
 use crate::view::View;
@@ -234,7 +235,7 @@ impl View {
 
     /// A node went away (seen by a watch or a failed read).
     fn node_gone(&self, path: &str) {
-        let Some((parent, name)) = split_path(path) else { return };
+        let Some((parent, name)) = split_path(path) else { return self.root_gone() };
         let mut notes = Vec::new();
         {
             let mut tree = self.tree();
@@ -250,6 +251,36 @@ impl View {
             }
         }
         self.session.registration_gone(path);
+        self.send(notes);
+    }
+
+    /// The mount's root — its chroot — was deleted: nothing below it exists any more.
+    /// Everything cached is dropped, and the kernel told to forget it, so reads fail
+    /// with ENOENT (not the last data, forever) until the node is created again;
+    /// `zkfs status` says so (see `Fs::xattrs`). The root's own inode stays: it is the
+    /// mountpoint.
+    fn root_gone(&self) {
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let listed: Vec<String> = match tree.nodes.get("/").and_then(|n| n.children.as_ref()) {
+                Some(children) => children.keys().cloned().collect(),
+                None => Vec::new(),
+            };
+            tree.nodes.clear();
+            tree.written.clear();
+            for (ino, _) in tree.inodes.remove_subtree("/") {
+                notes.push(KernelNote::InvalInode { ino });
+            }
+            notes.push(KernelNote::InvalInode { ino: ROOT_INO });
+            for name in listed.into_iter().chain([PROPERTIES.to_string()]) {
+                notes.push(KernelNote::InvalEntry { parent: ROOT_INO, name });
+            }
+        }
+        warn!(
+            "the mount's root (the chroot of {}) was deleted in ZooKeeper: reads fail (ENOENT) until it is created again",
+            self.session.connect_string()
+        );
         self.send(notes);
     }
 

@@ -1,0 +1,792 @@
+//! Temporary files local to this mount, and the renames that end them: what `sed -i`,
+//! vim, `jq … > tmp && mv tmp …`, Python's `tempfile` + `os.replace` and configuration
+//! management (Ansible, Salt, Puppet) do to change a file.
+//!
+//! Any name created in a directory that is neither a registration (`HOST:PORT`) nor
+//! `properties.json` becomes a *scratch file*: bytes in this process's memory. It never
+//! reaches ZooKeeper, so no other host sees it, and it is gone after the `unlink` or
+//! `rename` that ends it, and with the mount. Scratch files are left out of directory
+//! listings, so that discovery (`ls providers`, the HAProxy example) only ever sees
+//! registrations; the program that made one reaches it by name (lookup, stat, open).
+//! A name that looks like a mistyped `HOST:PORT` (`host:http`, `10.0.0.5:80800`) is
+//! still refused, so that nobody believes they registered.
+//!
+//! What ends a scratch file:
+//! * `rename(tmp, properties.json)` applies its content as one *set* of the node's
+//!   properties; onto a registration of this mount it sets the registration's
+//!   properties (`pid` kept); onto a free `HOST:PORT` name it registers with them.
+//!   Content that is not one JSON object fails the rename (EINVAL), is logged, and
+//!   changes nothing.
+//! * `rename(tmp, other)` moves it to another scratch name; `unlink` drops it.
+//!
+//! Three kernel details shape the rest:
+//! * After a rename the kernel moves its dentry: `properties.json` now names the
+//!   scratch file's inode. That inode becomes an *alias* of the node's data file, and
+//!   the echo thread makes the kernel forget the entry (queued, never sent from inside
+//!   the request: NOTES.md), so the next lookup finds the node's own inode again.
+//!   Scratch and alias attributes are never cached by the kernel.
+//! * Tools that cannot rename copy instead: `mv` from another filesystem and `install`
+//!   unlink the target, then create it with `O_EXCL`. `unlink(properties.json)`
+//!   changes nothing, but for a few seconds the *process* that made it no longer finds
+//!   the file, so that its `O_EXCL` create reaches zkfs — which opens the properties
+//!   for a set. Every other process still sees `properties.json`.
+//! * Renaming `properties.json` or a registration *away* (vim's backup, `mv` to a
+//!   temporary name) fails with EXDEV, which such tools answer by copying: the
+//!   original stays, as a node always has its data. The copying process then unlinks
+//!   the source (vim, to write it anew): for one of this mount's registrations that
+//!   unlink is taken as the end of the copy, like `unlink(properties.json)` above,
+//!   so the server is never unregistered, not even for a moment.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, info, warn};
+use serde_json::json;
+use zookeeper_client::{Acls, CreateMode};
+
+use crate::document::{Document, Progress};
+use crate::error::{Error, Result};
+use crate::fs::{process_of, Attr, FileKind, Fs, Opened};
+use crate::handles::OpenMode;
+use crate::inodes::{child_path, Inode, InodeKind};
+use crate::names::{self, PROPERTIES};
+use crate::properties::{self, Properties, MAX_DATA_BYTES};
+use crate::view::{KernelNote, Kind};
+
+/// Inode and file-handle numbers of scratch files carry this bit; the view's and the
+/// open-file table's counters never reach it.
+const SCRATCH_BIT: u64 = 1 << 62;
+/// The most bytes all scratch files of a mount may hold together.
+pub const MAX_SCRATCH_BYTES: usize = 64 << 20;
+/// How long `properties.json` stays out of sight of the process that unlinked it.
+const HIDDEN_FOR: Duration = Duration::from_secs(5);
+/// How many renamed-over inodes are remembered as aliases (the kernel forgets them
+/// within moments; the bound only keeps a runaway loop from growing the table).
+const MAX_ALIASES: usize = 4096;
+
+/// True for inode and file-handle numbers of scratch files (and of their aliases).
+pub fn is_scratch_number(n: u64) -> bool {
+    n & SCRATCH_BIT != 0
+}
+
+/// What a name created in a directory becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameUse {
+    /// The node's own `properties.json`.
+    Properties,
+    /// A registration (`HOST:PORT`).
+    Registration,
+    /// A scratch file local to this mount.
+    Scratch,
+}
+
+/// Says what `name` becomes when created; a typo of `HOST:PORT` is refused (EINVAL).
+pub fn classify(name: &str) -> Result<NameUse> {
+    if name == PROPERTIES {
+        return Ok(NameUse::Properties);
+    }
+    match names::check_registration(name) {
+        Ok(()) => Ok(NameUse::Registration),
+        Err(e) if looks_like_a_registration(name) => Err(e),
+        Err(_) => Ok(NameUse::Scratch),
+    }
+}
+
+/// `10.0.0.5:80800`, `host:http` or `host:` was meant as a registration: say so rather
+/// than keep a file nobody else can see. Temporary names built on a registration's
+/// name stay allowed: an editor's (`.h:1.swp`, `h:1~`, `#h:1#`) and those with a
+/// random tail (Salt's `h:1x7_k2`, Puppet's `h:120261128-42-x1`).
+fn looks_like_a_registration(name: &str) -> bool {
+    let Some((_, port)) = name.rsplit_once(':') else { return false };
+    let temporary = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
+    let all = |f: fn(&u8) -> bool| port.as_bytes().iter().all(f);
+    !temporary && (all(u8::is_ascii_digit) || all(u8::is_ascii_alphabetic))
+}
+
+/// Attribute changes asked of a scratch file (`chmod`, `chown`, `truncate`, `touch`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Changes {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New modification time.
+    pub mtime: Option<SystemTime>,
+}
+
+struct File {
+    data: Vec<u8>,
+    perm: u16,
+    uid: u32,
+    gid: u32,
+    mtime: SystemTime,
+    ctime: SystemTime,
+    /// Still has a name; an unlinked file lives on while it is open.
+    linked: bool,
+    open: usize,
+}
+
+struct OpenFile {
+    ino: u64,
+    writes: bool,
+    append: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    /// (directory path, name) → inode.
+    names: HashMap<(String, String), u64>,
+    files: HashMap<u64, File>,
+    open: HashMap<u64, OpenFile>,
+    next: u64,
+    bytes: usize,
+    /// Scratch inodes renamed over a data file → that file's inode.
+    aliases: HashMap<u64, u64>,
+    alias_order: VecDeque<u64>,
+    /// Data files (directory path, name) out of sight of one process since its unlink
+    /// → (that process, since when).
+    hidden: HashMap<(String, String), (u32, Instant)>,
+    /// Registrations a process was just told to copy (EXDEV), so its unlink of the
+    /// source ends the "move" without unregistering → (that process, since when).
+    copied: HashMap<(String, String), (u32, Instant)>,
+}
+
+impl Table {
+    fn number(&mut self) -> u64 {
+        self.next += 1;
+        SCRATCH_BIT | self.next
+    }
+
+    fn drop_if_unused(&mut self, ino: u64) {
+        if self.files.get(&ino).is_some_and(|f| !f.linked && f.open == 0) {
+            if let Some(f) = self.files.remove(&ino) {
+                self.bytes -= f.data.len();
+            }
+        }
+    }
+
+    fn unname(&mut self, dir: &str, name: &str) -> Option<u64> {
+        let ino = self.names.remove(&(dir.to_string(), name.to_string()))?;
+        if let Some(f) = self.files.get_mut(&ino) {
+            f.linked = false;
+        }
+        self.drop_if_unused(ino);
+        Some(ino)
+    }
+
+    fn resize(&mut self, ino: u64, len: usize) -> Result<()> {
+        let Some(f) = self.files.get_mut(&ino) else { return Err(Error::Stale) };
+        let grow = len.saturating_sub(f.data.len());
+        if grow > 0 && self.bytes + grow > MAX_SCRATCH_BYTES {
+            return Err(Error::TooLarge(format!(
+                "temporary files on this mount are limited to {} MiB in all",
+                MAX_SCRATCH_BYTES >> 20
+            )));
+        }
+        self.bytes = self.bytes + len - f.data.len();
+        f.data.resize(len, 0);
+        Ok(())
+    }
+}
+
+/// The scratch files of one mount.
+#[derive(Default)]
+pub struct Scratch {
+    /// Every scratch file, open handle, alias and hidden `properties.json`. Held for
+    /// in-memory work only — never across a ZooKeeper call, a kernel notification or
+    /// another lock — so it cannot deadlock.
+    table: Mutex<Table>,
+}
+
+impl Scratch {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // As the view's tree: a panic elsewhere must not take the mount down.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The scratch file `name` in `dir`, if any.
+    pub fn lookup(&self, dir: &str, name: &str) -> Option<u64> {
+        self.table().names.get(&(dir.to_string(), name.to_string())).copied()
+    }
+
+    /// The attributes of scratch file `ino` (never kept by the kernel).
+    pub fn attr(&self, ino: u64) -> Option<Attr> {
+        let t = self.table();
+        let f = t.files.get(&ino)?;
+        Some(Attr {
+            ino,
+            kind: FileKind::File,
+            size: f.data.len() as u64,
+            nlink: u32::from(f.linked),
+            perm: f.perm,
+            mtime: f.mtime,
+            crtime: f.ctime,
+            uid: f.uid,
+            gid: f.gid,
+            volatile: true,
+        })
+    }
+
+    /// The data file a renamed-over scratch inode now stands for.
+    pub fn alias(&self, ino: u64) -> Option<u64> {
+        self.table().aliases.get(&ino).copied()
+    }
+
+    /// Creates `name` in `dir`; with `flags`, also opens it.
+    fn create(
+        &self,
+        dir: &str,
+        name: &str,
+        perm: u32,
+        owner: (u32, u32),
+        flags: Option<i32>,
+    ) -> Result<(u64, Option<u64>)> {
+        let mut t = self.table();
+        let key = (dir.to_string(), name.to_string());
+        if t.names.contains_key(&key) {
+            return Err(Error::Exists(child_path(dir, name)));
+        }
+        let ino = t.number();
+        let now = SystemTime::now();
+        let open = usize::from(flags.is_some());
+        let file = File {
+            data: Vec::new(),
+            perm: (perm & 0o7777) as u16,
+            uid: owner.0,
+            gid: owner.1,
+            mtime: now,
+            ctime: now,
+            linked: true,
+            open,
+        };
+        t.files.insert(ino, file);
+        t.names.insert(key, ino);
+        let fh = flags.map(|flags| {
+            let fh = t.number();
+            t.open.insert(fh, open_file(ino, flags));
+            fh
+        });
+        Ok((ino, fh))
+    }
+
+    /// Opens scratch file `ino` (`O_TRUNC` empties it); `None` if it is not one.
+    fn open(&self, ino: u64, flags: i32) -> Option<Result<u64>> {
+        let mut t = self.table();
+        t.files.get_mut(&ino)?.open += 1;
+        if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+            if let Err(e) = t.resize(ino, 0) {
+                return Some(Err(e));
+            }
+        }
+        let fh = t.number();
+        t.open.insert(fh, open_file(ino, flags));
+        Some(Ok(fh))
+    }
+
+    fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let t = self.table();
+        let ino = t.open.get(&fh).ok_or(Error::Stale)?.ino;
+        let data = &t.files.get(&ino).ok_or(Error::Stale)?.data;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let end = start.saturating_add(size as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    fn write(&self, fh: u64, offset: u64, bytes: &[u8]) -> Result<usize> {
+        let mut t = self.table();
+        let h = t.open.get(&fh).ok_or(Error::Stale)?;
+        if !h.writes {
+            return Err(Error::NotPermitted("file not open for writing".into()));
+        }
+        let (ino, append) = (h.ino, h.append);
+        let len = t.files.get(&ino).ok_or(Error::Stale)?.data.len();
+        let start = if append { len } else { usize::try_from(offset).unwrap_or(usize::MAX) };
+        let end = start.checked_add(bytes.len()).ok_or_else(|| Error::TooLarge("write beyond any size".into()))?;
+        if end > len {
+            t.resize(ino, end)?;
+        }
+        let f = t.files.get_mut(&ino).ok_or(Error::Stale)?;
+        f.data[start..end].copy_from_slice(bytes);
+        f.mtime = SystemTime::now();
+        Ok(bytes.len())
+    }
+
+    fn release(&self, fh: u64) {
+        let mut t = self.table();
+        let Some(h) = t.open.remove(&fh) else { return };
+        if let Some(f) = t.files.get_mut(&h.ino) {
+            f.open = f.open.saturating_sub(1);
+        }
+        t.drop_if_unused(h.ino);
+    }
+
+    /// Applies `changes` to scratch file `ino`; `None` if it is not one.
+    fn change(&self, ino: u64, changes: Changes) -> Option<Result<()>> {
+        let mut t = self.table();
+        t.files.get(&ino)?;
+        if let Some(size) = changes.size {
+            let size = match usize::try_from(size) {
+                Ok(s) => s,
+                Err(_) => return Some(Err(Error::TooLarge("size beyond any file".into()))),
+            };
+            if let Err(e) = t.resize(ino, size) {
+                return Some(Err(e));
+            }
+        }
+        let f = t.files.get_mut(&ino)?;
+        let now = SystemTime::now();
+        if let Some(mode) = changes.mode {
+            f.perm = (mode & 0o7777) as u16;
+        }
+        f.uid = changes.uid.unwrap_or(f.uid);
+        f.gid = changes.gid.unwrap_or(f.gid);
+        f.mtime = changes.mtime.or(changes.size.map(|_| now)).unwrap_or(f.mtime);
+        f.ctime = now;
+        Some(Ok(()))
+    }
+
+    /// Removes scratch file `name` from `dir`; false if there is none.
+    fn unlink(&self, dir: &str, name: &str) -> bool {
+        self.table().unname(dir, name).is_some()
+    }
+
+    /// Moves a scratch file to another scratch name, replacing what was there.
+    fn rename(&self, dir: &str, name: &str, new_dir: &str, new_name: &str) -> Result<()> {
+        let mut t = self.table();
+        let ino = t
+            .names
+            .remove(&(dir.to_string(), name.to_string()))
+            .ok_or_else(|| Error::NotFound(child_path(dir, name)))?;
+        t.unname(new_dir, new_name);
+        t.names.insert((new_dir.to_string(), new_name.to_string()), ino);
+        Ok(())
+    }
+
+    fn content(&self, dir: &str, name: &str) -> Option<(u64, Vec<u8>)> {
+        let t = self.table();
+        let ino = *t.names.get(&(dir.to_string(), name.to_string()))?;
+        Some((ino, t.files.get(&ino)?.data.clone()))
+    }
+
+    /// A scratch file was renamed over data file `target`: its name goes, and its inode
+    /// (which the kernel now shows under the target's name) stands for the target.
+    fn retire(&self, dir: &str, name: &str, ino: u64, target: u64) {
+        let mut t = self.table();
+        if t.names.get(&(dir.to_string(), name.to_string())) == Some(&ino) {
+            t.unname(dir, name);
+        }
+        if t.aliases.insert(ino, target).is_none() {
+            t.alias_order.push_back(ino);
+        }
+        while t.alias_order.len() > MAX_ALIASES {
+            if let Some(old) = t.alias_order.pop_front() {
+                t.aliases.remove(&old);
+            }
+        }
+    }
+
+    fn hide(&self, dir: &str, name: &str, pid: u32) {
+        self.table().hidden.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
+    }
+
+    fn unhide(&self, dir: &str, name: &str) {
+        self.table().hidden.remove(&(dir.to_string(), name.to_string()));
+    }
+
+    /// True if data file `name` of `dir` was unlinked by the process of thread `tid`
+    /// moments ago (see the module docs).
+    fn hidden_from(&self, dir: &str, name: &str, tid: u32) -> bool {
+        let pid = recent(&mut self.table().hidden, dir, name);
+        pid.is_some_and(|pid| process_of(tid) == pid)
+    }
+
+    fn copied(&self, dir: &str, name: &str, pid: u32) {
+        self.table().copied.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
+    }
+
+    /// True (once) if the process of thread `tid` was just told to copy registration
+    /// `name` of `dir` instead of renaming it.
+    fn take_copied(&self, dir: &str, name: &str, tid: u32) -> bool {
+        let Some(pid) = recent(&mut self.table().copied, dir, name) else { return false };
+        if process_of(tid) != pid {
+            return false;
+        }
+        self.table().copied.remove(&(dir.to_string(), name.to_string()));
+        true
+    }
+
+    /// Drops the scratch files of `dir` and below (the directory is gone).
+    fn forget_dir(&self, dir: &str) {
+        let mut t = self.table();
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let gone: Vec<(String, String)> =
+            t.names.keys().filter(|(d, _)| d == dir || d.starts_with(&prefix)).cloned().collect();
+        for (d, n) in gone {
+            t.unname(&d, &n);
+        }
+        t.hidden.retain(|(d, _), _| d != dir && !d.starts_with(&prefix));
+        t.copied.retain(|(d, _), _| d != dir && !d.starts_with(&prefix));
+    }
+}
+
+/// The process of a recent entry of `map`; an entry too old is dropped.
+fn recent(map: &mut HashMap<(String, String), (u32, Instant)>, dir: &str, name: &str) -> Option<u32> {
+    if map.is_empty() {
+        return None;
+    }
+    let key = (dir.to_string(), name.to_string());
+    let (pid, since) = *map.get(&key)?;
+    if since.elapsed() > HIDDEN_FOR {
+        map.remove(&key);
+        return None;
+    }
+    Some(pid)
+}
+
+fn open_file(ino: u64, flags: i32) -> OpenFile {
+    OpenFile { ino, writes: flags & libc::O_ACCMODE != libc::O_RDONLY, append: flags & libc::O_APPEND != 0 }
+}
+
+/// The one JSON object a scratch file holds, or why it is not one.
+fn parse_object(bytes: &[u8]) -> Result<Properties> {
+    let mut doc = Document::new();
+    match doc.write(Some(0), bytes)? {
+        Progress::Complete(props) => Ok(props),
+        Progress::Incomplete => Err(Error::InvalidDocument("incomplete JSON object".into())),
+        Progress::Nothing => Err(Error::InvalidDocument("empty file; to clear the properties, write {}".into())),
+    }
+}
+
+fn opened(fh: u64) -> Opened {
+    // Direct I/O: the bytes live here, and an inode renamed over a data file must never
+    // show cached scratch pages.
+    Opened { fh, direct_io: true, keep_cache: false, no_flush: true }
+}
+
+// The filesystem's side: hooks called from `fs.rs` and the FUSE adapter.
+impl Fs {
+    /// `lookup` as asked by thread `tid` (see the module docs on hidden files).
+    pub fn lookup_by(&self, parent: u64, name: &str, tid: u32) -> Result<Attr> {
+        let dir = self.dir_path(parent)?;
+        if self.scratch.hidden_from(&dir, name, tid) {
+            return Err(Error::NotFound(child_path(&dir, name)));
+        }
+        self.lookup(parent, name)
+    }
+
+    /// The scratch file `name` in `dir`, if there is one.
+    pub(crate) fn scratch_lookup(&self, dir: &str, name: &str) -> Option<Attr> {
+        self.scratch.attr(self.scratch.lookup(dir, name)?)
+    }
+
+    /// `create`/`mknod` of any file by thread `tid`: a registration, `properties.json`
+    /// again (after the unlink of `mv` or `install`), or a scratch file. `flags` are
+    /// the open flags of a `create`; `perm` the mode after the umask.
+    pub fn create_file(
+        &self,
+        parent: u64,
+        name: &str,
+        tid: u32,
+        flags: Option<i32>,
+        perm: u32,
+    ) -> Result<(Attr, Option<Opened>)> {
+        self.writable()?;
+        let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
+        match classify(name)? {
+            NameUse::Registration if !self.scratch.hidden_from(&dir, name, tid) => {
+                let mode = flags.map(|f| match OpenMode::from_flags(f) {
+                    OpenMode::Read => OpenMode::Set,
+                    m => m,
+                });
+                self.create(parent, name, process_of(tid), mode)
+            }
+            // A data file this process unlinked a moment ago, created again: it never
+            // went, so open it for a set.
+            NameUse::Registration | NameUse::Properties => {
+                let Some(flags) = flags else { return Err(Error::Exists(child_path(&dir, name))) };
+                self.scratch.unhide(&dir, name);
+                let ino = if name == PROPERTIES {
+                    self.view.ino(&dir, InodeKind::Properties)
+                } else {
+                    self.view.ino(&child_path(&dir, name), InodeKind::Registration)
+                };
+                let mode = match OpenMode::from_flags(flags) {
+                    OpenMode::Read => OpenMode::Set,
+                    m => m,
+                };
+                let opened = self.open(ino, mode)?;
+                let attr = self.getattr(ino)?;
+                Ok((attr, Some(opened)))
+            }
+            NameUse::Scratch => {
+                if self.view.child(&dir, name)?.is_some() {
+                    return Err(Error::Exists(child_path(&dir, name)));
+                }
+                let (ino, fh) = self.scratch.create(&dir, name, perm, (self.uid, self.gid), flags)?;
+                debug!("{}: a temporary file local to this mount", child_path(&dir, name));
+                let attr = self.scratch.attr(ino).ok_or(Error::Stale)?;
+                Ok((attr, fh.map(opened)))
+            }
+        }
+    }
+
+    /// `open` with the kernel's flags: scratch files here, everything else in [`Fs::open`].
+    pub fn open_with_flags(&self, ino: u64, flags: i32) -> Result<Opened> {
+        match self.scratch.open(ino, flags) {
+            Some(fh) => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    self.writable()?;
+                }
+                fh.map(opened)
+            }
+            None => self.open(ino, OpenMode::from_flags(flags)),
+        }
+    }
+
+    pub(crate) fn scratch_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.scratch.read(fh, offset, size)
+    }
+
+    pub(crate) fn scratch_write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        self.scratch.write(fh, offset, data)
+    }
+
+    pub(crate) fn scratch_release(&self, fh: u64) {
+        self.scratch.release(fh)
+    }
+
+    /// `setattr` of a scratch file; `None` if `ino` is not one.
+    pub fn scratch_setattr(&self, ino: u64, changes: Changes) -> Option<Result<Attr>> {
+        if let Err(e) = self.writable() {
+            return self.scratch.attr(ino).map(|_| Err(e));
+        }
+        match self.scratch.change(ino, changes)? {
+            Ok(()) => self.scratch.attr(ino).map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// `unlink` by thread `tid`: a scratch file goes; `properties.json` stays, but is
+    /// out of that process's sight for a moment (see the module docs). So does a
+    /// registration that this process was just told to copy (EXDEV) rather than
+    /// rename: its unlink ends that copy, and must not unregister the server.
+    pub fn unlink_by(&self, parent: u64, name: &str, tid: u32) -> Result<()> {
+        self.writable()?;
+        let dir = self.dir_path(parent)?;
+        if self.scratch.unlink(&dir, name) {
+            return Ok(());
+        }
+        if name == PROPERTIES || self.scratch.take_copied(&dir, name, tid) {
+            debug!("{}: kept, and out of this process's sight for a moment", child_path(&dir, name));
+            self.scratch.hide(&dir, name, process_of(tid));
+            return Ok(());
+        }
+        self.unlink(parent, name)
+    }
+
+    /// Scratch files of a removed directory go with it.
+    pub(crate) fn scratch_forget_dir(&self, dir: &str) {
+        self.scratch.forget_dir(dir)
+    }
+
+    /// `rename` by thread `tid`; see the module docs for what each case does.
+    pub fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, flags: u32, tid: u32) -> Result<()> {
+        self.writable()?;
+        if flags & (libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT) != 0 {
+            return Err(Error::Unsupported("exchanging two files"));
+        }
+        let dir = self.dir_path(parent)?;
+        let new_dir = self.dir_path(new_parent)?;
+        let from = child_path(&dir, name);
+        let to = child_path(&new_dir, new_name);
+        self.changeable(&to)?;
+        if self.scratch.lookup(&dir, name).is_none() {
+            return Err(self.rename_away(&dir, name, &new_dir, new_name, tid));
+        }
+        let target = classify(new_name)?;
+        if flags & libc::RENAME_NOREPLACE != 0
+            && (target == NameUse::Properties
+                || self.scratch.lookup(&new_dir, new_name).is_some()
+                || self.view.child(&new_dir, new_name)?.is_some())
+        {
+            return Err(Error::Exists(to));
+        }
+        if target == NameUse::Scratch {
+            return match self.view.child(&new_dir, new_name)?.map(|c| c.kind) {
+                Some(Kind::Dir) => Err(Error::IsDir(to)),
+                Some(Kind::Registration) => Err(Error::Exists(to)),
+                None => self.scratch.rename(&dir, name, &new_dir, new_name),
+            };
+        }
+        let (ino, bytes) = self.scratch.content(&dir, name).ok_or_else(|| Error::NotFound(from.clone()))?;
+        let shown = if target == NameUse::Properties { child_path(&new_dir, PROPERTIES) } else { to.clone() };
+        let applied = parse_object(&bytes)
+            .and_then(|written| self.apply_renamed(&new_dir, new_name, target, written, &bytes, tid));
+        let target_ino = match applied {
+            Ok(target_ino) => target_ino,
+            Err(e) => {
+                warn!("refused rename of {from} onto {shown}: {e}; nothing was changed");
+                return Err(e);
+            }
+        };
+        info!("{shown} set from {from}");
+        self.scratch.retire(&dir, name, ino, target_ino);
+        self.scratch.unhide(&new_dir, new_name);
+        // The kernel now shows the scratch inode under the target's name, and the
+        // target's own inode may hold the old bytes: make it forget both.
+        self.view.send(vec![
+            KernelNote::InvalEntry { parent: new_parent, name: new_name.to_string() },
+            KernelNote::InvalInode { ino: target_ino },
+        ]);
+        Ok(())
+    }
+
+    /// Why `name`, not a scratch file, cannot be renamed to `new_name`.
+    fn rename_away(&self, dir: &str, name: &str, new_dir: &str, new_name: &str, tid: u32) -> Error {
+        let registration = matches!(self.view.child(dir, name), Ok(Some(c)) if c.kind == Kind::Registration);
+        let own = registration && self.view.node(&child_path(dir, name)).is_ok_and(|n| self.own(&n.stat));
+        let to_scratch = matches!(classify(new_name), Ok(NameUse::Scratch))
+            && matches!(self.view.child(new_dir, new_name), Ok(None));
+        if (name == PROPERTIES || registration) && to_scratch {
+            if own {
+                self.scratch.copied(dir, name, process_of(tid));
+            }
+            let from = child_path(dir, name);
+            debug!("{from} cannot be renamed away (it is the node's data): EXDEV, so that the tool copies it");
+            return Error::CrossDevice(format!("{from} stays where it is; copy it instead"));
+        }
+        Error::Unsupported("rename")
+    }
+
+    /// Applies `written` (parsed from `text`, the file's bytes) to the data file `name` of
+    /// `dir` as one set; returns its inode.
+    fn apply_renamed(
+        &self,
+        dir: &str,
+        name: &str,
+        target: NameUse,
+        written: Properties,
+        text: &[u8],
+        tid: u32,
+    ) -> Result<u64> {
+        if target == NameUse::Properties {
+            let inode = Inode { path: dir.to_string(), kind: InodeKind::Properties };
+            self.handles.apply(&inode, OpenMode::Set, written, text)?;
+            return Ok(self.view.ino(dir, InodeKind::Properties));
+        }
+        let path = child_path(dir, name);
+        match self.view.child(dir, name)?.map(|c| c.kind) {
+            Some(Kind::Dir) => return Err(Error::IsDir(path)),
+            Some(Kind::Registration) => {
+                let inode = Inode { path: path.clone(), kind: InodeKind::Registration };
+                self.handles.apply(&inode, OpenMode::Set, written, text)?;
+            }
+            None => self.register_with(&path, process_of(tid), written)?,
+        }
+        Ok(self.view.ino(&path, InodeKind::Registration))
+    }
+
+    /// Registers `path` with `written` and the renaming process's pid, in one create.
+    fn register_with(&self, path: &str, pid: u32, written: Properties) -> Result<()> {
+        let mut props = Properties::new();
+        props.insert("pid".into(), json!(pid));
+        let data = properties::encode(&properties::merge(props, written));
+        if data.len() > MAX_DATA_BYTES {
+            return Err(Error::TooLarge(format!(
+                "{path}: {} bytes is more than the {MAX_DATA_BYTES} bytes ZooKeeper accepts for a node",
+                data.len()
+            )));
+        }
+        let _local = self.view.local(path);
+        let acl = self.session.registration_acl();
+        let (p, d) = (path.to_string(), data.clone());
+        self.session
+            .call(path, |c| async move { c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::new(&acl))).await })?;
+        info!("registered {path} (pid {pid})");
+        self.session.remember_registration(path, &data);
+        self.view.local_created(path, Kind::Registration);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_registrations_scratch_files_or_typos() {
+        assert_eq!(classify("properties.json").unwrap(), NameUse::Properties);
+        assert_eq!(classify("10.0.0.5:8080").unwrap(), NameUse::Registration);
+        for scratch in ["sedkNT2YS", "4913", ".properties.json.swp", "properties.json~", "tmp8_x2k", ".ansible_tmpa1"] {
+            assert_eq!(classify(scratch).unwrap(), NameUse::Scratch, "{scratch}");
+        }
+        for editor in [".10.0.0.5:8080.swp", "10.0.0.5:8080~", "#h:1#", "10.0.0.5:80x7_k2pq", "h:120261128-42-x1"] {
+            assert_eq!(classify(editor).unwrap(), NameUse::Scratch, "{editor}");
+        }
+        for typo in ["host:0", "10.0.0.5:80800", "host:http", ":80", "host:", "[::1:80", "host:08"] {
+            assert_eq!(classify(typo).unwrap_err().errno(), libc::EINVAL, "{typo}");
+        }
+    }
+
+    #[test]
+    fn a_scratch_file_is_written_read_truncated_and_dropped_after_its_last_close() {
+        let s = Scratch::default();
+        let (ino, fh) = s.create("/a", "tmp", 0o600, (0, 0), Some(libc::O_RDWR | libc::O_CREAT)).unwrap();
+        let fh = fh.unwrap();
+        assert!(is_scratch_number(ino) && is_scratch_number(fh));
+        assert_eq!(s.write(fh, 0, b"hello").unwrap(), 5);
+        assert_eq!(s.write(fh, 7, b"!").unwrap(), 1);
+        assert_eq!(s.read(fh, 0, 100).unwrap(), b"hello\0\0!");
+        s.change(ino, Changes { size: Some(2), mode: Some(0o644), ..Changes::default() }).unwrap().unwrap();
+        assert_eq!(s.attr(ino).unwrap().perm, 0o644);
+        assert_eq!(s.read(fh, 0, 100).unwrap(), b"he");
+        assert!(s.unlink("/a", "tmp"));
+        assert_eq!(s.lookup("/a", "tmp"), None);
+        assert_eq!(s.read(fh, 0, 100).unwrap(), b"he", "an open file outlives its name");
+        s.release(fh);
+        assert!(s.attr(ino).is_none());
+        assert_eq!(s.table().bytes, 0);
+    }
+
+    #[test]
+    fn appends_go_to_the_end_and_the_total_is_bounded() {
+        let s = Scratch::default();
+        let (ino, _) = s.create("/a", "t", 0o644, (0, 0), None).unwrap();
+        let fh = s.open(ino, libc::O_WRONLY | libc::O_APPEND).unwrap().unwrap();
+        s.write(fh, 0, b"ab").unwrap();
+        s.write(fh, 0, b"cd").unwrap();
+        assert_eq!(s.read(fh, 0, 10).unwrap(), b"abcd");
+        let big = vec![b'x'; MAX_SCRATCH_BYTES];
+        assert_eq!(s.write(fh, 0, &big).unwrap_err().errno(), libc::EFBIG);
+        let fh2 = s.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap().unwrap();
+        assert_eq!(s.read(fh2, 0, 10).unwrap(), b"");
+    }
+
+    #[test]
+    fn renames_between_scratch_names_replace_the_target() {
+        let s = Scratch::default();
+        let (a, _) = s.create("/d", "a", 0o644, (0, 0), None).unwrap();
+        let (b, _) = s.create("/d", "b", 0o644, (0, 0), None).unwrap();
+        s.rename("/d", "a", "/e", "b").unwrap();
+        assert_eq!(s.lookup("/e", "b"), Some(a));
+        assert_eq!(s.lookup("/d", "b"), Some(b));
+        s.forget_dir("/d");
+        assert_eq!(s.lookup("/d", "b"), None);
+        assert!(s.attr(b).is_none());
+        assert_eq!(s.lookup("/e", "b"), Some(a));
+    }
+
+    #[test]
+    fn only_one_json_object_can_be_applied() {
+        assert!(parse_object(b"{\"a\": 1}\n").is_ok());
+        for bad in [&b""[..], b"  \n", b"{\"a\": ", b"[1]", b"{} {}", b"{\"a\": 1} x"] {
+            assert_eq!(parse_object(bad).unwrap_err().errno(), libc::EINVAL, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
