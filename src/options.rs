@@ -587,6 +587,8 @@ _zkfs() {
                     options+=("$head$o")
                 done
                 _zkfs_reply "${options[@]}"
+                # A comma may follow: no space after a completed option.
+                compopt -o nospace 2>/dev/null
                 ;;
         esac
         return
@@ -686,7 +688,9 @@ mod tests {
         }
     }
 
-    /// Every variant, so that a new one fails to compile here until it is described.
+    /// One of each variant: the match makes a new variant fail to compile here until it
+    /// is listed (and its errno described in ERRNOS). A variant that never reaches a
+    /// program goes in the match only.
     fn one_of_each() -> Vec<Error> {
         let all = vec![
             Error::NotFound(String::new()),
