@@ -54,6 +54,9 @@ pub enum Error {
     /// A lock is held by another process or another ZooKeeper session (`flock -n`).
     #[error("{0}")]
     Locked(String),
+    /// A wait for a lock was interrupted by a signal to the waiting process.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -75,6 +78,7 @@ impl Error {
             Error::Unavailable(_) => libc::EIO,
             Error::Stale => libc::ESTALE,
             Error::Locked(_) => libc::EWOULDBLOCK,
+            Error::Interrupted => libc::EINTR,
         }
     }
 
@@ -119,6 +123,7 @@ impl fmt::Display for ErrnoName {
             libc::EIO => "EIO",
             libc::ESTALE => "ESTALE",
             libc::EWOULDBLOCK => "EWOULDBLOCK",
+            libc::EINTR => "EINTR",
             other => return write!(f, "errno {other}"),
         };
         f.write_str(name)

@@ -13,7 +13,12 @@
 //!   waits, as the kernel's own flock does, so two upgrading holders cannot deadlock.
 //! * A SETLKW that must wait leaves its reply in the table and returns: no thread is
 //!   blocked while it waits. The unlock or release that frees the lock sends the reply.
-//!   A waiter whose file is released (its process was killed while waiting) is dropped.
+//! * A process waiting for a FUSE reply cannot even be killed until it comes (the
+//!   kernel "waits it out"), and fuser 0.18 answers the kernel's FUSE_INTERRUPT with
+//!   ENOSYS without telling the filesystem. So while anyone waits, a task looks every
+//!   50 ms at the waiters' processes and answers EINTR to one that has a signal
+//!   pending (Ctrl-C, `timeout`, `flock -w`'s alarm, SIGKILL): the kernel then delivers
+//!   the signal, or restarts the call, as on a local disk.
 //! * When the last lock on a registration goes and no waiter takes it over, the
 //!   registration is removed from ZooKeeper at once and forgotten by the session (so it
 //!   is not re-created after an expiry). Other mounts see it go through their watches,
@@ -26,6 +31,7 @@
 //! them locally, where they conflict between processes of this host but hold nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,12 +112,17 @@ impl Outcome {
     }
 }
 
+/// How often the processes of waiters are looked at for a pending signal.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
 /// The lock table of a mount.
 #[derive(Default)]
 pub struct Locks {
     /// Inode → its holders and waiters. A std mutex: held only to update the map, never
     /// across a ZooKeeper call or a reply, and no other lock is taken inside it.
-    table: Mutex<HashMap<u64, Entry>>,
+    table: Arc<Mutex<HashMap<u64, Entry>>>,
+    /// True while the task that interrupts waiters runs.
+    watching: Arc<AtomicBool>,
     /// Registrations whose last lock went and whose removal from ZooKeeper is under
     /// way: path → czxid. Shared with the removal task. Taken alone, never with `table`.
     removing: Arc<Mutex<HashMap<String, i64>>>,
@@ -125,8 +136,10 @@ impl Locks {
 
     /// Asks for a lock on `ino` (standing for registration `held`, if any). `done` gets
     /// the answer: now, or — if `wait` and the lock is taken — when it is free.
-    pub fn lock(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) {
+    /// Returns true if the request waits.
+    pub fn lock(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) -> bool {
         let mut out = Outcome::default();
+        let mut queued = false;
         if let Ok(mut table) = self.table.lock() {
             let entry = table.entry(ino).or_default();
             if held.is_some() {
@@ -137,7 +150,7 @@ impl Locks {
                     out.replies.push((done, Ok(())));
                     drop(table);
                     out.send();
-                    return;
+                    return false;
                 }
             }
             let conflict = entry.holders.iter().find(|h| h.conflicts(&holder)).copied();
@@ -153,6 +166,7 @@ impl Locks {
                     if wait {
                         debug!("lock on inode {ino} by pid {} waits for pid {}", holder.pid, other.pid);
                         entry.waiters.push(Waiter { holder, done });
+                        queued = true;
                     } else {
                         let what =
                             entry.held.as_ref().map(|h| h.path.clone()).unwrap_or_else(|| format!("inode {ino}"));
@@ -166,6 +180,13 @@ impl Locks {
             out.replies.push((done, Err(Error::Stale)));
         }
         out.send();
+        queued
+    }
+
+    /// Answers EINTR to every waiter whose process `interrupted` says has a signal
+    /// pending. Returns true while anyone still waits.
+    pub fn interrupt(&self, interrupted: impl Fn(u32) -> bool) -> bool {
+        interrupt(&self.table, interrupted)
     }
 
     /// `LOCK_UN` by `owner`. Returns the registration that lost its last lock, if any.
@@ -211,6 +232,37 @@ impl Locks {
     fn is_removing(&self, held: &Held) -> bool {
         self.removing.lock().map(|r| r.get(&held.path) == Some(&held.czxid)).unwrap_or(false)
     }
+}
+
+fn interrupt(table: &Mutex<HashMap<u64, Entry>>, interrupted: impl Fn(u32) -> bool) -> bool {
+    let mut out = Outcome::default();
+    let mut waiting = false;
+    if let Ok(mut table) = table.lock() {
+        for entry in table.values_mut() {
+            let (gone, kept): (Vec<Waiter>, Vec<Waiter>) =
+                entry.waiters.drain(..).partition(|w| interrupted(w.holder.pid));
+            entry.waiters = kept;
+            waiting |= !entry.waiters.is_empty();
+            out.replies.extend(gone.into_iter().map(|w| (w.done, Err(Error::Interrupted))));
+        }
+        table.retain(|_, e| !e.holders.is_empty() || !e.waiters.is_empty());
+    }
+    out.send();
+    waiting
+}
+
+/// True if process `pid` has a signal pending that it does not block, in any thread,
+/// or is gone: its wait must end.
+fn signal_pending(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    let mask = |status: &str, key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    tasks.flatten().any(|task| {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let pending = mask(&status, "SigPnd:").unwrap_or(0) | mask(&status, "ShdPnd:").unwrap_or(0);
+        pending & !mask(&status, "SigBlk:").unwrap_or(0) != 0
+    })
 }
 
 /// Lets in the waiters that no longer conflict, in the order they came.
@@ -278,7 +330,32 @@ impl Fs {
             }),
             _ => done,
         };
-        self.locks.lock(ino, held, Holder { owner, fh, pid, kind }, wait, done);
+        if self.locks.lock(ino, held, Holder { owner, fh, pid, kind }, wait, done) {
+            self.interrupt_waiters();
+        }
+    }
+
+    /// Starts, unless it runs, the task that ends the waits of signalled processes.
+    /// A workaround: fuser 0.18 does not pass FUSE_INTERRUPT on (see the module head).
+    fn interrupt_waiters(&self) {
+        if self.locks.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let table = Arc::clone(&self.locks.table);
+        let watching = Arc::clone(&self.locks.watching);
+        self.view.session().runtime().spawn(async move {
+            loop {
+                tokio::time::sleep(INTERRUPT_POLL).await;
+                // Reading /proc is quick and local; it does not hold up the runtime.
+                if !interrupt(&table, signal_pending) {
+                    watching.store(false, Ordering::SeqCst);
+                    // A waiter queued between the look and the store started no task.
+                    if !interrupt(&table, |_| false) || watching.swap(true, Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// The last close of `fh` on `ino`: its locks go.
@@ -436,6 +513,27 @@ mod tests {
         assert_eq!(locks.release(1, 20), None);
         assert!(matches!(waiting.try_recv(), Ok(Err(Error::Stale))));
         assert_eq!(locks.release(1, 10), reg(), "nobody took the lock over");
+    }
+
+    #[test]
+    fn a_signalled_waiter_is_answered_eintr_and_never_holds() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+        let waiting = ask(&locks, 2, LockKind::Exclusive, true);
+        let other = ask(&locks, 3, LockKind::Exclusive, true);
+        assert!(locks.interrupt(|pid| pid == 2), "pid 3 still waits");
+        assert!(matches!(waiting.try_recv(), Ok(Err(Error::Interrupted))));
+        assert!(locks.interrupt(|_| false));
+        assert_eq!(locks.unlock(1, 1), None, "handed over to pid 3");
+        assert!(granted(&other));
+        assert!(!locks.interrupt(|_| true), "nobody waits any more");
+        assert_eq!(locks.release(1, 30), reg());
+    }
+
+    #[test]
+    fn a_process_without_pending_signals_keeps_waiting_and_a_gone_one_does_not() {
+        assert!(!signal_pending(std::process::id()));
+        assert!(signal_pending(u32::MAX), "no such process");
     }
 
     #[test]

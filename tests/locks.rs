@@ -291,3 +291,21 @@ fn a_lazy_umount_from_outside_removes_its_registrations_at_once() {
     cwd_inside.kill9();
     assert!(mount.wait_exit(Duration::from_secs(10)).is_some(), "zkfs exits once the mount is no longer used");
 }
+
+#[test]
+fn a_waiter_killed_while_waiting_never_takes_the_registration_over() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let mut first = holder(&reg);
+    // A waiting process must stay interruptible: `timeout` (SIGTERM), `flock -w`
+    // (its alarm), SIGKILL. The outer timeout only keeps a failure from hanging.
+    for waiter in ["timeout 1 flock", "flock -w 1", "timeout -s KILL 1 flock"] {
+        let r = sh(&format!("timeout -s KILL 20 {waiter} {} echo got; echo status=$?", q(&reg)));
+        assert!(!r.stdout.contains("got"), "{waiter}: the waiter got the lock: {}", r.stdout);
+        assert!(!r.stdout.contains("status=137") || waiter.contains("KILL 1"), "{waiter} could not be interrupted");
+        assert!(!r.stdout.contains("status=0"), "{waiter}: {}", r.stdout);
+    }
+    assert!(zk.exists(REG));
+    first.kill9();
+    gone(&zk, "no dead waiter holds the registration");
+}
