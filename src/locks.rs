@@ -421,7 +421,8 @@ async fn unregister(session: &Session, held: &Held) {
         let stat = session.call_async(path, |c| async move { c.check_stat(&p).await }).await;
         let error = match stat {
             Ok(None) => return,
-            Ok(Some(stat)) if stat.czxid != held.czxid || stat.ephemeral_owner != session.session_id() => return,
+            // Not the czxid: a registration re-created after an expiry is the same one.
+            Ok(Some(stat)) if stat.ephemeral_owner != session.session_id() => return,
             Ok(Some(stat)) => {
                 let (p, version) = (path.to_string(), stat.version);
                 match session.call_async(path, |c| async move { c.delete(&p, Some(version)).await }).await {

@@ -309,3 +309,37 @@ fn a_waiter_killed_while_waiting_never_takes_the_registration_over() {
     first.kill9();
     gone(&zk, "no dead waiter holds the registration");
 }
+
+fn new_sessions(mount: &Mount) -> u32 {
+    let status = sh_ok(&format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path())));
+    status.lines().find_map(|l| l.strip_prefix("new_sessions: ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_locked_registration_survives_a_session_expiry_and_still_goes_with_its_lock() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=2");
+    let mut holding = holder(&mount.join(REG));
+    let old_owner = zk.stat(REG).unwrap().ephemeral_owner;
+    // Never locked, and re-created after the one above (in path order): a marker.
+    let plain = "/fooservice/providers/10.0.0.9:80";
+    sh_ok(&format!("touch {}", q(&mount.join(plain))));
+
+    mount.stop_process();
+    wait_until(Duration::from_secs(15), "the frozen mount's session expired", || !zk.exists(REG));
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the locked registration is back", || zk.exists(REG));
+    assert_ne!(zk.stat(REG).unwrap().ephemeral_owner, old_owner, "re-created on the new session");
+
+    holding.kill9();
+    gone(&zk, "the re-created registration still goes with its lock");
+    // Forgotten: another expiry does not bring it back.
+    mount.stop_process();
+    std::thread::sleep(Duration::from_secs(4));
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the mount has its third session", || new_sessions(&mount) >= 2);
+    wait_until(Duration::from_secs(15), "the plain registration is back", || zk.exists(plain));
+    assert!(!zk.exists(REG), "a registration whose lock went was re-created after an expiry");
+}
