@@ -73,14 +73,18 @@ impl Holder {
     }
 }
 
-/// A registration a lock stands for: its path and the czxid of the node locked, so that
-/// a later node of the same name is never taken for it.
+/// A registration a lock stands for: its path, and the node locked (its czxid, and the
+/// session that held it then), so that a later node of the same name — removed with
+/// `rm` and registered again — is never taken for it, while the same registration
+/// re-created by a new session after an expiry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     /// The znode's path.
     pub path: String,
     /// Its creation zxid.
     pub czxid: i64,
+    /// The session that held it when it was locked.
+    pub session: i64,
 }
 
 struct Waiter {
@@ -290,6 +294,8 @@ pub struct LockRequest {
     pub owner: u64,
     /// The process asking.
     pub pid: u32,
+    /// The user asking.
+    pub uid: u32,
     /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
     pub typ: i32,
     /// SETLKW: wait for a conflicting lock to go.
@@ -304,7 +310,7 @@ impl Fs {
     /// `wait` is false, or when the file is another ZooKeeper session's registration;
     /// [`Error::NotFound`] when the registration is gone or on its way out.
     pub fn setlk(&self, ino: u64, req: LockRequest, done: Done) {
-        let LockRequest { fh, owner, pid, typ, wait } = req;
+        let LockRequest { fh, owner, pid, uid, typ, wait } = req;
         let kind = match typ {
             libc::F_UNLCK => {
                 let freed = self.locks.unlock(ino, owner);
@@ -315,7 +321,7 @@ impl Fs {
             libc::F_WRLCK => LockKind::Exclusive,
             other => return done(Err(Error::InvalidDocument(format!("unknown lock type {other}")))),
         };
-        let held = match self.lock_target(ino) {
+        let held = match self.lock_target(ino, uid) {
             Ok(h) => h,
             Err(e) => return done(Err(e)),
         };
@@ -366,10 +372,20 @@ impl Fs {
 
     /// What a lock on `ino` stands for: a registration of this session, or nothing (a
     /// lock on `properties.json` is a plain lock).
-    fn lock_target(&self, ino: u64) -> Result<Option<Held>> {
+    fn lock_target(&self, ino: u64, uid: u32) -> Result<Option<Held>> {
         let inode = self.inode(ino)?;
         if inode.kind != InodeKind::Registration {
             return Ok(None);
+        }
+        // Its last unlock removes the registration: with allow_other, anyone who may
+        // read it could otherwise remove it.
+        // SAFETY: getuid cannot fail.
+        let mounter = unsafe { libc::getuid() };
+        if uid != mounter && uid != 0 {
+            return Err(Error::NotPermitted(format!(
+                "{}: only the user who mounted (or root) can hold a registration with a lock",
+                inode.path
+            )));
         }
         let node = self.view.node(&inode.path)?;
         let session = self.view.session();
@@ -381,7 +397,7 @@ impl Fs {
             warn!("lock refused: {msg}");
             return Err(Error::Locked(msg));
         }
-        let held = Held { path: inode.path, czxid: node.stat.czxid };
+        let held = Held { path: inode.path, czxid: node.stat.czxid, session: node.stat.ephemeral_owner };
         if self.locks.is_removing(&held) {
             return Err(Error::NotFound(format!("{}: being removed (its last lock was released)", held.path)));
         }
@@ -421,8 +437,10 @@ async fn unregister(session: &Session, held: &Held) {
         let stat = session.call_async(path, |c| async move { c.check_stat(&p).await }).await;
         let error = match stat {
             Ok(None) => return,
-            // Not the czxid: a registration re-created after an expiry is the same one.
             Ok(Some(stat)) if stat.ephemeral_owner != session.session_id() => return,
+            // Another node of the same session: the locked one was removed (rm) and
+            // the name registered again. After an expiry, the node is new anyway.
+            Ok(Some(stat)) if stat.ephemeral_owner == held.session && stat.czxid != held.czxid => return,
             Ok(Some(stat)) => {
                 let (p, version) = (path.to_string(), stat.version);
                 match session.call_async(path, |c| async move { c.delete(&p, Some(version)).await }).await {
@@ -450,7 +468,7 @@ mod tests {
     }
 
     fn reg() -> Option<Held> {
-        Some(Held { path: "/s/h:1".into(), czxid: 7 })
+        Some(Held { path: "/s/h:1".into(), czxid: 7, session: 1 })
     }
 
     /// Asks for a lock; the receiver gets its answer when it comes.

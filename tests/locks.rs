@@ -343,3 +343,32 @@ fn a_locked_registration_survives_a_session_expiry_and_still_goes_with_its_lock(
     wait_until(Duration::from_secs(15), "the plain registration is back", || zk.exists(plain));
     assert!(!zk.exists(REG), "a registration whose lock went was re-created after an expiry");
 }
+
+#[test]
+fn a_lock_on_a_registration_removed_and_registered_again_leaves_the_new_one() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let mut old = holder(&reg);
+    sh_ok(&format!("rm {r} && touch {r}", r = q(&reg)));
+    assert!(zk.exists(REG));
+    old.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(zk.exists(REG), "the release of a lock on the removed node took the new registration");
+}
+
+#[test]
+fn only_the_user_who_mounted_can_hold_a_registration_with_a_lock() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "allow_other");
+    let reg = mount.join(REG);
+    sh_ok(&format!("touch {}", q(&reg)));
+    // Another user may read the registration, but its lock would remove it at unlock.
+    let as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+    assert!(sh(&format!("{as_nobody} cat {}", q(&reg))).ok, "another user can read it");
+    let r = sh(&format!("{as_nobody} flock -n {} true", q(&reg)));
+    assert!(!r.ok && r.stderr.contains("not permitted"), "another user locked it: {}", r.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(zk.exists(REG), "another user's lock removed the registration");
+}
