@@ -7,6 +7,7 @@ mod inotify;
 mod shell;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -30,8 +31,8 @@ fn setup() -> (ZkServer, Zk, Mount) {
     (server, zk, mount)
 }
 
-/// A bash script run in the background, talking line by line; killed (SIGKILL) and
-/// reaped when dropped.
+/// A bash script run in the background in its own process group, talking line by
+/// line; the group is killed (SIGKILL) and the script reaped when dropped.
 struct Script {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -48,6 +49,7 @@ impl Script {
             .arg("-c")
             .arg(script)
             .current_dir(cwd)
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -74,8 +76,12 @@ impl Script {
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to the script");
     }
 
+    /// SIGKILL to the script and everything it started.
     fn kill9(&mut self) {
-        let _ = self.child.kill();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) of the process group this script leads.
+            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 
@@ -155,7 +161,8 @@ fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
     let (_server, zk, mount) = setup();
     let reg = mount.join(REG);
     let mut s = Script::start(&format!(
-        "exec 9>>{r} && flock -s 9 && echo locked && read x && flock -u 9 && echo unlocked && read y",
+        "exec 9>>{r} && flock -s 9 && echo locked && read x && flock -u 9 && echo unlocked && read y \
+         && if flock -n 9; then echo relocked; else echo refused; fi",
         r = q(&reg)
     ));
     assert_eq!(s.line(), "locked");
@@ -164,8 +171,11 @@ fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
     assert_eq!(s.line(), "unlocked");
     gone(&zk, "LOCK_UN of the last lock removes the registration");
     assert!(s.running(), "the descriptor is still open");
-    // Locking the removed registration through the old descriptor fails: it is gone.
-    s.send("done");
+    // Locking the removed registration through the old descriptor fails: it is gone,
+    // and a lock cannot bring it back.
+    s.send("again");
+    assert_eq!(s.line(), "refused");
+    assert!(!zk.exists(REG));
     assert!(s.exit_ok());
 }
 
