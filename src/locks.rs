@@ -256,9 +256,17 @@ fn interrupt(table: &Mutex<HashMap<u64, Entry>>, interrupted: impl Fn(u32) -> bo
 }
 
 /// True if process `pid` has a signal pending that it does not block, in any thread,
-/// or is gone: its wait must end.
+/// or is gone: its wait must end. An answer of EINTR without a pending signal would
+/// reach the program as errno 512 (ERESTARTSYS), so when in doubt — a process of
+/// another pid namespace (pid 0), a /proc it cannot read — it keeps waiting.
 fn signal_pending(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    if pid == 0 {
+        return false;
+    }
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks,
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
+    };
     let mask = |status: &str, key: &str| {
         status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
     };
@@ -553,6 +561,7 @@ mod tests {
     fn a_process_without_pending_signals_keeps_waiting_and_a_gone_one_does_not() {
         assert!(!signal_pending(std::process::id()));
         assert!(signal_pending(u32::MAX), "no such process");
+        assert!(!signal_pending(0), "a process of another pid namespace");
     }
 
     #[test]
