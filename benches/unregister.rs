@@ -11,6 +11,9 @@
 //! * `rm` (unlink) through mount A;
 //! * the reference: a native client deleting its own ephemeral node.
 //!
+//! And, per mount, from SIGTERM to a busy mount (a process has its working directory
+//! in it, so the unmount is lazy) to the NodeDeleted event of its registration.
+//!
 //! Run with `cargo bench --bench unregister`. Every process and directory it creates
 //! is removed by the fixtures' `Drop`, also when it panics.
 
@@ -32,6 +35,8 @@ use inotify::Inotify;
 use zookeeper_client as zk;
 
 const SAMPLES: usize = 100;
+/// SIGTERM samples: each needs a mount of its own.
+const SIGTERM_SAMPLES: usize = 10;
 const WARMUP: usize = 10;
 const DIR: &str = "/bench/providers";
 
@@ -161,6 +166,7 @@ fn main() {
         }
         rows.push((end.label(), median(to_zk), median(to_b)));
     }
+    let sigterm = sigterm_on_busy_mounts(&connect, &native);
     stop.store(true, Ordering::SeqCst);
 
     let reference = rows[0].1 .0.as_secs_f64();
@@ -177,4 +183,39 @@ fn main() {
             b90.as_secs_f64() * 1e3
         );
     }
+    let (m, p90) = median(sigterm);
+    println!(
+        "| SIGTERM to a busy mount ({SIGTERM_SAMPLES} mounts) | {:.2} / {:.2} ms | {:.1}× | (that mount is gone) |",
+        m.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3,
+        m.as_secs_f64() / reference
+    );
+}
+
+fn sigterm_on_busy_mounts(connect: &str, native: &Receiver<(Instant, String)>) -> Vec<Duration> {
+    let mut delays = Vec::new();
+    for i in 0..SIGTERM_SAMPLES {
+        let mut mount = Mount::new(connect);
+        let name = format!("10.0.0.2:{}", 30000 + i);
+        File::create(mount.join(format!("{DIR}/{name}"))).expect("register");
+        let mut busy = std::process::Command::new("sleep")
+            .arg("600")
+            .current_dir(mount.join(DIR))
+            .spawn()
+            .expect("a process with its working directory in the mount");
+        let t0 = Instant::now();
+        // SAFETY: kill(2) of the mount's own process.
+        unsafe { libc::kill(mount.pid() as libc::pid_t, libc::SIGTERM) };
+        let at = loop {
+            let (at, n) = native.recv_timeout(Duration::from_secs(30)).expect("the registration went");
+            if n == name {
+                break at;
+            }
+        };
+        delays.push(at.saturating_duration_since(t0));
+        let _ = busy.kill();
+        let _ = busy.wait();
+        mount.wait_exit(Duration::from_secs(10));
+    }
+    delays
 }

@@ -62,6 +62,9 @@ pub enum Error {
     /// `wait.rs`); it is run again where it may. Never reaches a program.
     #[error("would wait for ZooKeeper")]
     WouldWait,
+    /// A wait for a lock was interrupted by a signal to the waiting process.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -85,6 +88,7 @@ impl Error {
             Error::Stale => libc::ESTALE,
             Error::Locked(_) => libc::EWOULDBLOCK,
             Error::WouldWait => libc::EAGAIN,
+            Error::Interrupted => libc::EINTR,
         }
     }
 
@@ -130,6 +134,7 @@ impl fmt::Display for ErrnoName {
             libc::EIO => "EIO",
             libc::ESTALE => "ESTALE",
             libc::EWOULDBLOCK => "EWOULDBLOCK",
+            libc::EINTR => "EINTR",
             other => return write!(f, "errno {other}"),
         };
         f.write_str(name)

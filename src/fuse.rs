@@ -520,7 +520,7 @@ impl Filesystem for ZkFuse {
 
     fn setlk(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
@@ -537,8 +537,8 @@ impl Filesystem for ZkFuse {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("setlk", &e)),
         });
-        let req = crate::locks::LockRequest { fh: fh.0, owner: lock_owner.0, pid, typ, wait: sleep };
-        self.fs.setlk(ino.0, req, done);
+        let lock = crate::locks::LockRequest { fh: fh.0, owner: lock_owner.0, pid, uid: req.uid(), typ, wait: sleep };
+        self.fs.setlk(ino.0, lock, done);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

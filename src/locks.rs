@@ -13,7 +13,12 @@
 //!   waits, as the kernel's own flock does, so two upgrading holders cannot deadlock.
 //! * A SETLKW that must wait leaves its reply in the table and returns: no thread is
 //!   blocked while it waits. The unlock or release that frees the lock sends the reply.
-//!   A waiter whose file is released (its process was killed while waiting) is dropped.
+//! * A process waiting for a FUSE reply cannot even be killed until it comes (the
+//!   kernel "waits it out"), and fuser 0.18 answers the kernel's FUSE_INTERRUPT with
+//!   ENOSYS without telling the filesystem. So while anyone waits, a task looks every
+//!   50 ms at the waiters' processes and answers EINTR to one that has a signal
+//!   pending (Ctrl-C, `timeout`, `flock -w`'s alarm, SIGKILL): the kernel then delivers
+//!   the signal, or restarts the call, as on a local disk.
 //! * When the last lock on a registration goes and no waiter takes it over, the
 //!   registration is removed from ZooKeeper at once and forgotten by the session (so it
 //!   is not re-created after an expiry). Other mounts see it go through their watches,
@@ -26,6 +31,7 @@
 //! them locally, where they conflict between processes of this host but hold nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,14 +74,18 @@ impl Holder {
     }
 }
 
-/// A registration a lock stands for: its path and the czxid of the node locked, so that
-/// a later node of the same name is never taken for it.
+/// A registration a lock stands for: its path, and the node locked (its czxid, and the
+/// session that held it then), so that a later node of the same name — removed with
+/// `rm` and registered again — is never taken for it, while the same registration
+/// re-created by a new session after an expiry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     /// The znode's path.
     pub path: String,
     /// Its creation zxid.
     pub czxid: i64,
+    /// The session that held it when it was locked.
+    pub session: i64,
 }
 
 struct Waiter {
@@ -107,12 +117,17 @@ impl Outcome {
     }
 }
 
+/// How often the processes of waiters are looked at for a pending signal.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
 /// The lock table of a mount.
 #[derive(Default)]
 pub struct Locks {
     /// Inode → its holders and waiters. A std mutex: held only to update the map, never
     /// across a ZooKeeper call or a reply, and no other lock is taken inside it.
-    table: Mutex<HashMap<u64, Entry>>,
+    table: Arc<Mutex<HashMap<u64, Entry>>>,
+    /// True while the task that interrupts waiters runs.
+    watching: Arc<AtomicBool>,
     /// Registrations whose last lock went and whose removal from ZooKeeper is under
     /// way: path → czxid. Shared with the removal task. Taken alone, never with `table`.
     removing: Arc<Mutex<HashMap<String, i64>>>,
@@ -126,8 +141,10 @@ impl Locks {
 
     /// Asks for a lock on `ino` (standing for registration `held`, if any). `done` gets
     /// the answer: now, or — if `wait` and the lock is taken — when it is free.
-    pub fn lock(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) {
+    /// Returns true if the request waits.
+    pub fn lock(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) -> bool {
         let mut out = Outcome::default();
+        let mut queued = false;
         {
             let mut table = self.table.locked();
             let entry = table.entry(ino).or_default();
@@ -139,7 +156,7 @@ impl Locks {
                     out.replies.push((done, Ok(())));
                     drop(table);
                     out.send();
-                    return;
+                    return false;
                 }
             }
             let conflict = entry.holders.iter().find(|h| h.conflicts(&holder)).copied();
@@ -155,6 +172,7 @@ impl Locks {
                     if wait {
                         debug!("lock on inode {ino} by pid {} waits for pid {}", holder.pid, other.pid);
                         entry.waiters.push(Waiter { holder, done });
+                        queued = true;
                     } else {
                         let what =
                             entry.held.as_ref().map(|h| h.path.clone()).unwrap_or_else(|| format!("inode {ino}"));
@@ -166,6 +184,13 @@ impl Locks {
             }
         }
         out.send();
+        queued
+    }
+
+    /// Answers EINTR to every waiter whose process `interrupted` says has a signal
+    /// pending. Returns true while anyone still waits.
+    pub fn interrupt(&self, interrupted: impl Fn(u32) -> bool) -> bool {
+        interrupt(&self.table, interrupted)
     }
 
     /// `LOCK_UN` by `owner`. Returns the registration that lost its last lock, if any.
@@ -213,6 +238,46 @@ impl Locks {
     }
 }
 
+fn interrupt(table: &Mutex<HashMap<u64, Entry>>, interrupted: impl Fn(u32) -> bool) -> bool {
+    let mut out = Outcome::default();
+    let mut waiting = false;
+    {
+        let mut table = table.locked();
+        for entry in table.values_mut() {
+            let (gone, kept): (Vec<Waiter>, Vec<Waiter>) =
+                entry.waiters.drain(..).partition(|w| interrupted(w.holder.pid));
+            entry.waiters = kept;
+            waiting |= !entry.waiters.is_empty();
+            out.replies.extend(gone.into_iter().map(|w| (w.done, Err(Error::Interrupted))));
+        }
+        table.retain(|_, e| !e.holders.is_empty() || !e.waiters.is_empty());
+    }
+    out.send();
+    waiting
+}
+
+/// True if process `pid` has a signal pending that it does not block, in any thread,
+/// or is gone: its wait must end. An answer of EINTR without a pending signal would
+/// reach the program as errno 512 (ERESTARTSYS), so when in doubt — a process of
+/// another pid namespace (pid 0), a /proc it cannot read — it keeps waiting.
+fn signal_pending(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks,
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let mask = |status: &str, key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    tasks.flatten().any(|task| {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let pending = mask(&status, "SigPnd:").unwrap_or(0) | mask(&status, "ShdPnd:").unwrap_or(0);
+        pending & !mask(&status, "SigBlk:").unwrap_or(0) != 0
+    })
+}
+
 /// Lets in the waiters that no longer conflict, in the order they came.
 fn grant(entry: &mut Entry, out: &mut Outcome) {
     let mut i = 0;
@@ -238,6 +303,8 @@ pub struct LockRequest {
     pub owner: u64,
     /// The process asking.
     pub pid: u32,
+    /// The user asking.
+    pub uid: u32,
     /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
     pub typ: i32,
     /// SETLKW: wait for a conflicting lock to go.
@@ -252,7 +319,7 @@ impl Fs {
     /// `wait` is false, or when the file is another ZooKeeper session's registration;
     /// [`Error::NotFound`] when the registration is gone or on its way out.
     pub fn setlk(&self, ino: u64, req: LockRequest, done: Done) {
-        let LockRequest { fh, owner, pid, typ, wait } = req;
+        let LockRequest { fh, owner, pid, uid, typ, wait } = req;
         let kind = match typ {
             libc::F_UNLCK => {
                 let freed = self.locks.unlock(ino, owner);
@@ -263,7 +330,7 @@ impl Fs {
             libc::F_WRLCK => LockKind::Exclusive,
             other => return done(Err(Error::InvalidDocument(format!("unknown lock type {other}")))),
         };
-        let held = match self.lock_target(ino) {
+        let held = match self.lock_target(ino, uid) {
             Ok(h) => h,
             Err(e) => return done(Err(e)),
         };
@@ -278,7 +345,32 @@ impl Fs {
             }),
             _ => done,
         };
-        self.locks.lock(ino, held, Holder { owner, fh, pid, kind }, wait, done);
+        if self.locks.lock(ino, held, Holder { owner, fh, pid, kind }, wait, done) {
+            self.interrupt_waiters();
+        }
+    }
+
+    /// Starts, unless it runs, the task that ends the waits of signalled processes.
+    /// A workaround: fuser 0.18 does not pass FUSE_INTERRUPT on (see the module head).
+    fn interrupt_waiters(&self) {
+        if self.locks.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let table = Arc::clone(&self.locks.table);
+        let watching = Arc::clone(&self.locks.watching);
+        self.view.session().runtime().spawn(async move {
+            loop {
+                tokio::time::sleep(INTERRUPT_POLL).await;
+                // Reading /proc is quick and local; it does not hold up the runtime.
+                if !interrupt(&table, signal_pending) {
+                    watching.store(false, Ordering::SeqCst);
+                    // A waiter queued between the look and the store started no task.
+                    if !interrupt(&table, |_| false) || watching.swap(true, Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// The last close of `fh` on `ino`: its locks go.
@@ -289,10 +381,20 @@ impl Fs {
 
     /// What a lock on `ino` stands for: a registration of this session, or nothing (a
     /// lock on `properties.json` is a plain lock).
-    fn lock_target(&self, ino: u64) -> Result<Option<Held>> {
+    fn lock_target(&self, ino: u64, uid: u32) -> Result<Option<Held>> {
         let inode = self.inode(ino)?;
         if inode.kind != InodeKind::Registration {
             return Ok(None);
+        }
+        // Its last unlock removes the registration: with allow_other, anyone who may
+        // read it could otherwise remove it.
+        // SAFETY: getuid cannot fail.
+        let mounter = unsafe { libc::getuid() };
+        if uid != mounter && uid != 0 {
+            return Err(Error::NotPermitted(format!(
+                "{}: only the user who mounted (or root) can hold a registration with a lock",
+                inode.path
+            )));
         }
         let node = self.view.node(&inode.path)?;
         let session = self.view.session();
@@ -304,7 +406,7 @@ impl Fs {
             warn!("lock refused: {msg}");
             return Err(Error::Locked(msg));
         }
-        let held = Held { path: inode.path, czxid: node.stat.czxid };
+        let held = Held { path: inode.path, czxid: node.stat.czxid, session: node.stat.ephemeral_owner };
         if self.locks.is_removing(&held) {
             return Err(Error::NotFound(format!("{}: being removed (its last lock was released)", held.path)));
         }
@@ -341,7 +443,10 @@ async fn unregister(session: &Session, held: &Held) {
         let stat = session.call_async(path, |c| async move { c.check_stat(&p).await }).await;
         let error = match stat {
             Ok(None) => return,
-            Ok(Some(stat)) if stat.czxid != held.czxid || stat.ephemeral_owner != session.session_id() => return,
+            Ok(Some(stat)) if stat.ephemeral_owner != session.session_id() => return,
+            // Another node of the same session: the locked one was removed (rm) and
+            // the name registered again. After an expiry, the node is new anyway.
+            Ok(Some(stat)) if stat.ephemeral_owner == held.session && stat.czxid != held.czxid => return,
             Ok(Some(stat)) => {
                 let (p, version) = (path.to_string(), stat.version);
                 match session.call_async(path, |c| async move { c.delete(&p, Some(version)).await }).await {
@@ -369,7 +474,7 @@ mod tests {
     }
 
     fn reg() -> Option<Held> {
-        Some(Held { path: "/s/h:1".into(), czxid: 7 })
+        Some(Held { path: "/s/h:1".into(), czxid: 7, session: 1 })
     }
 
     /// Asks for a lock; the receiver gets its answer when it comes.
@@ -433,6 +538,28 @@ mod tests {
         assert_eq!(locks.release(1, 20), None);
         assert!(matches!(waiting.try_recv(), Ok(Err(Error::Stale))));
         assert_eq!(locks.release(1, 10), reg(), "nobody took the lock over");
+    }
+
+    #[test]
+    fn a_signalled_waiter_is_answered_eintr_and_never_holds() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+        let waiting = ask(&locks, 2, LockKind::Exclusive, true);
+        let other = ask(&locks, 3, LockKind::Exclusive, true);
+        assert!(locks.interrupt(|pid| pid == 2), "pid 3 still waits");
+        assert!(matches!(waiting.try_recv(), Ok(Err(Error::Interrupted))));
+        assert!(locks.interrupt(|_| false));
+        assert_eq!(locks.unlock(1, 1), None, "handed over to pid 3");
+        assert!(granted(&other));
+        assert!(!locks.interrupt(|_| true), "nobody waits any more");
+        assert_eq!(locks.release(1, 30), reg());
+    }
+
+    #[test]
+    fn a_process_without_pending_signals_keeps_waiting_and_a_gone_one_does_not() {
+        assert!(!signal_pending(std::process::id()));
+        assert!(signal_pending(u32::MAX), "no such process");
+        assert!(!signal_pending(0), "a process of another pid namespace");
     }
 
     #[test]

@@ -228,6 +228,7 @@ pub const ERRNOS: &[(&str, &str)] = &[
          such operation",
     ),
     ("ELOOP", "a path through symbolic links that loop"),
+    ("EINTR", "a flock that waits for a registration's lock, interrupted by a signal"),
     ("EXDEV", "renaming properties.json or a registration to a temporary name: tools then copy it"),
     ("ENOTDIR", "a directory operation on a registration"),
     ("EISDIR", "a file operation on a directory"),
@@ -709,6 +710,7 @@ mod tests {
             Error::Stale,
             Error::Locked(String::new()),
             Error::CrossDevice(String::new()),
+            Error::Interrupted,
         ];
         for e in &all {
             match e {
@@ -727,7 +729,8 @@ mod tests {
                 | Error::Unavailable(_)
                 | Error::Stale
                 | Error::Locked(_)
-                | Error::CrossDevice(_) => {}
+                | Error::CrossDevice(_)
+                | Error::Interrupted => {}
                 // Never reaches a program: the request is run again where it may wait.
                 Error::WouldWait => {}
             }

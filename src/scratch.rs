@@ -39,6 +39,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+
+use crate::sync::Recover;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
@@ -205,8 +207,8 @@ pub struct Scratch {
 
 impl Scratch {
     fn table(&self) -> MutexGuard<'_, Table> {
-        // As the view's tree: a panic elsewhere must not take the mount down.
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        // The one poisoning policy (`sync.rs`).
+        self.table.locked()
     }
 
     /// The scratch file `name` in `dir`, if any.

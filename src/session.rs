@@ -429,17 +429,16 @@ impl Session {
 
     /// True while calls should fail at once (see [`Session::call_async`]).
     fn in_outage(&self) -> bool {
-        let Some(since) = self.outage.lock().ok().and_then(|o| *o) else { return false };
+        let Some(since) = *self.outage.locked() else { return false };
         *self.connected.borrow() != State::Connected || since.elapsed() < self.timeout
     }
 
     fn set_outage(&self, on: bool) {
-        if let Ok(mut o) = self.outage.lock() {
-            match (on, o.is_some()) {
-                (true, false) => *o = Some(Instant::now()),
-                (false, true) => *o = None,
-                _ => {}
-            }
+        let mut o = self.outage.locked();
+        match (on, o.is_some()) {
+            (true, false) => *o = Some(Instant::now()),
+            (false, true) => *o = None,
+            _ => {}
         }
     }
 

@@ -7,6 +7,7 @@ mod inotify;
 mod shell;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -30,8 +31,8 @@ fn setup() -> (ZkServer, Zk, Mount) {
     (server, zk, mount)
 }
 
-/// A bash script run in the background, talking line by line; killed (SIGKILL) and
-/// reaped when dropped.
+/// A bash script run in the background in its own process group, talking line by
+/// line; the group is killed (SIGKILL) and the script reaped when dropped.
 struct Script {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -48,6 +49,7 @@ impl Script {
             .arg("-c")
             .arg(script)
             .current_dir(cwd)
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -74,8 +76,12 @@ impl Script {
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to the script");
     }
 
+    /// SIGKILL to the script and everything it started.
     fn kill9(&mut self) {
-        let _ = self.child.kill();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) of the process group this script leads.
+            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 
@@ -155,7 +161,8 @@ fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
     let (_server, zk, mount) = setup();
     let reg = mount.join(REG);
     let mut s = Script::start(&format!(
-        "exec 9>>{r} && flock -s 9 && echo locked && read x && flock -u 9 && echo unlocked && read y",
+        "exec 9>>{r} && flock -s 9 && echo locked && read x && flock -u 9 && echo unlocked && read y \
+         && if flock -n 9; then echo relocked; else echo refused; fi",
         r = q(&reg)
     ));
     assert_eq!(s.line(), "locked");
@@ -164,8 +171,11 @@ fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
     assert_eq!(s.line(), "unlocked");
     gone(&zk, "LOCK_UN of the last lock removes the registration");
     assert!(s.running(), "the descriptor is still open");
-    // Locking the removed registration through the old descriptor fails: it is gone.
-    s.send("done");
+    // Locking the removed registration through the old descriptor fails: it is gone,
+    // and a lock cannot bring it back.
+    s.send("again");
+    assert_eq!(s.line(), "refused");
+    assert!(!zk.exists(REG));
     assert!(s.exit_ok());
 }
 
@@ -290,4 +300,85 @@ fn a_lazy_umount_from_outside_removes_its_registrations_at_once() {
     gone(&zk, "umount -l of a busy mount closes the session at once");
     cwd_inside.kill9();
     assert!(mount.wait_exit(Duration::from_secs(10)).is_some(), "zkfs exits once the mount is no longer used");
+}
+
+#[test]
+fn a_waiter_killed_while_waiting_never_takes_the_registration_over() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let mut first = holder(&reg);
+    // A waiting process must stay interruptible: `timeout` (SIGTERM), `flock -w`
+    // (its alarm), SIGKILL. The outer timeout only keeps a failure from hanging.
+    for waiter in ["timeout 1 flock", "flock -w 1", "timeout -s KILL 1 flock"] {
+        let r = sh(&format!("timeout -s KILL 20 {waiter} {} echo got; echo status=$?", q(&reg)));
+        assert!(!r.stdout.contains("got"), "{waiter}: the waiter got the lock: {}", r.stdout);
+        assert!(!r.stdout.contains("status=137") || waiter.contains("KILL 1"), "{waiter} could not be interrupted");
+        assert!(!r.stdout.contains("status=0"), "{waiter}: {}", r.stdout);
+    }
+    assert!(zk.exists(REG));
+    first.kill9();
+    gone(&zk, "no dead waiter holds the registration");
+}
+
+fn new_sessions(mount: &Mount) -> u32 {
+    let status = sh_ok(&format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path())));
+    status.lines().find_map(|l| l.strip_prefix("new_sessions: ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_locked_registration_survives_a_session_expiry_and_still_goes_with_its_lock() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=2");
+    let mut holding = holder(&mount.join(REG));
+    let old_owner = zk.stat(REG).unwrap().ephemeral_owner;
+    // Never locked, and re-created after the one above (in path order): a marker.
+    let plain = "/fooservice/providers/10.0.0.9:80";
+    sh_ok(&format!("touch {}", q(&mount.join(plain))));
+
+    mount.stop_process();
+    wait_until(Duration::from_secs(15), "the frozen mount's session expired", || !zk.exists(REG));
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the locked registration is back", || zk.exists(REG));
+    assert_ne!(zk.stat(REG).unwrap().ephemeral_owner, old_owner, "re-created on the new session");
+
+    holding.kill9();
+    gone(&zk, "the re-created registration still goes with its lock");
+    // Forgotten: another expiry does not bring it back.
+    mount.stop_process();
+    std::thread::sleep(Duration::from_secs(4));
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the mount has its third session", || new_sessions(&mount) >= 2);
+    wait_until(Duration::from_secs(15), "the plain registration is back", || zk.exists(plain));
+    assert!(!zk.exists(REG), "a registration whose lock went was re-created after an expiry");
+}
+
+#[test]
+fn a_lock_on_a_registration_removed_and_registered_again_leaves_the_new_one() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let mut old = holder(&reg);
+    sh_ok(&format!("rm {r} && touch {r}", r = q(&reg)));
+    assert!(zk.exists(REG));
+    old.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(zk.exists(REG), "the release of a lock on the removed node took the new registration");
+}
+
+#[test]
+fn only_the_user_who_mounted_can_hold_a_registration_with_a_lock() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "allow_other");
+    let reg = mount.join(REG);
+    sh_ok(&format!("touch {}", q(&reg)));
+    // Another user may read the registration, but its lock would remove it at unlock.
+    let as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+    assert!(sh(&format!("{as_nobody} cat {}", q(&reg))).ok, "another user can read it");
+    let r = sh(&format!("{as_nobody} flock -n {} true", q(&reg)));
+    assert!(!r.ok && r.stderr.contains("not permitted"), "another user locked it: {}", r.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(zk.exists(REG), "another user's lock removed the registration");
 }
