@@ -356,6 +356,7 @@ fn a_data_change_of_a_file_never_read_here_gives_in_modify() {
 
     zk.set("/svc/providers/10.0.0.1:80", br#"{"pid": 1, "weight": 2}"#);
     ino.wait_for(SOON, "IN_MODIFY of a registration never read", |e| e.is(MODIFY, "10.0.0.1:80"));
+    ino.wait_for(SOON, "IN_CLOSE_WRITE of it", |e| e.is(libc::IN_CLOSE_WRITE, "10.0.0.1:80"));
     assert_eq!(cat_json(&mount.join("svc/providers/10.0.0.1:80")), json!({"pid": 1, "weight": 2}));
     zk.set("/svc/providers", br#"{"x": 1}"#);
     ino.wait_for(SOON, "IN_MODIFY of a properties.json never read", |e| e.is(MODIFY, "properties.json"));
