@@ -97,7 +97,8 @@ pub struct Session {
     /// Every session id this mount has had, to recognise its own leftover nodes.
     past_sessions: Mutex<Vec<i64>>,
     /// When a call last failed for want of a server; cleared by the next success or
-    /// reconnection. See [`Session::call_async`].
+    /// reconnection. See [`Session::call_async`]. Held only to read or set the instant,
+    /// never with another lock or across an await.
     outage: Mutex<Option<Instant>>,
 }
 
