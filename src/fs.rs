@@ -290,14 +290,17 @@ impl Fs {
 
     // ----- reads -----
 
-    /// `stat` of an inode.
+    /// `stat` of an inode. The size of a file whose data changed in the last `SETTLE`
+    /// is not kept by the kernel: a reader that opened the previous version reads
+    /// through the page cache up to the size the kernel holds (see `open`).
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         if let Some(attr) = self.scratch.attr(ino) {
             return Ok(attr);
         }
         let inode = self.inode(ino)?;
         let attr = self.attr(ino, &inode)?;
-        Ok(Attr { volatile: attr.volatile || scratch::is_scratch_number(ino), ..attr })
+        let settling = inode.kind != InodeKind::Dir && self.view.recently_changed(&inode.path);
+        Ok(Attr { volatile: attr.volatile || settling || scratch::is_scratch_number(ino), ..attr })
     }
 
     /// `fstat` (and the kernel's own size checks while reading) through open file `fh`:

@@ -39,8 +39,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-
-use crate::sync::Recover;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
@@ -54,6 +52,7 @@ use crate::handles::OpenMode;
 use crate::inodes::{child_path, Inode, InodeKind};
 use crate::names::{self, PROPERTIES};
 use crate::properties::{self, Properties, MAX_DATA_BYTES};
+use crate::sync::Recover;
 use crate::view::{KernelNote, Kind};
 
 /// Inode and file-handle numbers of scratch files carry this bit; the view's and the

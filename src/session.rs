@@ -102,7 +102,8 @@ pub struct Session {
     /// shuts the runtime down under it. Taken first and alone: cannot deadlock.
     closing: Mutex<()>,
     /// When a call last failed for want of a server; cleared by the next success or
-    /// reconnection. See [`Session::call_async`].
+    /// reconnection. See [`Session::call_async`]. Held only to read or set the instant,
+    /// never with another lock or across an await.
     outage: Mutex<Option<Instant>>,
 }
 

@@ -134,7 +134,8 @@ pub struct View {
     /// never across a round trip or an await, and no other lock is taken inside it
     /// (sending a note to the echo thread happens after it is released).
     tree: Mutex<Tree>,
-    /// Counts re-reads done: readers of a stale node wait for it to change.
+    /// Counts re-reads done: readers of a stale node wait for it to change (a watch
+    /// channel, not a lock: nothing is held while waiting).
     settled: watch::Sender<u64>,
     /// The task forwarding the root watch's events.
     watch: Mutex<Option<AbortHandle>>,

@@ -8,7 +8,7 @@ mod inotify;
 mod shell;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -43,11 +43,12 @@ fn begin(server: &mut ZkServer, outage: Outage) {
     }
 }
 
-/// 16 `>>` writers started on `file` at once; each returns (its start, its end, ok).
-fn writers(file: &Path, n: usize) -> Vec<thread::JoinHandle<(Instant, Instant, bool)>> {
+/// `>>` writers started at once, the i-th on `files[i % files.len()]`; each returns
+/// (its start, its end, ok).
+fn writers(files: &[PathBuf], n: usize) -> Vec<thread::JoinHandle<(Instant, Instant, bool)>> {
     (0..n)
         .map(|i| {
-            let cmd = format!(r#"echo '{{"w{i}": {i}}}' >> {}"#, q(file));
+            let cmd = format!(r#"echo '{{"w{i}": {i}}}' >> {}"#, q(&files[i % files.len()]));
             thread::spawn(move || {
                 let start = Instant::now();
                 let ok = sh(&cmd).ok;
@@ -63,8 +64,17 @@ fn warm_reads_answer_while_16_writers_wait(outage: Outage) {
     zk.mkdir_p("/svc/providers");
     zk.set("/svc", br#"{"v": 1}"#);
     zk.create_ephemeral("/svc/providers/10.0.0.1:80", br#"{"pid": 1}"#);
+    for i in 0..12 {
+        zk.create(&format!("/svc/w{i}"), b"");
+    }
     let mount = Mount::with_options(&server.connect_string(), &format!("session_timeout={TIMEOUT}"));
     let props = mount.join("svc/properties.json");
+    // 12 files: more writes waiting in zkfs at once than fuser has threads; 4 of them
+    // with a second writer, which the kernel queues behind the first.
+    let targets: Vec<PathBuf> = (0..12).map(|i| mount.join(format!("svc/w{i}/properties.json"))).collect();
+    for t in &targets {
+        let _ = cat_json(t);
+    }
     let status = format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path()));
     let reads = [
         format!("cat {}", q(&props)),
@@ -80,7 +90,7 @@ fn warm_reads_answer_while_16_writers_wait(outage: Outage) {
 
     begin(&mut server, outage);
     let started = Instant::now();
-    let writers = writers(&props, 16);
+    let writers = writers(&targets, 16);
     // Let every writer reach zkfs and wait there.
     thread::sleep(Duration::from_millis(700));
     let mut answered = Vec::new();
@@ -346,6 +356,7 @@ fn a_data_change_of_a_file_never_read_here_gives_in_modify() {
 
     zk.set("/svc/providers/10.0.0.1:80", br#"{"pid": 1, "weight": 2}"#);
     ino.wait_for(SOON, "IN_MODIFY of a registration never read", |e| e.is(MODIFY, "10.0.0.1:80"));
+    ino.wait_for(SOON, "IN_CLOSE_WRITE of it", |e| e.is(libc::IN_CLOSE_WRITE, "10.0.0.1:80"));
     assert_eq!(cat_json(&mount.join("svc/providers/10.0.0.1:80")), json!({"pid": 1, "weight": 2}));
     zk.set("/svc/providers", br#"{"x": 1}"#);
     ino.wait_for(SOON, "IN_MODIFY of a properties.json never read", |e| e.is(MODIFY, "properties.json"));
