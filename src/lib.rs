@@ -13,8 +13,9 @@
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
-//! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `mv`), and
-//!   the renames that apply them.
+//! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `jq > tmp`);
+//!   [`replace`] — the renames, unlinks and creates with which tools replace a data
+//!   file.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
@@ -37,6 +38,7 @@ pub mod inodes;
 pub mod names;
 pub mod properties;
 pub mod readonly;
+pub mod replace;
 pub mod scratch;
 pub mod session;
 pub mod status;
