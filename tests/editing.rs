@@ -384,3 +384,25 @@ fn a_read_only_mount_makes_no_temporary_files() {
     let value: Value = cat_json(&mount.join("svc/properties.json"));
     assert_eq!(value, json!({"threads": 2}));
 }
+
+#[test]
+fn with_zookeeper_down_a_rename_fails_and_keeps_its_temporary_file() {
+    let mut server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"threads": 2}"#);
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=4");
+    let svc = mount.join("svc");
+    assert_eq!(cat_json(&svc.join("properties.json")), json!({"threads": 2}));
+    in_dir(&svc, r#"echo '{"threads": 3}' > new.json"#);
+    server.stop();
+    let r = sh(&format!("cd {} && timeout 30 mv new.json properties.json", q(&svc)));
+    assert!(!r.ok && r.stderr.contains("Input/output error"), "{}", r.stderr);
+    // The temporary file lives in the mount, not in ZooKeeper: still there, still whole.
+    assert_eq!(cat_json(&svc.join("new.json")), json!({"threads": 3}));
+    server.restart();
+    wait_until(Duration::from_secs(30), "the mount writes again", || {
+        sh(&format!("cd {} && mv new.json properties.json", q(&svc))).ok
+    });
+    let zk = Zk::connect(&server.connect_string());
+    assert_eq!(zk.get_json("/svc"), json!({"threads": 3}));
+}
