@@ -4,12 +4,14 @@
 //! ZooKeeper client; and the temporary files those tools make stay on their mount.
 
 mod common;
+mod inotify;
 mod shell;
 
 use std::path::Path;
 use std::time::Duration;
 
 use common::{wait_until, Mount, Zk, ZkServer};
+use inotify::Inotify;
 use serde_json::{json, Value};
 use shell::{cat_json, ls, q, sh, sh_ok};
 
@@ -405,4 +407,28 @@ fn with_zookeeper_down_a_rename_fails_and_keeps_its_temporary_file() {
     });
     let zk = Zk::connect(&server.connect_string());
     assert_eq!(zk.get_json("/svc"), json!({"threads": 3}));
+}
+
+#[test]
+fn a_rename_gives_its_own_events_here_and_a_modify_on_other_mounts() {
+    let (server, _zk, mount) = setup();
+    let other = Mount::new(&server.connect_string());
+    let _ = cat_json(&mount.join("svc/properties.json"));
+    let _ = cat_json(&other.join("svc/properties.json"));
+    let mut here = Inotify::new();
+    here.watch(&mount.join("svc"));
+    let mut there = Inotify::new();
+    there.watch(&other.join("svc"));
+    in_dir(&mount.join("svc"), r#"echo '{"threads": 4}' > new.json && mv new.json properties.json"#);
+    there
+        .wait_for(Duration::from_secs(5), "IN_MODIFY on the other mount", |e| e.is(libc::IN_MODIFY, "properties.json"));
+    let events = here.collect(Duration::from_millis(800));
+    let count = |mask: u32, name: &str| events.iter().filter(|e| e.is(mask, name)).count();
+    assert_eq!(count(libc::IN_MOVED_FROM, "new.json"), 1, "{events:?}");
+    assert_eq!(count(libc::IN_MOVED_TO, "properties.json"), 1, "{events:?}");
+    assert_eq!(count(libc::IN_MODIFY, "properties.json"), 0, "an echo of the mount's own change: {events:?}");
+    // The other mount heard of the change once, and never of the temporary file.
+    let events = there.collect(Duration::from_millis(800));
+    assert!(events.iter().all(|e| e.name == "properties.json"), "{events:?}");
+    assert_eq!(cat_json(&other.join("svc/properties.json")), json!({"threads": 4}));
 }
