@@ -248,12 +248,13 @@ impl Scratch {
     /// Opens scratch file `ino` (`O_TRUNC` empties it); `None` if it is not one.
     fn open(&self, ino: u64, flags: i32) -> Option<Result<u64>> {
         let mut t = self.table();
-        t.files.get_mut(&ino)?.open += 1;
+        t.files.get(&ino)?;
         if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
             if let Err(e) = t.resize(ino, 0) {
                 return Some(Err(e));
             }
         }
+        t.files.get_mut(&ino)?.open += 1;
         let fh = t.number();
         t.open.insert(fh, open_file(ino, flags));
         Some(Ok(fh))
@@ -438,13 +439,11 @@ impl Fs {
 
     /// `open` with the kernel's flags: scratch files here, everything else in [`Fs::open`].
     pub fn open_with_flags(&self, ino: u64, flags: i32) -> Result<Opened> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY && self.scratch.attr(ino).is_some() {
+            self.writable()?;
+        }
         match self.scratch.open(ino, flags) {
-            Some(fh) => {
-                if flags & libc::O_ACCMODE != libc::O_RDONLY {
-                    self.writable()?;
-                }
-                fh.map(opened)
-            }
+            Some(fh) => fh.map(opened),
             None => self.open(ino, OpenMode::from_flags(flags)),
         }
     }
