@@ -56,9 +56,11 @@ fn parse_object(bytes: &[u8]) -> Result<Properties> {
 impl Fs {
     /// `lookup` as asked by thread `tid` (see the module docs on hidden files).
     pub fn lookup_by(&self, parent: u64, name: &str, tid: u32) -> Result<Attr> {
-        let dir = self.dir_path(parent)?;
-        if self.scratch.hidden_from(&dir, name, tid) {
-            return Err(Error::NotFound(child_path(&dir, name)));
+        if self.scratch.hides_anything() {
+            let dir = self.dir_path(parent)?;
+            if self.scratch.hidden_from(&dir, name, tid) {
+                return Err(Error::NotFound(child_path(&dir, name)));
+            }
         }
         self.lookup(parent, name)
     }

@@ -362,6 +362,15 @@ impl Scratch {
         }
     }
 
+    /// False while no data file is hidden from anyone (nearly always).
+    pub(crate) fn hides_anything(&self) -> bool {
+        let mut t = self.table();
+        if !t.hidden.is_empty() {
+            t.hidden.retain(|_, (_, since)| since.elapsed() <= HIDDEN_FOR);
+        }
+        !t.hidden.is_empty()
+    }
+
     pub(crate) fn hide(&self, dir: &str, name: &str, pid: u32) {
         self.table().hidden.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
     }
