@@ -1,6 +1,7 @@
 //! The command line: `zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT`, parsed into a validated
 //! [`Config`]. Options may also follow the positional arguments, as fuse3's mount
-//! helper (`mount -t fuse.zkfs`, fstab) places them.
+//! helper (`mount -t fuse.zkfs`, fstab) places them. What each option means, and the
+//! help text, are in [`crate::options`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +24,8 @@ pub struct Config {
     pub allow_other: bool,
     /// Let root use the mount.
     pub allow_root: bool,
-    /// Let the kernel check permissions from the modes zkfs shows.
+    /// Let the kernel check permissions from the modes zkfs shows. Implied by
+    /// `allow_other` unless `no_default_permissions` is given.
     pub default_permissions: bool,
     /// The ZooKeeper session timeout asked for.
     pub session_timeout: Duration,
@@ -31,6 +33,8 @@ pub struct Config {
     pub kernel_flags: Vec<String>,
     /// A file holding `user:password` for ZooKeeper's digest authentication.
     pub credentials: Option<PathBuf>,
+    /// Also log to this file (`log_file=PATH`).
+    pub log_file: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -45,44 +49,6 @@ pub enum Command {
     /// Print the version.
     Version,
 }
-
-/// The text of `zkfs --help`.
-pub const HELP: &str = "\
-zkfs - mount Apache ZooKeeper as a filesystem
-
-Usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT
-       zkfs status MOUNTPOINT
-
-  CONNECT      ZooKeeper connection string host:port[,host:port...][/chroot]
-  MOUNTPOINT   an existing directory
-
-  -f           stay in the foreground and log to stderr (RUST_LOG=zkfs=debug for more)
-  -o OPTIONS   comma-separated mount options (may be repeated):
-                 ro                     refuse every change with EROFS (events still arrive)
-                 rw                     read-write (the default)
-                 allow_other            let other users use the mount
-                 allow_root             let root use the mount
-                 default_permissions    let the kernel check the modes shown
-                 session_timeout=SECS   ZooKeeper session timeout (default 10)
-                 credentials=FILE       authenticate with ZooKeeper's digest scheme as the
-                                        user:password in FILE (mode 600: not readable by others)
-               mount(8)/fstab options accepted: defaults, auto, noauto, user(=*),
-               nouser, users, owner, group, _netdev, _rnetdev, nofail, x-*, comment=*,
-               fsname=*, subtype=*, the *atime, lazytime, iversion, mand, silent and
-               symfollow families, and the kernel flags nosuid, suid, nodev, dev,
-               noexec, exec, noatime, atime, sync, async, dirsync.
-               Not supported: remount, drop_privileges.
-  -h, --help   print this help
-  -V, --version
-
-`zkfs status MOUNTPOINT` prints the mount's session, state, connected server,
-registrations, reconnects and last error. Every file and directory also carries its
-znode's stat as extended attributes: getfattr -d FILE.
-
-Without -f, zkfs returns once the filesystem is mounted and serves it in the
-background. SIGINT, SIGTERM, `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT` unmount
-it and close the ZooKeeper session, so the mount's registrations disappear at once.
-";
 
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
@@ -129,18 +95,32 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         session_timeout: DEFAULT_SESSION_TIMEOUT,
         kernel_flags: Vec::new(),
         credentials: None,
+        log_file: None,
     };
+    let mut permissions = None;
     for option in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
-        apply_option(&mut config, option)?;
+        match option {
+            "default_permissions" | "no_default_permissions" => {
+                let on = option == "default_permissions";
+                if permissions == Some(!on) {
+                    return Err("default_permissions and no_default_permissions contradict each other".into());
+                }
+                permissions = Some(on);
+            }
+            _ => apply_option(&mut config, option)?,
+        }
     }
+    // allow_other without the kernel's mode checks would let every local user change
+    // ZooKeeper with the mount's identity: that takes an explicit no_default_permissions.
+    config.default_permissions = permissions.unwrap_or(config.allow_other);
     Ok(Command::Mount(config))
 }
 
-const KERNEL_FLAGS: &[&str] =
+pub(crate) const KERNEL_FLAGS: &[&str] =
     &["nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "atime", "sync", "async", "dirsync"];
 /// Accepted for mount(8) and fstab, with no meaning for zkfs (or passed by mount(8) as
 /// text although the kernel handles them for every filesystem alike).
-const IGNORED: &[&str] = &[
+pub(crate) const IGNORED: &[&str] = &[
     "defaults",
     "auto",
     "noauto",
@@ -180,7 +160,6 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
         ("rw", None) => config.read_only = false,
         ("allow_other", None) => config.allow_other = true,
         ("allow_root", None) => config.allow_root = true,
-        ("default_permissions", None) => config.default_permissions = true,
         ("session_timeout", Some(v)) => {
             let secs: f64 = v
                 .parse()
@@ -190,6 +169,7 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
             config.session_timeout = Duration::from_secs_f64(secs);
         }
         ("credentials", Some(v)) if !v.is_empty() => config.credentials = Some(PathBuf::from(v)),
+        ("log_file", Some(v)) if !v.is_empty() => config.log_file = Some(PathBuf::from(v)),
         (k, None) if KERNEL_FLAGS.contains(&k) => config.kernel_flags.push(k.to_string()),
         (k, None) if IGNORED.contains(&k) => {}
         ("fsname" | "subtype" | "comment" | "user", Some(_)) => {}
@@ -276,6 +256,28 @@ mod tests {
         assert_eq!(c.session_timeout, Duration::from_secs(5));
         mount("h:1 /mnt -o rw,nodiratime,lazytime,nosymfollow,silent,_rnetdev,user=bob");
         assert!(parse(args("h:1 /mnt -o remount,ro")).unwrap_err().contains("umount"));
+    }
+
+    #[test]
+    fn allow_other_implies_default_permissions_unless_refused_explicitly() {
+        let c = mount("h:1 /mnt -o allow_other");
+        assert!(c.allow_other && c.default_permissions);
+        let c = mount("h:1 /mnt -o allow_other,no_default_permissions");
+        assert!(c.allow_other && !c.default_permissions);
+        let c = mount("h:1 /mnt -o no_default_permissions -o allow_other");
+        assert!(!c.default_permissions, "the order does not matter");
+        assert!(!mount("h:1 /mnt").default_permissions);
+        assert!(mount("h:1 /mnt -o default_permissions").default_permissions);
+        assert!(parse(args("h:1 /m -o default_permissions,no_default_permissions"))
+            .unwrap_err()
+            .contains("contradict"));
+    }
+
+    #[test]
+    fn log_file_takes_a_path() {
+        assert_eq!(mount("h:1 /mnt -o log_file=/var/log/zkfs.log").log_file, Some(PathBuf::from("/var/log/zkfs.log")));
+        assert!(parse(args("h:1 /m -o log_file=")).is_err());
+        assert!(parse(args("h:1 /m -o log_file")).is_err());
     }
 
     #[test]

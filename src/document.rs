@@ -120,6 +120,12 @@ impl Document {
         };
     }
 
+    /// The bytes written so far: once [`Progress::Complete`], exactly the object's text
+    /// (and whitespace).
+    pub fn text(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// True when the bytes are not yet a whole object (or nothing was written).
     pub fn is_pending(&self) -> bool {
         matches!(self.state, State::Open) && !self.buf.iter().all(u8::is_ascii_whitespace)

@@ -7,7 +7,7 @@
 //! recognises them by this thread's id and acknowledges them without touching
 //! ZooKeeper (see `view.rs`). The VFS then delivers ordinary events to every watcher.
 //!
-//! Rules learnt the hard way (../shared/NOTES.md):
+//! Rules learnt the hard way (docs/facts.md):
 //! * never from inside a FUSE request or with the view's lock held: the kernel waits
 //!   on the request being served, and the request would wait on the echo;
 //! * absolute paths, and no descriptor on the mount kept open between echoes (it would
@@ -117,8 +117,8 @@ impl<C: KernelCache> Echo<C> {
         // SAFETY: plain syscalls on a valid C string.
         check(unsafe {
             match kind {
-                Kind::Dir => libc::mkdirat(dir, p.as_ptr(), 0o755),
-                Kind::Registration => libc::mknodat(dir, p.as_ptr(), libc::S_IFREG | 0o444, 0),
+                Kind::Dir => libc::mkdirat(dir.raw(), p.as_ptr(), 0o755),
+                Kind::Registration => libc::mknodat(dir.raw(), p.as_ptr(), libc::S_IFREG | 0o444, 0),
             }
         })
     }
@@ -130,15 +130,18 @@ impl<C: KernelCache> Echo<C> {
             Kind::Registration => 0,
         };
         // SAFETY: a plain syscall on a valid C string.
-        check(unsafe { libc::unlinkat(dir, p.as_ptr(), flags) })
+        check(unsafe { libc::unlinkat(dir.raw(), p.as_ptr(), flags) })
     }
 
     fn change(&self, file: &str, size: u64) -> io::Result<()> {
         let (dir, p) = self.root.target(file)?;
         // SAFETY: open/ftruncate/close on a descriptor owned here.
         unsafe {
-            let fd =
-                libc::openat(dir, p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK);
+            let fd = libc::openat(
+                dir.raw(),
+                p.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
+            );
             check(fd)?;
             let truncated = check(libc::ftruncate(fd, size as libc::off_t));
             libc::close(fd);

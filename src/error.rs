@@ -55,6 +55,13 @@ pub enum Error {
     /// A file handle that zkfs does not know (a bug or a handle from before a restart).
     #[error("stale file handle")]
     Stale,
+    /// A lock is held by another process or another ZooKeeper session (`flock -n`).
+    #[error("{0}")]
+    Locked(String),
+    /// The request would have to wait for ZooKeeper on a thread that must not (see
+    /// `wait.rs`); it is run again where it may. Never reaches a program.
+    #[error("would wait for ZooKeeper")]
+    WouldWait,
 }
 
 impl Error {
@@ -76,6 +83,8 @@ impl Error {
             Error::IsDir(_) => libc::EISDIR,
             Error::Unavailable(_) => libc::EIO,
             Error::Stale => libc::ESTALE,
+            Error::Locked(_) => libc::EWOULDBLOCK,
+            Error::WouldWait => libc::EAGAIN,
         }
     }
 
@@ -120,6 +129,7 @@ impl fmt::Display for ErrnoName {
             libc::EISDIR => "EISDIR",
             libc::EIO => "EIO",
             libc::ESTALE => "ESTALE",
+            libc::EWOULDBLOCK => "EWOULDBLOCK",
             other => return write!(f, "errno {other}"),
         };
         f.write_str(name)

@@ -25,6 +25,7 @@ use crate::properties;
 use crate::scratch::{self, Scratch};
 use crate::session::Session;
 use crate::status;
+use crate::sync::Recover;
 use crate::view::{Kind, NodeView, Presence, View};
 
 /// File type as the kernel sees it.
@@ -103,6 +104,18 @@ pub struct Fs {
     paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
+    /// True when the mount shows ZooKeeper's own `/zookeeper` (no chroot).
+    shows_system: bool,
+    /// flock(2) locks, which can hold registrations; see `locks.rs`.
+    pub(crate) locks: crate::locks::Locks,
+}
+
+/// ZooKeeper's own subtree (quotas, config), shown read-only.
+const SYSTEM: &str = "/zookeeper";
+
+/// True if the connection string `host:port,...[/chroot]` has a chroot other than `/`.
+fn has_chroot(connect: &str) -> bool {
+    connect.find('/').is_some_and(|i| &connect[i..] != "/")
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -121,6 +134,7 @@ impl Fs {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let session = Arc::clone(view.session());
+        let shows_system = !has_chroot(session.connect_string());
         Fs {
             handles: Handles::new(Arc::clone(&view)),
             view,
@@ -131,6 +145,8 @@ impl Fs {
             paged: Mutex::default(),
             scratch: Scratch::default(),
             echo_tid: AtomicU32::new(0),
+            shows_system,
+            locks: crate::locks::Locks::new(),
         }
     }
 
@@ -171,12 +187,30 @@ impl Fs {
         }
     }
 
+    /// True for `/zookeeper` and below when the mount shows ZooKeeper's own subtree.
+    fn is_system(&self, path: &str) -> bool {
+        self.shows_system && path.strip_prefix(SYSTEM).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Checks that `path` may be changed: not on a read-only mount (EROFS), not in
+    /// ZooKeeper's own `/zookeeper` (EPERM).
+    pub fn changeable(&self, path: &str) -> Result<()> {
+        self.writable()?;
+        if self.is_system(path) {
+            return Err(Error::NotPermitted(format!(
+                "{path}: /zookeeper is ZooKeeper's own subtree (quotas, configuration); zkfs shows it read-only"
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn own(&self, stat: &Stat) -> bool {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 
     pub(crate) fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
-        let write = if self.read_only { 0 } else { 0o200 };
+        let system = self.shows_system && self.view.inode(ino).is_some_and(|i| self.is_system(&i.path));
+        let write = if self.read_only || system { 0 } else { 0o200 };
         let (fkind, size, nlink, perm) = match kind {
             InodeKind::Dir => (FileKind::Dir, 0, 2 + nlink_dirs, 0o555 | write),
             InodeKind::Properties => (FileKind::File, node.rendered.len() as u64, 1, 0o444 | write),
@@ -247,6 +281,22 @@ impl Fs {
         Ok(Attr { volatile: attr.volatile || scratch::is_scratch_number(ino), ..attr })
     }
 
+    /// `fstat` (and the kernel's own size checks while reading) through open file `fh`:
+    /// a reader's file has the size of the version it reads, so that its size and its
+    /// bytes never come from two versions. Such a size, older than the node's, is not
+    /// kept by the kernel.
+    pub fn getattr_open(&self, ino: u64, fh: u64) -> Result<Attr> {
+        let mut attr = self.getattr(ino)?;
+        let Ok(handle) = self.handles.get(fh) else { return Ok(attr) };
+        // try_lock: a handle busy with a write (waiting for ZooKeeper) is not a reader.
+        let Ok(h) = handle.try_lock() else { return Ok(attr) };
+        if h.ino == ino && !h.writes() && h.snapshot.len() as u64 != attr.size {
+            attr.size = h.snapshot.len() as u64;
+            attr.volatile = true;
+        }
+        Ok(attr)
+    }
+
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         let dir = self.dir_path(parent)?;
@@ -306,7 +356,7 @@ impl Fs {
             return Err(Error::IsDir(inode.path));
         }
         if mode.writes() {
-            self.writable()?;
+            self.changeable(&inode.path)?;
             if inode.kind == InodeKind::Registration && !self.own(&node.stat) {
                 return Err(Error::NotPermitted(format!(
                     "{} is a registration of another ZooKeeper session; only that session can change it",
@@ -314,14 +364,28 @@ impl Fs {
                 )));
             }
         }
+        // Every read returns one whole version, whatever the kernel caches: a reader
+        // gets the bytes of the version current at its open (its handle's snapshot).
+        // Through the page cache, the kernel would cut or pad them at the size it holds,
+        // which may be another version's while the data changes, and would share pages
+        // between readers of different versions. So a file whose data changed in the
+        // last `SETTLE` is read past the page cache (direct I/O: the bytes are exactly
+        // the snapshot's, whatever the kernel's size); a file at rest is read through
+        // it, its pages kept while the version they hold is still the current one.
+        let direct = mode.writes() || self.view.recently_changed(&inode.path);
         let keep_cache = {
-            let mut paged = self.paged.lock().map_err(|_| Error::Stale)?;
-            let same = paged.get(&ino) == Some(&node.stat.mzxid);
-            paged.insert(ino, node.stat.mzxid);
-            same && !mode.writes()
+            let mut paged = self.paged.locked();
+            if direct {
+                paged.remove(&ino);
+                false
+            } else {
+                let same = paged.get(&ino) == Some(&node.stat.mzxid);
+                paged.insert(ino, node.stat.mzxid);
+                same
+            }
         };
         let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
-        Ok(Opened { fh, direct_io: mode.writes(), keep_cache, no_flush: !mode.writes() })
+        Ok(Opened { fh, direct_io: direct, keep_cache, no_flush: !mode.writes() })
     }
 
     /// Reads from an open file.
@@ -333,7 +397,7 @@ impl Fs {
             return self.scratch_read(fh, offset, size);
         }
         let handle = self.handles.get(fh)?;
-        let h = handle.lock().map_err(|_| Error::Stale)?;
+        let h = handle.locked();
         // A node removed while open: say so instead of serving its old bytes forever.
         if self.inode(h.ino).is_err() {
             return Err(Error::NotFound(h.inode.path.clone()));
@@ -376,7 +440,7 @@ impl Fs {
     pub fn setattr(&self, ino: u64, fh: Option<u64>, size: Option<u64>, chmod_or_chown: bool) -> Result<Attr> {
         let inode = self.inode(ino)?;
         // touch, chmod, truncate: all changes, so all refused on a read-only mount.
-        self.writable()?;
+        self.changeable(&inode.path)?;
         if chmod_or_chown {
             if inode.kind == InodeKind::Dir {
                 return Err(Error::NotPermitted(format!(
@@ -415,6 +479,7 @@ impl Fs {
     pub fn create(&self, parent: u64, name: &str, pid: u32, open: Option<OpenMode>) -> Result<(Attr, Option<Opened>)> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         if name == PROPERTIES {
             return Err(Error::Exists(child_path(&dir, name)));
         }
@@ -451,6 +516,7 @@ impl Fs {
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         names::check_node_name(name)?;
         let path = child_path(&dir, name);
         let _local = self.view.local(&path);
@@ -480,6 +546,7 @@ impl Fs {
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         if name == PROPERTIES {
             return Ok(());
         }
@@ -513,6 +580,7 @@ impl Fs {
         self.writable()?;
         let dir = self.dir_path(parent)?;
         let path = child_path(&dir, name);
+        self.changeable(&path)?;
         match self.view.child(&dir, name)?.map(|c| c.kind) {
             None => return Err(Error::NotFound(path)),
             Some(Kind::Registration) => return Err(Error::NotDir(path)),
@@ -531,26 +599,39 @@ impl Fs {
 
     /// The extended attributes of `ino`: its znode's stat and, on the root, the mount's
     /// state (see `status.rs`).
+    ///
+    /// The root always answers, so that `zkfs status` can say what is wrong, and says
+    /// (`user.zkfs.root`) whether its node — the chroot — still exists.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
         if self.scratch.attr(ino).is_some() {
             return Ok(Vec::new());
         }
         let inode = self.inode(ino)?;
-        let node = self.view.node(&inode.path)?;
-        let mut attrs = status::node_attrs(&node.stat);
-        if ino == ROOT_INO {
-            attrs.extend(status::mount_attrs(&self.session));
+        let node = self.view.node(&inode.path);
+        if ino != ROOT_INO {
+            return Ok(status::node_attrs(&node?.stat));
         }
+        let (mut attrs, root) = match node {
+            Ok(node) => (status::node_attrs(&node.stat), "exists".to_string()),
+            Err(Error::NotFound(_)) => (Vec::new(), status::root_deleted(self.session.connect_string())),
+            Err(e) => (Vec::new(), format!("unknown: {e}")),
+        };
+        attrs.extend(status::mount_attrs(&self.session));
+        attrs.push(("user.zkfs.root", root));
         Ok(attrs)
     }
 
-    /// `access(2)`: on a read-only mount, writing is refused.
+    /// `access(2)`: on a read-only mount, and in `/zookeeper`, writing is refused.
     pub fn access(&self, ino: u64, write: bool) -> Result<()> {
-        if self.scratch.attr(ino).is_none() {
-            self.inode(ino)?;
-        }
+        let path = match self.scratch.attr(ino) {
+            Some(_) => None,
+            None => Some(self.inode(ino)?.path),
+        };
         if write {
-            self.writable()?;
+            match path {
+                Some(p) => self.changeable(&p)?,
+                None => self.writable()?,
+            }
         }
         Ok(())
     }

@@ -3,8 +3,22 @@
 //! It translates kernel requests into [`Fs`] calls and their results into replies,
 //! mapping every error through [`Error::errno`]. Requests from the echo thread
 //! (`echo.rs`) are recognised by their thread id and only acknowledged.
+//!
+//! # Dispatch: no request waits behind another
+//!
+//! fuser serves the kernel with a few threads. A request that waits for ZooKeeper
+//! (up to a session timeout while no server answers) must not hold one, or a `cat` of
+//! a cached file waits behind writes to a frozen ensemble. fuser's replies can be
+//! answered from any thread, so every handler goes through [`ZkFuse::dispatch`]: the
+//! operation first runs on fuser's thread with waiting forbidden (`wait.rs`) and
+//! answers at once when what the view holds is enough; if it would wait, it runs again
+//! on tokio's blocking pool, which grows with the number of waiting requests, and
+//! answers from there. Operations that always need ZooKeeper (changes) go to the pool
+//! at once ([`ZkFuse::offload`]). `Fs` stays synchronous: a handler is one line,
+//! `self.dispatch("op", reply, move |fs| fs.op(..))`. Each request waiting on the pool
+//! is bounded by the session timeout from its own start (`session.rs`), side by side.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +31,10 @@ use log::{debug, warn};
 
 use crate::echo::KernelCache;
 use crate::error::{ErrnoName, Error};
-use crate::fs::{Attr, FileKind, Fs, Opened};
+use crate::fs::{Attr, DirEntry, FileKind, Fs, Opened};
 use crate::scratch::Changes;
 use crate::view::Kind;
+use crate::wait;
 
 /// How long the kernel may keep entries and attributes. Long, because the view tells
 /// the kernel precisely when something changed.
@@ -34,6 +49,151 @@ impl ZkFuse {
     /// The adapter for `fs`.
     pub fn new(fs: Arc<Fs>) -> ZkFuse {
         ZkFuse { fs }
+    }
+
+    /// Answers `reply` with `f`, on fuser's thread if `f` needs no waiting, and on the
+    /// waiting pool otherwise (see the module docs).
+    fn dispatch<T, R>(&self, op: &'static str, reply: R, f: impl Fn(&Fs) -> Result<T, Error> + Send + 'static)
+    where
+        R: Answer<T>,
+    {
+        match wait::inline(|| f(&self.fs)) {
+            Some(result) => reply.answer(op, result),
+            None => self.offload(op, reply, f),
+        }
+    }
+
+    /// Answers `reply` with `f` on the waiting pool: `f` needs ZooKeeper.
+    fn offload<T, R>(&self, op: &'static str, reply: R, f: impl FnOnce(&Fs) -> Result<T, Error> + Send + 'static)
+    where
+        R: Answer<T>,
+    {
+        let fs = Arc::clone(&self.fs);
+        // A reply dropped unanswered (the runtime shutting down) answers EIO itself.
+        drop(self.fs.view().session().runtime().spawn_blocking(move || reply.answer(op, f(&fs))));
+    }
+}
+
+/// A reply that answers with the result of an [`Fs`] operation.
+trait Answer<T>: Send + 'static {
+    fn answer(self, op: &'static str, result: Result<T, Error>);
+}
+
+impl Answer<Attr> for ReplyEntry {
+    fn answer(self, op: &'static str, result: Result<Attr, Error>) {
+        match result {
+            Ok(a) => reply_entry(self, &a),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+impl Answer<Attr> for ReplyAttr {
+    fn answer(self, op: &'static str, result: Result<Attr, Error>) {
+        match result {
+            Ok(a) => self.attr(if a.volatile { &Duration::ZERO } else { &TTL }, &to_attr(&a)),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+impl Answer<()> for ReplyEmpty {
+    fn answer(self, op: &'static str, result: Result<(), Error>) {
+        match result {
+            Ok(()) => self.ok(),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+impl Answer<Opened> for ReplyOpen {
+    fn answer(self, op: &'static str, result: Result<Opened, Error>) {
+        match result {
+            Ok(o) => self.opened(FileHandle(o.fh), open_flags(&o)),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+impl Answer<Vec<u8>> for ReplyData {
+    fn answer(self, op: &'static str, result: Result<Vec<u8>, Error>) {
+        match result {
+            Ok(data) => self.data(&data),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+impl Answer<usize> for ReplyWrite {
+    fn answer(self, op: &'static str, result: Result<usize, Error>) {
+        match result {
+            Ok(n) => self.written(n as u32),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+impl Answer<(Attr, Option<Opened>)> for ReplyCreate {
+    fn answer(self, op: &'static str, result: Result<(Attr, Option<Opened>), Error>) {
+        match result {
+            Ok((a, Some(o))) => {
+                let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
+                self.created(&attr_ttl, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
+            }
+            Ok((_, None)) => self.error(Errno::from_i32(libc::EIO)),
+            Err(e) => self.error(errno(op, &e)),
+        }
+    }
+}
+
+/// A `readdir` reply and where the kernel wants the listing from.
+struct Listing(ReplyDirectory, u64);
+
+impl Answer<Vec<DirEntry>> for Listing {
+    fn answer(self, op: &'static str, result: Result<Vec<DirEntry>, Error>) {
+        let Listing(mut reply, offset) = self;
+        let entries = match result {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno(op, &e)),
+        };
+        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let kind = match entry.kind {
+                FileKind::Dir => FileType::Directory,
+                FileKind::File => FileType::RegularFile,
+            };
+            if reply.add(INodeNo(entry.ino), (i + 1) as u64, kind, &entry.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
+/// An xattr reply: the value of `name` (`None`: every name), or its size if the
+/// caller's buffer `size` is 0.
+struct Xattrs(ReplyXattr, u32, Option<OsString>);
+
+impl Answer<Vec<(&'static str, String)>> for Xattrs {
+    fn answer(self, op: &'static str, result: Result<Vec<(&'static str, String)>, Error>) {
+        let Xattrs(reply, size, name) = self;
+        let attrs = match result {
+            Ok(a) => a,
+            Err(e) => return reply.error(errno(op, &e)),
+        };
+        match name {
+            Some(name) => match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {
+                Some((_, value)) => reply_xattr(reply, size, value.as_bytes()),
+                None => reply.error(Errno::from_i32(libc::ENODATA)),
+            },
+            None => {
+                let mut names = Vec::new();
+                for (n, _) in attrs {
+                    names.extend_from_slice(n.as_bytes());
+                    names.push(0);
+                }
+                reply_xattr(reply, size, &names);
+            }
+        }
     }
 }
 
@@ -113,6 +273,21 @@ impl Filesystem for ZkFuse {
         if config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC).is_err() {
             warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; truncation arrives as setattr");
         }
+        // Without it the kernel serialises lookups and listings in one directory: cold
+        // reads of different nodes there would wait in line (see the module docs).
+        if config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS).is_err() {
+            warn!("kernel lacks FUSE_PARALLEL_DIROPS; lookups in one directory wait for each other");
+        }
+        // A file whose data just changed is opened with direct I/O (see `Fs::open`):
+        // without this, a shared mmap of it would fail with ENODEV.
+        if config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP).is_err() {
+            debug!("kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP; shared mmap of a file just changed fails");
+        }
+        // flock(2) comes to zkfs, so that a lock can hold a registration (locks.rs).
+        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS).
+        if config.add_capabilities(InitFlags::FUSE_FLOCK_LOCKS).is_err() {
+            warn!("kernel lacks FUSE_FLOCK_LOCKS; flock(2) will not hold registrations");
+        }
         Ok(())
     }
 
@@ -121,16 +296,14 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.fs.lookup_by(parent.0, name, req.pid()) {
-            Ok(a) => reply_entry(reply, &a),
-            Err(e) => reply.error(errno("lookup", &e)),
-        }
+        let (name, tid) = (name.to_string(), req.pid());
+        self.dispatch("lookup", reply, move |fs| fs.lookup_by(parent.0, &name, tid));
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(if a.volatile { &Duration::ZERO } else { &TTL }, &to_attr(&a)),
-            Err(e) => reply.error(errno("getattr", &e)),
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match fh {
+            Some(fh) => self.dispatch("getattr", reply, move |fs| fs.getattr_open(ino.0, fh.0)),
+            None => self.dispatch("getattr", reply, move |fs| fs.getattr(ino.0)),
         }
     }
 
@@ -163,16 +336,13 @@ impl Filesystem for ZkFuse {
                 TimeOrNow::Now => std::time::SystemTime::now(),
             }),
         };
-        let result = if self.fs.is_echo(req.pid()) {
-            self.fs.getattr_now(ino.0)
+        if self.fs.is_echo(req.pid()) {
+            self.dispatch("setattr", reply, move |fs| fs.getattr_now(ino.0));
         } else if let Some(scratch) = self.fs.scratch_setattr(ino.0, changes) {
-            scratch
+            // A temporary file of this mount: answered from memory.
+            Answer::answer(reply, "setattr", scratch);
         } else {
-            self.fs.setattr(ino.0, fh.map(|f| f.0), size, chmod)
-        };
-        match result {
-            Ok(a) => reply.attr(if a.volatile { &Duration::ZERO } else { &TTL }, &to_attr(&a)),
-            Err(e) => reply.error(errno("setattr", &e)),
+            self.dispatch("setattr", reply, move |fs| fs.setattr(ino.0, fh.map(|f| f.0), size, chmod));
         }
     }
 
@@ -190,19 +360,17 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        let name = name.to_string();
         if self.fs.is_echo(req.pid()) {
-            return match self.fs.echo_create(parent.0, name, Kind::Registration) {
-                Ok(a) => reply_entry(reply, &a),
-                Err(e) => reply.error(errno("echo mknod", &e)),
-            };
+            return self.dispatch("echo mknod", reply, move |fs| fs.echo_create(parent.0, &name, Kind::Registration));
         }
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(errno("mknod", &self.fs.unsupported("creating a device, fifo or socket")));
         }
-        match self.fs.create_file(parent.0, name, req.pid(), None, mode & !umask) {
-            Ok((a, _)) => reply_entry(reply, &a),
-            Err(e) => reply.error(errno("mknod", &e)),
-        }
+        let tid = req.pid();
+        self.offload("mknod", reply, move |fs| {
+            fs.create_file(parent.0, &name, tid, None, mode & !umask).map(|(a, _)| a)
+        });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
@@ -210,38 +378,36 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let result = if self.fs.is_echo(req.pid()) {
-            self.fs.echo_create(parent.0, name, Kind::Dir)
+        let name = name.to_string();
+        if self.fs.is_echo(req.pid()) {
+            self.dispatch("echo mkdir", reply, move |fs| fs.echo_create(parent.0, &name, Kind::Dir));
         } else {
-            self.fs.mkdir(parent.0, name)
-        };
-        match result {
-            Ok(a) => reply_entry(reply, &a),
-            Err(e) => reply.error(errno("mkdir", &e)),
+            self.offload("mkdir", reply, move |fs| fs.mkdir(parent.0, &name));
         }
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let echo = self.fs.is_echo(req.pid());
-        let result = name_str("unlink", name).and_then(|n| {
-            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.unlink_by(parent.0, n, req.pid()) };
-            done.map_err(|e| errno("unlink", &e))
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+        let name = match name_str("unlink", name) {
+            Ok(n) => n.to_string(),
+            Err(e) => return reply.error(e),
+        };
+        if self.fs.is_echo(req.pid()) {
+            self.dispatch("echo unlink", reply, move |fs| fs.echo_remove(parent.0, &name));
+        } else {
+            let tid = req.pid();
+            self.offload("unlink", reply, move |fs| fs.unlink_by(parent.0, &name, tid));
         }
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let echo = self.fs.is_echo(req.pid());
-        let result = name_str("rmdir", name).and_then(|n| {
-            let done = if echo { self.fs.echo_remove(parent.0, n) } else { self.fs.rmdir(parent.0, n) };
-            done.map_err(|e| errno("rmdir", &e))
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+        let name = match name_str("rmdir", name) {
+            Ok(n) => n.to_string(),
+            Err(e) => return reply.error(e),
+        };
+        if self.fs.is_echo(req.pid()) {
+            self.dispatch("echo rmdir", reply, move |fs| fs.echo_remove(parent.0, &name));
+        } else {
+            self.offload("rmdir", reply, move |fs| fs.rmdir(parent.0, &name));
         }
     }
 
@@ -259,15 +425,14 @@ impl Filesystem for ZkFuse {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let result = name_str("rename", name).and_then(|n| {
-            let to = name_str("rename", newname)?;
-            let done = self.fs.rename(parent.0, n, newparent.0, to, flags.bits(), req.pid());
-            done.map_err(|e| errno("rename", &e))
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let names =
+            name_str("rename", name).and_then(|n| Ok((n.to_string(), name_str("rename", newname)?.to_string())));
+        let (from, to) = match names {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (tid, flags) = (req.pid(), flags.bits());
+        self.offload("rename", reply, move |fs| fs.rename(parent.0, &from, newparent.0, &to, flags, tid));
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
@@ -275,11 +440,10 @@ impl Filesystem for ZkFuse {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let result =
-            if self.fs.is_echo(req.pid()) { self.fs.open_echo(ino.0) } else { self.fs.open_with_flags(ino.0, flags.0) };
-        match result {
-            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
-            Err(e) => reply.error(errno("open", &e)),
+        if self.fs.is_echo(req.pid()) {
+            self.dispatch("echo open", reply, move |fs| fs.open_echo(ino.0));
+        } else {
+            self.dispatch("open", reply, move |fs| fs.open_with_flags(ino.0, flags.0));
         }
     }
 
@@ -294,10 +458,7 @@ impl Filesystem for ZkFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno("read", &e)),
-        }
+        self.dispatch("read", reply, move |fs| fs.read(fh.0, offset, size));
     }
 
     fn write(
@@ -312,31 +473,53 @@ impl Filesystem for ZkFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno("write", &e)),
-        }
+        let data = data.to_vec();
+        self.offload("write", reply, move |fs| fs.write(fh.0, offset, &data));
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        match self.fs.flush(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("flush", &e)),
-        }
+        // Only handles that write are flushed (readers open with FOPEN_NOFLUSH), and a
+        // flush waits for a write in progress on its handle.
+        self.offload("flush", reply, move |fs| fs.flush(fh.0));
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // A flock is held by its open file, i.e. by `fh`: the owner is not needed.
+        self.fs.release_locks(ino.0, fh.0);
         self.fs.release(fh.0);
         reply.ok();
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Only flock(2) arrives here (see init): whole-file locks, so the range is moot.
+        // A lock that must wait keeps `reply` in the table and this thread returns.
+        let done: crate::locks::Done = Box::new(move |result| match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("setlk", &e)),
+        });
+        let req = crate::locks::LockRequest { fh: fh.0, owner: lock_owner.0, pid, typ, wait: sleep };
+        self.fs.setlk(ino.0, req, done);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -351,21 +534,8 @@ impl Filesystem for ZkFuse {
         reply.error(Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.fs.list_dir(ino.0) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno("readdir", &e)),
-        };
-        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let kind = match entry.kind {
-                FileKind::Dir => FileType::Directory,
-                FileKind::File => FileType::RegularFile,
-            };
-            if reply.add(INodeNo(entry.ino), (i + 1) as u64, kind, &entry.name) {
-                break;
-            }
-        }
-        reply.ok();
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        self.dispatch("readdir", Listing(reply, offset), move |fs| fs.list_dir(ino.0));
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -383,27 +553,11 @@ impl Filesystem for ZkFuse {
         if !crate::status::is_ours(name.as_encoded_bytes()) {
             return reply.error(Errno::from_i32(libc::ENODATA));
         }
-        match self.fs.xattrs(ino.0) {
-            Ok(attrs) => match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {
-                Some((_, value)) => reply_xattr(reply, size, value.as_bytes()),
-                None => reply.error(Errno::from_i32(libc::ENODATA)),
-            },
-            Err(e) => reply.error(errno("getxattr", &e)),
-        }
+        self.dispatch("getxattr", Xattrs(reply, size, Some(name.to_owned())), move |fs| fs.xattrs(ino.0));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.xattrs(ino.0) {
-            Ok(attrs) => {
-                let mut names = Vec::new();
-                for (n, _) in attrs {
-                    names.extend_from_slice(n.as_bytes());
-                    names.push(0);
-                }
-                reply_xattr(reply, size, &names);
-            }
-            Err(e) => reply.error(errno("listxattr", &e)),
-        }
+        self.dispatch("listxattr", Xattrs(reply, size, None), move |fs| fs.xattrs(ino.0));
     }
 
     fn setxattr(
@@ -439,10 +593,8 @@ impl Filesystem for ZkFuse {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.access(ino.0, mask.contains(AccessFlags::W_OK)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("access", &e)),
-        }
+        let write = mask.contains(AccessFlags::W_OK);
+        self.dispatch("access", reply, move |fs| fs.access(ino.0, write));
     }
 
     fn create(
@@ -459,14 +611,8 @@ impl Filesystem for ZkFuse {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.fs.create_file(parent.0, name, req.pid(), Some(flags), mode & !umask) {
-            Ok((a, Some(o))) => {
-                let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
-                reply.created(&attr_ttl, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
-            }
-            Ok((_, None)) => reply.error(Errno::from_i32(libc::EIO)),
-            Err(e) => reply.error(errno("create", &e)),
-        }
+        let (name, tid) = (name.to_string(), req.pid());
+        self.offload("create", reply, move |fs| fs.create_file(parent.0, &name, tid, Some(flags), mode & !umask));
     }
 }
 

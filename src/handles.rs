@@ -6,6 +6,8 @@
 //!   properties in a read-modify-write that carries the znode version and retries on
 //!   conflict, so concurrent writers anywhere lose nothing.
 //! * A registration keeps its `pid` under both.
+//! * A merge keeps every key not written byte for byte, and is refused (EINVAL) on
+//!   data that is not UTF-8 (see [`crate::properties::merge_data`]).
 //!
 //! The change is made by the `write` that completes the object ([`crate::document`]),
 //! which returns only once ZooKeeper has accepted it, or fails with the reason.
@@ -21,6 +23,7 @@ use crate::document::{Document, Progress};
 use crate::error::{Error, Result};
 use crate::inodes::{Inode, InodeKind};
 use crate::properties::{self, Properties, MAX_DATA_BYTES};
+use crate::sync::Recover;
 use crate::view::View;
 
 /// How many times an update retries after losing a race with another writer.
@@ -72,6 +75,11 @@ impl Handle {
     pub fn new(ino: u64, inode: Inode, snapshot: Arc<Vec<u8>>, mode: OpenMode) -> Handle {
         Handle { ino, inode, snapshot, mode, doc: Document::new() }
     }
+
+    /// True if the handle was opened for writing.
+    pub fn writes(&self) -> bool {
+        self.mode.writes()
+    }
 }
 
 /// The table of open files.
@@ -90,21 +98,19 @@ impl Handles {
     /// Adds a handle; returns its number.
     pub fn insert(&self, handle: Handle) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(fh, Arc::new(Mutex::new(handle)));
-        }
+        self.map.locked().insert(fh, Arc::new(Mutex::new(handle)));
         fh
     }
 
     /// The handle `fh`.
     pub fn get(&self, fh: u64) -> Result<Arc<Mutex<Handle>>> {
-        self.map.lock().map_err(|_| Error::Stale)?.get(&fh).cloned().ok_or(Error::Stale)
+        self.map.locked().get(&fh).cloned().ok_or(Error::Stale)
     }
 
     /// Adds written bytes; applies the object they complete.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let handle = self.get(fh)?;
-        let mut h = handle.lock().map_err(|_| Error::Stale)?;
+        let mut h = handle.locked();
         let offset = match h.mode {
             OpenMode::Read => return Err(Error::NotPermitted("file not open for writing".into())),
             OpenMode::Update => None,
@@ -116,7 +122,7 @@ impl Handles {
                 Err(e)
             }
             Ok(Progress::Complete(written)) => {
-                let result = self.apply(&h.inode, h.mode, written);
+                let result = self.apply(&h.inode, h.mode, written, h.doc.text());
                 h.doc.set_applied(&result);
                 match &result {
                     Ok(()) => debug!("{} {:?} applied", shown(&h.inode), h.mode),
@@ -131,7 +137,7 @@ impl Handles {
     /// `O_TRUNC` arriving as a truncate: the handle sets.
     pub fn truncate(&self, fh: u64) -> Result<()> {
         let handle = self.get(fh)?;
-        let mut h = handle.lock().map_err(|_| Error::Stale)?;
+        let mut h = handle.locked();
         if h.mode == OpenMode::Update {
             h.mode = OpenMode::Set;
         }
@@ -141,28 +147,29 @@ impl Handles {
     /// A `close`: fails if the document is still incomplete.
     pub fn flush(&self, fh: u64) -> Result<()> {
         let handle = self.get(fh)?;
-        let h = handle.lock().map_err(|_| Error::Stale)?;
+        let h = handle.locked();
         h.doc.finish().inspect_err(|e| warn!("close of {}: {e}", shown(&h.inode)))
     }
 
     /// The last close: the handle goes.
     pub fn release(&self, fh: u64) {
-        let Some(handle) = self.map.lock().ok().and_then(|mut m| m.remove(&fh)) else { return };
-        let Ok(h) = handle.lock() else { return };
+        let Some(handle) = self.map.locked().remove(&fh) else { return };
+        let h = handle.locked();
         if h.doc.is_pending() {
             warn!("{}: an incomplete JSON object was discarded at close; nothing was changed", shown(&h.inode));
         }
     }
 
     /// Applies a complete object to ZooKeeper.
-    pub(crate) fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties) -> Result<()> {
+    /// `text` is what was written: the object's bytes as the program wrote them.
+    pub(crate) fn apply(&self, inode: &Inode, mode: OpenMode, written: Properties, text: &[u8]) -> Result<()> {
         let session = self.view.session();
         let path = inode.path.as_str();
         let registration = inode.kind == InodeKind::Registration;
         // The writer's own syscalls give its watchers their events: no echo.
         let _local = self.view.local(path);
         if mode == OpenMode::Set && !registration {
-            let data = sized(properties::encode(&written), path)?;
+            let data = sized(properties::set_data(text), path)?;
             let (p, d) = (path.to_string(), data.clone());
             let stat = session.call(path, |c| async move { c.set_data(&p, &d, None).await })?;
             self.view.local_data(path, data, stat);
@@ -174,18 +181,18 @@ impl Handles {
             if registration && stat.ephemeral_owner != session.session_id() {
                 return Err(Error::NotPermitted(format!("{path} is a registration of another ZooKeeper session")));
             }
-            let old = properties::decode(&old);
             let new = match mode {
                 OpenMode::Set => {
                     let mut kept = Properties::new();
-                    if let Some(pid) = old.get("pid") {
+                    if let Some(pid) = properties::decode(&old).get("pid") {
                         kept.insert("pid".into(), pid.clone());
                     }
-                    properties::merge(kept, written.clone())
+                    properties::encode(&properties::merge(kept, written.clone()))
                 }
-                _ => properties::merge(old, written.clone()),
+                // Spliced into the stored bytes: the keys not written keep theirs.
+                _ => properties::merge_data(&old, text)?,
             };
-            let data = sized(properties::encode(&new), path)?;
+            let data = sized(new, path)?;
             let (p, d) = (path.to_string(), data.clone());
             let version = stat.version;
             let outcome = session.call(path, |c| async move {

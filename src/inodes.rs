@@ -70,6 +70,13 @@ impl Inodes {
         self.by_ino.get(&ino)
     }
 
+    /// Forgets `path` as `kind` alone; the number dropped, if it had one.
+    pub fn remove_one(&mut self, path: &str, kind: InodeKind) -> Option<u64> {
+        let ino = self.by_key.remove(&(path.to_string(), kind))?;
+        self.by_ino.remove(&ino);
+        Some(ino)
+    }
+
     /// Forgets `path` and everything below it; returns the numbers dropped.
     pub fn remove_subtree(&mut self, path: &str) -> Vec<(u64, Inode)> {
         let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };

@@ -7,12 +7,15 @@
 //!   expiry, and the registrations it holds.
 //! * [`view`] — the cached, watched view of the tree (the design essay is there);
 //!   [`tree`] — its model: nodes, children on their way in or out, notes for the
-//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it.
+//!   kernel; [`watch`] — the task that applies ZooKeeper's events to it; `flight` —
+//!   one read per node at a time, and what a read in flight must hear of.
 //! * [`properties`] — znode data ⇄ the JSON object of `properties.json` (zc.zk's rules).
+//!   [`jsontext`] — JSON as written: byte spans to merge, bounded re-indentation.
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust.
+//! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
 //! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `jq > tmp`);
 //!   [`replace`] — the renames, unlinks and creates with which tools replace a data
 //!   file.
@@ -21,29 +24,47 @@
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
 //!   clone for the echo thread.
 //! * [`fuse`] — the thin adapter to fuser, the only module that sees its types.
+//! * [`unmounted`] — the mount's end closes the session at once, even when lazy.
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates.
+//! * [`notify`] — systemd readiness (`READY=1` once the mount serves).
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
-//! * [`cli`] — the command line and mount options.
+//! * [`cli`] — the command line and mount options; [`options`] — their one description,
+//!   from which `--help`, the man page, the README's tables and the completion come;
+//!   [`logging`] — where the log goes (stderr, syslog, `log_file=`); [`mountpoint`] —
+//!   the directory to mount on, and the dead zkfs mount replaced there.
+//! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
+//! * [`wait`] — whether the current thread may wait for ZooKeeper (requests that must
+//!   wait leave fuser's threads, see `fuse.rs`).
 
 pub mod auth;
 pub mod cli;
 pub mod document;
 pub mod echo;
 pub mod error;
+mod flight;
 pub mod fs;
 pub mod fuse;
 pub mod handles;
 pub mod inodes;
+pub mod jsontext;
+pub mod locks;
+pub mod logging;
+pub mod mountpoint;
 pub mod names;
+pub mod notify;
+pub mod options;
 pub mod properties;
 pub mod readonly;
 pub mod replace;
 pub mod scratch;
 pub mod session;
 pub mod status;
+pub mod sync;
 pub mod tree;
+pub mod unmounted;
 pub mod view;
+pub mod wait;
 pub mod watch;
 
 /// What the model tests beside the code share.

@@ -31,24 +31,22 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Command::Help) => {
-            print!("{}", cli::HELP);
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            println!("zkfs {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Ok(Command::Help) => return printed(&zkfs::options::help()),
+        Ok(Command::Version) => return printed(&format!("zkfs {}\n", env!("CARGO_PKG_VERSION"))),
         Err(msg) => {
             eprintln!("zkfs: {msg}");
             return ExitCode::from(2);
         }
     };
-    let default_log =
-        if config.foreground { "zkfs=info,zookeeper_client=error" } else { "zkfs=warn,zookeeper_client=error" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_log)).init();
+    let silent = match zkfs::logging::init_mount(config.foreground, config.log_file.as_deref()) {
+        Ok(warning) => warning,
+        Err(msg) => {
+            eprintln!("zkfs: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
 
-    let mountpoint = match check_mountpoint(&config.mountpoint) {
+    let mountpoint = match zkfs::mountpoint::prepare(&config.mountpoint) {
         Ok(p) => p,
         Err(msg) => {
             eprintln!("zkfs: {msg}");
@@ -78,7 +76,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&config, &mountpoint, credentials, ready) {
+    match run(&config, &mountpoint, credentials, ready, silent) {
         Ok(()) => ExitCode::SUCCESS,
         Err((msg, ready)) => {
             match ready {
@@ -92,12 +90,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    let canonical = path.canonicalize().map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
-    if !canonical.is_dir() {
-        return Err(format!("mountpoint {}: not a directory", path.display()));
+/// Prints `text`: a closed stdout (`zkfs --help | head -1`) is no panic.
+fn printed(text: &str) -> ExitCode {
+    match zkfs::status::to_stdout(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zkfs: {e}");
+            ExitCode::FAILURE
+        }
     }
-    Ok(canonical)
 }
 
 fn signal_set() -> libc::sigset_t {
@@ -162,6 +163,7 @@ fn run(
     mountpoint: &Path,
     credentials: Option<Vec<u8>>,
     mut ready: Option<ReadyPipe>,
+    silent: Option<String>,
 ) -> Result<(), Failure> {
     let rt =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("zkfs-zk").enable_all().build()
@@ -222,14 +224,20 @@ fn run(
         warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
     }
     spawn_signal_thread(mountpoint.to_path_buf());
+    zkfs::unmounted::close_session_when_unmounted(mountpoint, Arc::clone(&session));
 
     if let Some(pipe) = ready.as_mut() {
+        if let Some(warning) = silent {
+            eprintln!("{warning}");
+        }
         let _ = pipe.write_all(b"OK");
         drop(ready.take());
         detach_stdio();
     }
+    zkfs::notify::ready_when_serving(mountpoint, format!("mounted {} at {}", config.connect, mountpoint.display()));
     let served = fuse_session.run();
     info!("unmounted {}", mountpoint.display());
+    zkfs::notify::notify("STOPPING=1");
     session.close();
     supervisor.abort();
     events.abort();
@@ -270,7 +278,13 @@ fn spawn_signal_thread(mountpoint: PathBuf) {
         unmount(&mountpoint);
     });
     if let Err(e) = spawned {
-        warn!("cannot start the signal thread: {e}");
+        // Every other thread blocks these signals, so unblocking them here lets the
+        // kernel deliver them to this thread with their default action: the process
+        // ends (without a clean unmount) instead of ignoring SIGTERM forever.
+        let set = signal_set();
+        // SAFETY: plain libc call on a valid set.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        warn!("cannot start the signal thread: {e}; SIGINT/SIGTERM will end zkfs without unmounting cleanly");
     }
 }
 

@@ -6,10 +6,25 @@
 //! * any other data is `{"string_value": "<the data>"}`, and storing exactly
 //!   `{"string_value": "..."}` stores the bare string again.
 //!
-//! What `cat` prints is the object pretty-printed with a final newline; objects are
-//! stored compact. Key order is kept as written.
+//! What `cat` prints is the object pretty-printed with a final newline, every string
+//! and number as stored; objects are stored compact. Key order is kept as written.
+//!
+//! Two promises bound what this codec may do to data (SPEC "The tree", "Changing
+//! configuration"):
+//! * **A file is at most about twice its data.** Indentation grows with depth, so a
+//!   deeply nested megabyte would print as a hundred; past the budget, the deepest
+//!   levels are printed compactly instead ([`render`]).
+//! * **`>>` touches only the keys written.** The merge splices the written members
+//!   into the stored text ([`merge_data`]), so every other key keeps its bytes —
+//!   numbers such as `1E2` or `1.10`, escapes, spacing — and data that is not UTF-8
+//!   is refused rather than rewritten.
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::jsontext;
 
 /// The JSON object of a node's properties.
 pub type Properties = Map<String, Value>;
@@ -22,6 +37,12 @@ pub const MAX_DATA_BYTES: usize = 1_000_000;
 /// The key under which non-JSON data is shown.
 pub const STRING_VALUE: &str = "string_value";
 
+/// How much larger than its data a rendering may be: twice, and a little for the
+/// braces and newlines of tiny documents.
+pub fn render_budget(data_len: usize) -> usize {
+    2 * data_len + 64
+}
+
 /// The properties that `data` stands for.
 pub fn decode(data: &[u8]) -> Properties {
     if data.iter().all(u8::is_ascii_whitespace) {
@@ -30,6 +51,10 @@ pub fn decode(data: &[u8]) -> Properties {
     if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(data) {
         return map;
     }
+    string_value(data)
+}
+
+fn string_value(data: &[u8]) -> Properties {
     let mut map = Properties::new();
     map.insert(STRING_VALUE.to_string(), Value::String(String::from_utf8_lossy(data).into_owned()));
     map
@@ -46,9 +71,33 @@ pub fn encode(props: &Properties) -> Vec<u8> {
     serde_json::to_vec(props).unwrap_or_default()
 }
 
-/// What `cat properties.json` prints for `data`.
+/// What `cat properties.json` prints for `data`: pretty-printed while that stays
+/// within [`render_budget`], with the deepest levels compact where it would not (each
+/// try stops at the budget, so a hostile node costs a few budgets of work and one of
+/// memory).
+///
+/// Only data that is not JSON can show larger: a control byte shown in
+/// `string_value` takes up to six bytes (`\u0001`), a byte that is not UTF-8 three.
 pub fn render(data: &[u8]) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(&decode(data)).unwrap_or_default();
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return b"{}\n".to_vec();
+    }
+    let Some(text) = jsontext::object_text(data) else {
+        let mut out = serde_json::to_vec_pretty(&string_value(data)).unwrap_or_default();
+        out.push(b'\n');
+        return out;
+    };
+    // Within the budget the final newline still fits: `limit` leaves room for it.
+    let limit = render_budget(data.len()) - 1;
+    for cap in [usize::MAX, 32, 16, 8, 4, 2, 1, 0] {
+        if let Some(mut out) = jsontext::reformat(text, cap, limit) {
+            out.push(b'\n');
+            return out;
+        }
+    }
+    // Unreachable for valid text (compact is never longer than the data); shown as
+    // stored rather than not at all.
+    let mut out = text.trim().as_bytes().to_vec();
     out.push(b'\n');
     out
 }
@@ -59,6 +108,92 @@ pub fn merge(mut existing: Properties, written: Properties) -> Properties {
         existing.insert(k, v);
     }
     existing
+}
+
+/// `>`: the data to store for the object written as `written` (text that is one JSON
+/// object). Stored compact, every string and number as written; exactly
+/// `{"string_value": "..."}` is stored as the bare string.
+pub fn set_data(written: &[u8]) -> Vec<u8> {
+    let Some(text) = jsontext::object_text(written) else { return encode(&decode(written)) };
+    let (_, members) = jsontext::members(text);
+    if members.iter().all(|m| m.key == STRING_VALUE) {
+        return encode(&decode(written));
+    }
+    jsontext::reformat(text, 0, usize::MAX).unwrap_or_else(|| encode(&decode(written)))
+}
+
+/// `>>` on stored bytes: the data to store once the object written as `written`
+/// (text that is one JSON object) is merged into `old`.
+///
+/// The written members replace the values of their keys where they stand and the new
+/// ones are appended, each value as written; every other byte of `old` stays as it
+/// was.
+///
+/// # Notable errors
+/// [`Error::InvalidDocument`] when `old` is not UTF-8: it cannot be shown as it is,
+/// so a merge would rewrite bytes nobody asked to change (`>` still sets it).
+pub fn merge_data(old: &[u8], written: &[u8]) -> Result<Vec<u8>> {
+    if old.iter().all(u8::is_ascii_whitespace) {
+        return Ok(set_data(written));
+    }
+    if std::str::from_utf8(old).is_err() {
+        return Err(Error::InvalidDocument(
+            "the node's data is not valid UTF-8, so `>>` cannot keep it as it is; \
+             replace it with `>` instead"
+                .into(),
+        ));
+    }
+    let (Some(old_text), Some(new_text)) = (jsontext::object_text(old), jsontext::object_text(written)) else {
+        return Ok(encode(&merge(decode(old), decode(written))));
+    };
+    let (open, members) = jsontext::members(old_text);
+    let (_, new_members) = jsontext::members(new_text);
+    if members.iter().chain(&new_members).all(|m| m.key == STRING_VALUE) {
+        // Could come to exactly `{"string_value": "..."}`, which is stored bare.
+        return Ok(encode(&merge(decode(old), decode(written))));
+    }
+    // A key written twice takes its last value, as serde_json reads it.
+    let mut new_values: HashMap<&str, &str> = HashMap::new();
+    let mut new_keys = Vec::new();
+    for m in &new_members {
+        if new_values.insert(&m.key, &new_text[m.value.clone()]).is_none() {
+            new_keys.push(m.key.as_str());
+        }
+    }
+    let mut out = Vec::with_capacity(old.len() + written.len());
+    let mut copied = 0;
+    for m in &members {
+        if let Some(v) = new_values.get(m.key.as_str()) {
+            out.extend_from_slice(&old[copied..m.value.start]);
+            out.extend_from_slice(&compact(v));
+            copied = m.value.end;
+        }
+    }
+    let insert_at = members.last().map_or(open, |m| m.value.end);
+    out.extend_from_slice(&old[copied..insert_at]);
+    let old_keys: HashSet<&str> = members.iter().map(|m| m.key.as_str()).collect();
+    let mut first = members.is_empty();
+    for k in new_keys.into_iter().filter(|k| !old_keys.contains(k)) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(&to_json(&Value::String(k.to_string())));
+        out.push(b':');
+        out.extend_from_slice(&compact(new_values[k]));
+    }
+    out.extend_from_slice(&old[insert_at..]);
+    Ok(out)
+}
+
+/// A written value as stored: compact, strings and numbers as written.
+fn compact(value: &str) -> Vec<u8> {
+    jsontext::reformat(value, 0, usize::MAX).unwrap_or_else(|| value.as_bytes().to_vec())
+}
+
+fn to_json(v: &Value) -> Vec<u8> {
+    // Serialising a JSON value cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -105,5 +240,62 @@ mod tests {
     #[test]
     fn rendering_is_pretty_with_a_final_newline() {
         assert_eq!(render(br#"{"a":1}"#), b"{\n  \"a\": 1\n}\n");
+    }
+
+    fn merged(old: &str, written: &str) -> String {
+        String::from_utf8(merge_data(old.as_bytes(), written.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn merging_keeps_every_other_key_byte_for_byte() {
+        let old = r#"{"big":123456789012345678901234567890, "e" : 1E2,"f":1.10,"s":"\u00e9"}"#;
+        assert_eq!(
+            merged(old, r#"{"f": 2.50, "new": [1E3, {"x": "\/"}]}"#),
+            r#"{"big":123456789012345678901234567890, "e" : 1E2,"f":2.50,"s":"\u00e9","new":[1E3,{"x":"\/"}]}"#
+        );
+        assert_eq!(merged("{}", r#"{"a": 1}"#), r#"{"a":1}"#);
+        assert_eq!(merged(" { }\n", r#"{"a": 1, "b": 2, "a": 3}"#), " {\"a\":3,\"b\":2 }\n");
+        assert_eq!(merged("", r#"{"a": 1E2}"#), r#"{"a":1E2}"#);
+    }
+
+    #[test]
+    fn merging_into_other_data_follows_the_string_value_rule() {
+        assert_eq!(merged("hello", r#"{"a": 1}"#), r#"{"string_value":"hello","a":1}"#);
+        assert_eq!(merged("hello", r#"{"string_value": "bye"}"#), "bye");
+        assert_eq!(merged(r#"{"string_value":"x"}"#, r#"{"string_value": "y"}"#), "y");
+        assert_eq!(set_data(br#" {"string_value": "bare"} "#), b"bare");
+        assert_eq!(set_data(b"{ \"n\" : 1E2 }\n"), br#"{"n":1E2}"#);
+    }
+
+    #[test]
+    fn merging_onto_data_that_is_not_utf8_is_refused() {
+        let e = merge_data(b"\xff\xfe{", br#"{"a": 1}"#).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn numbers_are_shown_and_stored_as_written() {
+        let data = br#"{"big":123456789012345678901234567890,"e":1E2,"f":1.10}"#;
+        assert_eq!(
+            String::from_utf8(render(data)).unwrap(),
+            "{\n  \"big\": 123456789012345678901234567890,\n  \"e\": 1E2,\n  \"f\": 1.10\n}\n"
+        );
+        assert_eq!(set_data(data), data);
+    }
+
+    #[test]
+    fn a_rendering_is_never_more_than_about_twice_the_data() {
+        // A megabyte of deeply nested arrays: 117 MB when pretty-printed in full.
+        let deep = 60; // 120 levels: within what serde_json reads
+        let inner = vec!["1"; 300_000].join(",");
+        let doc = format!("{}{}{}", "{\"a\":[".repeat(deep), inner, "]}".repeat(deep));
+        let data = doc.as_bytes();
+        assert!(jsontext::object_text(data).is_some());
+        let shown = render(data);
+        assert!(shown.len() <= render_budget(data.len()), "{} bytes for {}", shown.len(), data.len());
+        assert_eq!(serde_json::from_slice::<Value>(&shown).unwrap(), serde_json::from_slice::<Value>(data).unwrap());
+        // A modest document is still pretty in full.
+        let small = br#"{"a":{"b":{"c":[1,2]}}}"#;
+        assert_eq!(render(small), [serde_json::to_vec_pretty(&decode(small)).unwrap(), b"\n".to_vec()].concat());
     }
 }

@@ -17,13 +17,14 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use log::{debug, info, warn};
+
+use crate::sync::Recover;
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -41,8 +42,21 @@ struct MountAttr {
 #[derive(Debug)]
 pub struct EchoRoot {
     mountpoint: PathBuf,
-    /// The clone's descriptor; -1 for none (echo through the mountpoint).
-    clone: AtomicI32,
+    /// The clone; `None` for none (echo through the mountpoint). Each user holds its
+    /// own `Arc` for the length of its syscall, so [`EchoRoot::release`] (another
+    /// thread) can never close the descriptor in use, nor let a reused number stand
+    /// for another file. The lock is held only to clone or take the `Arc`.
+    clone: Mutex<Option<Arc<OwnedFd>>>,
+}
+
+/// The directory an echo syscall is relative to; keeps the clone open while held.
+pub struct EchoDir(Option<Arc<OwnedFd>>);
+
+impl EchoDir {
+    /// The descriptor for `*at` syscalls (`AT_FDCWD` for the mountpoint's path).
+    pub fn raw(&self) -> RawFd {
+        self.0.as_ref().map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd())
+    }
 }
 
 fn cpath(p: &Path) -> io::Result<CString> {
@@ -52,7 +66,7 @@ fn cpath(p: &Path) -> io::Result<CString> {
 impl EchoRoot {
     /// Echo through the mountpoint itself (a read-write mount).
     pub fn direct(mountpoint: &Path) -> Arc<EchoRoot> {
-        Arc::new(EchoRoot { mountpoint: mountpoint.to_path_buf(), clone: AtomicI32::new(-1) })
+        Arc::new(EchoRoot { mountpoint: mountpoint.to_path_buf(), clone: Mutex::new(None) })
     }
 
     /// Makes the mount at `mountpoint` read-only in the kernel and echoes through a
@@ -86,7 +100,8 @@ impl EchoRoot {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let fd = fd as RawFd;
+        // SAFETY: open_tree returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
         let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
         // SAFETY: mount_setattr(2) with a valid path and a struct of the size passed.
         let rc = unsafe {
@@ -100,12 +115,9 @@ impl EchoRoot {
             )
         };
         if rc < 0 {
-            let e = io::Error::last_os_error();
-            // SAFETY: closing the descriptor opened above.
-            unsafe { libc::close(fd) };
-            return Err(e);
+            return Err(io::Error::last_os_error()); // `fd` closes as it drops
         }
-        let root = Arc::new(EchoRoot { mountpoint: mountpoint.to_path_buf(), clone: AtomicI32::new(fd) });
+        let root = Arc::new(EchoRoot { mountpoint: mountpoint.to_path_buf(), clone: Mutex::new(Some(Arc::new(fd))) });
         let watched = Arc::clone(&root);
         std::thread::Builder::new()
             .name("zkfs-mounts".into())
@@ -114,12 +126,12 @@ impl EchoRoot {
     }
 
     /// The directory descriptor and path for `path` (a path in the mount, `/a/b`).
-    pub fn target(&self, path: &str) -> io::Result<(RawFd, CString)> {
+    pub fn target(&self, path: &str) -> io::Result<(EchoDir, CString)> {
         let rel = path.trim_start_matches('/');
-        match self.clone.load(Ordering::Acquire) {
-            -1 => Ok((libc::AT_FDCWD, cpath(&self.mountpoint.join(rel))?)),
-            fd => Ok((
-                fd,
+        match self.clone.locked().clone() {
+            None => Ok((EchoDir(None), cpath(&self.mountpoint.join(rel))?)),
+            Some(fd) => Ok((
+                EchoDir(Some(fd)),
                 CString::new(if rel.is_empty() { "." } else { rel })
                     .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
             )),
@@ -127,12 +139,10 @@ impl EchoRoot {
     }
 
     /// Drops the clone, so that the filesystem can go once the mount is gone.
+    /// (It closes once the last echo syscall using it is done.)
     pub fn release(&self) {
-        let fd = self.clone.swap(-1, Ordering::AcqRel);
-        if fd >= 0 {
+        if self.clone.locked().take().is_some() {
             debug!("dropping the echo clone of {}", self.mountpoint.display());
-            // SAFETY: the descriptor was ours and is no longer handed out.
-            unsafe { libc::close(fd) };
         }
     }
 

@@ -78,6 +78,7 @@ impl Fs {
     ) -> Result<(Attr, Option<Opened>)> {
         self.writable()?;
         let dir = self.dir_path(parent)?;
+        self.changeable(&child_path(&dir, name))?;
         match classify(name)? {
             NameUse::Registration if !self.scratch.hidden_from(&dir, name, tid) => {
                 let mode = flags.map(|f| match OpenMode::from_flags(f) {
@@ -144,6 +145,7 @@ impl Fs {
         let new_dir = self.dir_path(new_parent)?;
         let from = child_path(&dir, name);
         let to = child_path(&new_dir, new_name);
+        self.changeable(&to)?;
         if self.scratch.lookup(&dir, name).is_none() {
             return Err(self.rename_away(&dir, name, &new_dir, new_name, tid));
         }
@@ -164,8 +166,8 @@ impl Fs {
         }
         let (ino, bytes) = self.scratch.content(&dir, name).ok_or_else(|| Error::NotFound(from.clone()))?;
         let shown = if target == NameUse::Properties { child_path(&new_dir, PROPERTIES) } else { to.clone() };
-        let applied =
-            parse_object(&bytes).and_then(|written| self.apply_renamed(&new_dir, new_name, target, written, tid));
+        let applied = parse_object(&bytes)
+            .and_then(|written| self.apply_renamed(&new_dir, new_name, target, written, &bytes, tid));
         let target_ino = match applied {
             Ok(target_ino) => target_ino,
             Err(e) => {
@@ -202,11 +204,20 @@ impl Fs {
         Error::Unsupported("rename")
     }
 
-    /// Applies `written` to the data file `name` of `dir` as one set; returns its inode.
-    fn apply_renamed(&self, dir: &str, name: &str, target: NameUse, written: Properties, tid: u32) -> Result<u64> {
+    /// Applies `written` (parsed from `text`, the file's bytes) to the data file `name` of
+    /// `dir` as one set; returns its inode.
+    fn apply_renamed(
+        &self,
+        dir: &str,
+        name: &str,
+        target: NameUse,
+        written: Properties,
+        text: &[u8],
+        tid: u32,
+    ) -> Result<u64> {
         if target == NameUse::Properties {
             let inode = Inode { path: dir.to_string(), kind: InodeKind::Properties };
-            self.handles.apply(&inode, OpenMode::Set, written)?;
+            self.handles.apply(&inode, OpenMode::Set, written, text)?;
             return Ok(self.view.ino(dir, InodeKind::Properties));
         }
         let path = child_path(dir, name);
@@ -214,7 +225,7 @@ impl Fs {
             Some(Kind::Dir) => return Err(Error::IsDir(path)),
             Some(Kind::Registration) => {
                 let inode = Inode { path: path.clone(), kind: InodeKind::Registration };
-                self.handles.apply(&inode, OpenMode::Set, written)?;
+                self.handles.apply(&inode, OpenMode::Set, written, text)?;
             }
             None => self.register_with(&path, process_of(tid), written)?,
         }

@@ -23,6 +23,7 @@ use crate::fs::{process_of, Attr, FileKind, Fs, Opened};
 use crate::handles::OpenMode;
 use crate::inodes::child_path;
 use crate::names::{self, PROPERTIES};
+use crate::sync::Recover;
 
 /// Inode and file-handle numbers of scratch files carry this bit; the view's and the
 /// open-file table's counters never reach it.
@@ -176,8 +177,7 @@ pub struct Scratch {
 
 impl Scratch {
     fn table(&self) -> MutexGuard<'_, Table> {
-        // As the view's tree: a panic elsewhere must not take the mount down.
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        self.table.locked()
     }
 
     /// The scratch file `name` in `dir`, if any.

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use zookeeper_client::{Acl, Acls, Client, Connector, CreateMode, SessionState as ZkState};
 
 use crate::error::{Error, Result};
+use crate::sync::{Recover, RecoverRw};
 
 fn connector(timeout: Duration, auth: Option<&[u8]>) -> Connector {
     let connector = Client::connector().with_session_timeout(timeout);
@@ -96,6 +97,13 @@ pub struct Session {
     registrations: Mutex<BTreeMap<String, Registration>>,
     /// Every session id this mount has had, to recognise its own leftover nodes.
     past_sessions: Mutex<Vec<i64>>,
+    /// Held through [`Session::close`], so that a second caller (the main thread after
+    /// the unmount watcher, say) returns only once the close is confirmed and never
+    /// shuts the runtime down under it. Taken first and alone: cannot deadlock.
+    closing: Mutex<()>,
+    /// When a call last failed for want of a server; cleared by the next success or
+    /// reconnection. See [`Session::call_async`].
+    outage: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -146,6 +154,8 @@ impl Session {
             state: Mutex::new((State::Connected, Stats::default())),
             connected: tokio::sync::watch::Sender::new(State::Connected),
             registrations: Mutex::new(BTreeMap::new()),
+            closing: Mutex::new(()),
+            outage: Mutex::new(None),
         };
         Ok(Arc::new(session))
     }
@@ -171,10 +181,11 @@ impl Session {
                         self.set_state(State::Disconnected, None);
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        self.set_outage(false);
                         self.set_state(State::Connected, None);
                         if was_disconnected {
                             info!("reconnected to ZooKeeper");
-                            self.state.lock().map(|mut s| s.1.reconnects += 1).ok();
+                            self.state.locked().1.reconnects += 1;
                             let _ = events.send(SessionEvent::Reconnected);
                         }
                         was_disconnected = false;
@@ -207,14 +218,15 @@ impl Session {
             match attempt {
                 Ok(client) => {
                     info!("new ZooKeeper session {:#x}", client.session_id().0);
-                    self.past_sessions.lock().map(|mut p| p.push(client.session_id().0)).ok();
-                    let Ok(mut slot) = self.client.write() else { return false };
+                    self.past_sessions.locked().push(client.session_id().0);
+                    let mut slot = self.client.write_locked();
                     if slot.is_none() {
                         return false; // closed meanwhile; dropping `client` closes it
                     }
                     *slot = Some(client);
                     drop(slot);
-                    self.state.lock().map(|mut s| s.1.new_sessions += 1).ok();
+                    self.state.locked().1.new_sessions += 1;
+                    self.set_outage(false);
                     self.set_state(State::Connected, None);
                     return true;
                 }
@@ -229,10 +241,8 @@ impl Session {
     }
 
     async fn recreate_registrations(&self) {
-        let regs: Vec<(String, Vec<u8>)> = match self.registrations.lock() {
-            Ok(r) => r.iter().map(|(k, v)| (k.clone(), v.data.clone())).collect(),
-            Err(_) => return,
-        };
+        let regs: Vec<(String, Vec<u8>)> =
+            self.registrations.locked().iter().map(|(k, v)| (k.clone(), v.data.clone())).collect();
         for (path, data) in regs {
             if let Err(e) = self.register_again(&path, &data).await {
                 if let Error::NotFound(_) = e {
@@ -282,32 +292,31 @@ impl Session {
     }
 
     fn was_ours(&self, owner: i64) -> bool {
-        self.past_sessions.lock().map(|p| p.contains(&owner)).unwrap_or(false)
+        self.past_sessions.locked().contains(&owner)
     }
 
     fn set_state(&self, state: State, err: Option<String>) {
-        if let Ok(mut s) = self.state.lock() {
-            if s.0 != State::Closed {
-                s.0 = state;
-                self.connected.send_replace(state);
-            }
-            if err.is_some() {
-                s.1.last_error = err;
-            }
+        let mut s = self.state.locked();
+        if s.0 != State::Closed {
+            s.0 = state;
+            self.connected.send_replace(state);
+        }
+        if err.is_some() {
+            s.1.last_error = err;
         }
     }
 
     /// The current state and counters.
     pub fn state(&self) -> (State, Stats) {
-        self.state.lock().map(|s| s.clone()).unwrap_or((State::Closed, Stats::default()))
+        self.state.locked().clone()
     }
 
     fn is_closed(&self) -> bool {
-        self.client.read().map(|c| c.is_none()).unwrap_or(true)
+        self.client.read_locked().is_none()
     }
 
     fn current(&self) -> Option<Client> {
-        self.client.read().ok().and_then(|c| c.clone())
+        self.client.read_locked().clone()
     }
 
     /// The live client.
@@ -354,16 +363,46 @@ impl Session {
 
     /// Runs a ZooKeeper call from a FUSE thread: blocks until it answers or one session
     /// timeout has passed, and maps its error for `path`.
+    ///
+    /// # Notable errors
+    /// [`Error::WouldWait`] on a thread that may not wait (see `wait.rs`): nothing was sent.
     pub fn call<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
     {
+        crate::wait::may_wait()?;
         self.rt.block_on(self.call_async(path, f))
     }
 
     /// [`Session::call`] for async callers.
+    ///
+    /// # Notable behaviours
+    /// Bounded by one session timeout from its start. Once a call has failed for want
+    /// of a server, later calls fail at once until the connection is back (or, while
+    /// the client still believes it is connected, for one session timeout): requests
+    /// the kernel queues behind one another (writes to one file, creations in one
+    /// directory) then each fail within a session timeout of their own start, instead
+    /// of one timeout after another.
     pub async fn call_async<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+    {
+        let started = Instant::now();
+        if self.in_outage() {
+            return Err(Error::Unavailable(format!("{path}: no ZooKeeper server answers")));
+        }
+        let result = self.call_once(path, f, started).await;
+        match &result {
+            Ok(_) => self.set_outage(false),
+            Err(Error::Unavailable(_)) => self.set_outage(true),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn call_once<T, F, Fut>(&self, path: &str, f: F, started: Instant) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
@@ -371,7 +410,6 @@ impl Session {
         // The request is sent only once the session is connected: zookeeper-client
         // keeps a request made while disconnected and sends it after reconnecting, so
         // a write that had already failed (EIO) for its program could be applied later.
-        let started = Instant::now();
         let unavailable =
             || Error::Unavailable(format!("{path}: no ZooKeeper server answered within {:?}", started.elapsed()));
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -389,20 +427,32 @@ impl Session {
         }
     }
 
+    /// True while calls should fail at once (see [`Session::call_async`]).
+    fn in_outage(&self) -> bool {
+        let Some(since) = self.outage.lock().ok().and_then(|o| *o) else { return false };
+        *self.connected.borrow() != State::Connected || since.elapsed() < self.timeout
+    }
+
+    fn set_outage(&self, on: bool) {
+        if let Ok(mut o) = self.outage.lock() {
+            match (on, o.is_some()) {
+                (true, false) => *o = Some(Instant::now()),
+                (false, true) => *o = None,
+                _ => {}
+            }
+        }
+    }
+
     /// Records a registration made (or changed) by this mount, held by the current
     /// session.
     pub fn remember_registration(&self, path: &str, data: &[u8]) {
         let owner = self.session_id();
-        if let Ok(mut r) = self.registrations.lock() {
-            r.insert(path.to_string(), Registration { data: data.to_vec(), owner });
-        }
+        self.registrations.locked().insert(path.to_string(), Registration { data: data.to_vec(), owner });
     }
 
     /// Forgets a registration removed by this mount.
     pub fn forget_registration(&self, path: &str) {
-        if let Ok(mut r) = self.registrations.lock() {
-            r.remove(path);
-        }
+        self.registrations.locked().remove(path);
     }
 
     /// A watch saw the node of a registration go. That is also how the end of an
@@ -411,7 +461,7 @@ impl Session {
     /// session that holds it is still the current one and the node is really gone;
     /// otherwise it stays, to be re-created.
     pub fn registration_gone(self: &Arc<Self>, path: &str) {
-        let Some(owner) = self.registrations.lock().ok().and_then(|r| r.get(path).map(|r| r.owner)) else { return };
+        let Some(owner) = self.registrations.locked().get(path).map(|r| r.owner) else { return };
         let this = Arc::clone(self);
         let path = path.to_string();
         self.rt.spawn(async move {
@@ -426,13 +476,14 @@ impl Session {
 
     /// The registrations this mount holds.
     pub fn registrations(&self) -> Vec<String> {
-        self.registrations.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+        self.registrations.locked().keys().cloned().collect()
     }
 
     /// Closes the session so that its registrations vanish at once, and waits (up to
     /// two seconds) until the server has confirmed.
     pub fn close(&self) {
-        let Some(client) = self.client.write().ok().and_then(|mut c| c.take()) else { return };
+        let _closing = self.closing.locked();
+        let Some(client) = self.client.write_locked().take() else { return };
         let mut watcher = client.state_watcher();
         drop(client);
         // zookeeper-client has no awaitable close(): the session closes in the background

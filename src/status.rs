@@ -5,7 +5,8 @@
 //!   numChildren, ephemeralOwner, czxid, mzxid, pzxid, ctime and mtime (ms), dataLength;
 //! * the mount's root, in addition: `user.zkfs.*` — session id, state, the server the
 //!   session is connected to, the connection string, the session timeout, the
-//!   registrations held, reconnects, new sessions, and the last error.
+//!   registrations held, reconnects, new sessions, the last error, and whether the
+//!   mount's root node (its chroot) still exists.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -61,6 +62,12 @@ pub fn mount_attrs(session: &Session) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `user.zkfs.root` when the mount's root node is gone.
+pub fn root_deleted(connect: &str) -> String {
+    let chroot = connect.find('/').map_or("/", |i| &connect[i..]);
+    format!("deleted: the chroot {chroot} no longer exists in ZooKeeper; reads fail (ENOENT) until it is created again")
+}
+
 /// The ensemble member this process holds an established TCP connection to, found in
 /// /proc (zookeeper-client does not say which server it chose).
 fn connected_server(connect: &str) -> Option<String> {
@@ -111,25 +118,37 @@ fn proc_addr(hex: &str) -> String {
 }
 
 /// `zkfs status MOUNTPOINT`: prints the mount's state, read from its root's attributes.
+/// A reader that stops early (`| head -1`) is not an error.
 pub fn print(mountpoint: &Path) -> Result<(), String> {
     let names = list(mountpoint)?;
     let ours: Vec<&String> = names.iter().filter(|n| n.starts_with("user.zkfs.")).collect();
     if ours.is_empty() {
         return Err(format!("{} is not a zkfs mount", mountpoint.display()));
     }
+    let mut out = String::new();
     for name in ours {
         let value = get(mountpoint, name)?;
         let key = name.trim_start_matches("user.zkfs.");
         if value.contains('\n') || key == "registrations" {
-            println!("{key}:");
+            out.push_str(&format!("{key}:\n"));
             for line in value.lines() {
-                println!("  {line}");
+                out.push_str(&format!("  {line}\n"));
             }
         } else {
-            println!("{key}: {value}");
+            out.push_str(&format!("{key}: {value}\n"));
         }
     }
-    Ok(())
+    to_stdout(&out).map_err(|e| format!("writing the status: {e}"))
+}
+
+/// Writes `text` to stdout; a closed stdout (`| head -1`) is fine, not a panic.
+pub fn to_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 fn cpath(p: &Path) -> Result<CString, String> {

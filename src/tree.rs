@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use zookeeper_client::Stat;
 
+use crate::flight::Flights;
 use crate::inodes::{child_path, split_path, InodeKind, Inodes};
 use crate::names::PROPERTIES;
 use crate::properties;
@@ -135,6 +137,15 @@ pub(crate) struct Node {
     pub(crate) children: Option<BTreeMap<String, Child>>,
     /// Changed in ZooKeeper, re-read in progress: readers wait for it.
     pub(crate) stale: bool,
+    /// When its data last changed, as far as the view knows (see `Fs::open`).
+    pub(crate) changed: Option<Instant>,
+}
+
+impl Node {
+    /// A node just read, children not listed.
+    pub(crate) fn new(view: NodeView) -> Node {
+        Node { view, children: None, stale: false, changed: None }
+    }
 }
 
 /// Everything the view knows, behind one lock.
@@ -147,6 +158,10 @@ pub(crate) struct Tree {
     /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
     /// seen it: an event for such a node may be the echo of that very write.
     pub(crate) written: HashMap<String, i64>,
+    /// Node reads in flight (see `flight.rs`).
+    pub(crate) reads: Flights,
+    /// Listings in flight.
+    pub(crate) lists: Flights,
 }
 
 impl Tree {
@@ -161,20 +176,61 @@ impl Tree {
     /// Drops `path` and its subtree, and tells the kernel to drop their inodes' pages
     /// and attributes: a program holding one open then gets ENOENT, not stale bytes.
     pub(crate) fn forget(&mut self, path: &str, notes: &mut Vec<KernelNote>) {
-        let prefix = format!("{path}/");
-        let gone: Vec<String> = self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
-        for p in gone {
-            self.nodes.remove(&p);
-            self.written.remove(&p);
-        }
-        if let Some((parent, name)) = split_path(path) {
-            if let Some(children) = self.children_mut(parent) {
-                children.remove(name);
+        let (parent, name) = split_path(path).unwrap_or(("/", ""));
+        let listed_kind = self.nodes.get(parent).and_then(|n| n.children.as_ref()?.get(name)).map(|c| c.kind);
+        let cached_kind = self.nodes.get(path).map(|n| n.view.kind);
+        // A registration has no subtree: a burst of removals in a big directory must
+        // not scan every cached node and inode once per removal.
+        let leaf = (cached_kind == Some(Kind::Registration) || listed_kind == Some(Kind::Registration))
+            && self.inodes.existing(path, InodeKind::Dir).is_none();
+        if leaf {
+            self.nodes.remove(path);
+            self.written.remove(path);
+            if let Some(ino) = self.inodes.remove_one(path, InodeKind::Registration) {
+                notes.push(KernelNote::InvalInode { ino });
+            }
+        } else {
+            let prefix = format!("{path}/");
+            let gone: Vec<String> =
+                self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
+            for p in gone {
+                self.nodes.remove(&p);
+                self.written.remove(&p);
+            }
+            for (ino, _) in self.inodes.remove_subtree(path) {
+                notes.push(KernelNote::InvalInode { ino });
             }
         }
-        for (ino, _) in self.inodes.remove_subtree(path) {
-            notes.push(KernelNote::InvalInode { ino });
+        if let Some(children) = self.children_mut(parent) {
+            children.remove(name);
         }
+    }
+
+    /// The inode of the file showing the data of `path` if the kernel may know that
+    /// file — its own inode, its directory's, or its name in a directory the kernel
+    /// knows — handing the number out if needed: a change of that data is echoed,
+    /// whether or not the file was ever read here.
+    pub(crate) fn echo_ino(&mut self, path: &str, kind: Kind) -> Option<u64> {
+        let file = kind.data_inode();
+        if let Some(ino) = self.inodes.existing(path, file) {
+            return Some(ino);
+        }
+        let known = match kind {
+            Kind::Dir => self.inodes.existing(path, InodeKind::Dir).is_some(),
+            Kind::Registration => self.shown_in_known_dir(path),
+        };
+        known.then(|| self.inodes.ino(path, file))
+    }
+
+    /// True if `path` is shown in a listed directory that the kernel knows.
+    pub(crate) fn shown_in_known_dir(&self, path: &str) -> bool {
+        let Some((parent, name)) = split_path(path) else { return false };
+        self.inodes.existing(parent, InodeKind::Dir).is_some()
+            && self
+                .nodes
+                .get(parent)
+                .and_then(|n| n.children.as_ref()?.get(name))
+                .is_some_and(|c| c.presence == Presence::Present)
     }
 
     /// A child appeared in ZooKeeper.
@@ -315,7 +371,7 @@ mod tests {
     impl World {
         fn new() -> World {
             let mut tree = Tree::default();
-            let node = Node { view: node_view(Vec::new(), stat()), children: Some(BTreeMap::new()), stale: false };
+            let node = Node { children: Some(BTreeMap::new()), ..Node::new(node_view(Vec::new(), stat())) };
             tree.nodes.insert(DIR.into(), node);
             tree.inodes.ino(DIR, InodeKind::Dir);
             World { tree, zk: BTreeMap::new(), kernel: BTreeMap::new(), queue: VecDeque::new() }
@@ -430,6 +486,43 @@ mod tests {
                 assert_eq!(shown, Some(*kind), "{step}: the kernel's {name} is of another type than the view's");
             }
         }
+    }
+
+    #[test]
+    fn a_data_change_is_echoed_for_every_file_the_kernel_may_know_read_or_not() {
+        let mut w = World::new();
+        w.tree
+            .children_mut(DIR)
+            .unwrap()
+            .insert("a:1".into(), Child { kind: Kind::Registration, presence: Presence::Present });
+        w.tree
+            .children_mut(DIR)
+            .unwrap()
+            .insert("b:1".into(), Child { kind: Kind::Registration, presence: Presence::PendingCreate });
+        assert!(w.tree.echo_ino("/d/a:1", Kind::Registration).is_some(), "shown, never read");
+        assert!(w.tree.echo_ino("/d/b:1", Kind::Registration).is_none(), "not shown yet");
+        assert!(w.tree.echo_ino("/d/c:1", Kind::Registration).is_none(), "not a child");
+        assert!(w.tree.echo_ino(DIR, Kind::Dir).is_some(), "the properties.json of a known directory");
+        assert!(w.tree.echo_ino("/other", Kind::Dir).is_none(), "a directory the kernel does not know");
+    }
+
+    #[test]
+    fn forgetting_a_registration_drops_it_alone() {
+        let mut w = World::new();
+        for name in ["a:1", "b:1"] {
+            w.tree
+                .children_mut(DIR)
+                .unwrap()
+                .insert(name.into(), Child { kind: Kind::Registration, presence: Presence::Present });
+            w.tree.inodes.ino(&child_path(DIR, name), InodeKind::Registration);
+        }
+        let a = w.tree.inodes.existing("/d/a:1", InodeKind::Registration).unwrap();
+        let mut notes = Vec::new();
+        w.tree.forget("/d/a:1", &mut notes);
+        assert_eq!(notes, vec![KernelNote::InvalInode { ino: a }]);
+        assert!(w.child("a:1").is_none() && w.child("b:1").is_some());
+        assert!(w.tree.inodes.existing("/d/b:1", InodeKind::Registration).is_some());
+        assert!(w.tree.inodes.existing(DIR, InodeKind::Dir).is_some());
     }
 
     #[test]

@@ -10,14 +10,33 @@
 //!
 //! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
 //! set before anything is read, reports every creation, deletion and data change below
-//! it, with its path; events for nodes that are not cached cost a hash lookup. Loads
-//! and event handling hold one async lock (`fetch`), so an event is never applied
-//! before the read it follows, and no change falls between an event and the re-read.
+//! it, with its path; events for nodes the kernel does not know cost a hash lookup.
 //! Per-node watches were measured first: ZooKeeper's "children changed" carries no
 //! names, so every creation cost a listing and a stat before it could be reported.
 //!
-//! Watch events are handled by one task ([`View::start`]). It updates the cache and
-//! queues [`KernelNote`]s — what the kernel must forget, and the echoes below.
+//! Watch events are handled by one task ([`View::start`]), in order. It updates the
+//! cache and queues [`KernelNote`]s — what the kernel must forget, and the echoes below.
+//!
+//! ## Nothing waits for an unrelated request
+//!
+//! No lock is held across a ZooKeeper round trip. A cold read of a node (or listing of
+//! a directory) is a single flight (`flight.rs`): requests for the same node share one
+//! read, requests for different nodes go side by side, and each waits at most one
+//! session timeout from its own start. The event task does not wait for them either.
+//! The guarantees a global lock gave are kept by other means:
+//!
+//! * *an event is never applied before the read it follows*: ZooKeeper delivers a
+//!   watch event before the answer to any read made after the change, so a read that
+//!   lands before the event task sees the event already shows the change, and the
+//!   event then finds the node cached and is applied as usual (a re-read that finds
+//!   nothing newer changes nothing);
+//! * *no change falls between an event and the read*: an event that the task applies
+//!   while a read of the same node (or listing of the same directory) is in flight
+//!   marks that flight; its leader stores what it read and has the event task read
+//!   the node again (list the directory again), in order with later events.
+//!
+//! Requests that can be answered from the cache never wait at all (see `wait.rs`:
+//! the FUSE adapter runs them on fuser's threads and moves those that must wait).
 //!
 //! ## Events for changes made elsewhere (the self-echo)
 //!
@@ -32,9 +51,17 @@
 //! echo fails, the echo thread settles the state and just invalidates the kernel's
 //! entry, so the view is right even when no event can be given.
 //!
-//! New data is echoed at once, before it is read: the node is marked *stale*, and
-//! whoever reads it through the filesystem waits for the re-read (which holds
-//! `fetch`), so `cat` right after the event shows the new data.
+//! Every change the kernel could know of is heard: every directory the kernel has an
+//! inode for is listed — looked up directories are listed by their lookup, and a
+//! directory made by `mkdir` here or echoed from elsewhere is *adopted*: listed by the
+//! event task, its children created since the directory itself shown as created
+//! (echoed). A data change is echoed for every node whose file the kernel may know (its
+//! directory, or its name in a directory the kernel knows), read here before or not.
+//!
+//! New data of a cached node is echoed at once, before it is read: the node is marked
+//! *stale*, and whoever reads it through the filesystem waits (at most one session
+//! timeout, then gets the last data known) for the re-read, so `cat` right after the
+//! event shows the new data. Data of a node not cached yet is read first, then echoed.
 //!
 //! ## Changes made through this mount
 //!
@@ -50,16 +77,37 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use zookeeper_client::{AddWatchMode, EventType, Stat, WatchedEvent};
 
 use crate::error::{Error, Result};
+use crate::flight::Join;
 use crate::inodes::{child_path, split_path, Inode, InodeKind};
 use crate::session::Session;
+use crate::sync::Recover;
 pub use crate::tree::{data_file, Child, KernelNote, Kind, NodeView, Presence};
 use crate::tree::{node_view, Node, Tree};
+
+/// How long after a change of its data a file is read past the kernel's page cache
+/// (see `Fs::open`).
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// What the event task works through, in order.
+#[derive(Debug)]
+pub enum Change {
+    /// An event of the root watch.
+    Event(WatchedEvent),
+    /// Read this node again: a change was heard while a read of it was in flight.
+    Recheck(String),
+    /// List this directory again: a child changed while a listing was in flight.
+    Relist(String),
+    /// List this directory, which the kernel now knows (made here, or echoed): its
+    /// children made since it was created are echoed as created.
+    Adopt(String),
+}
 
 /// Marks a change through this mount in flight on a path; see the module docs.
 pub struct LocalChange<'a> {
@@ -82,12 +130,15 @@ impl Drop for LocalChange<'_> {
 /// The cached, watched view of the tree.
 pub struct View {
     pub(crate) session: Arc<Session>,
+    /// Everything cached. A std mutex: held only for lookups and updates in memory,
+    /// never across a round trip or an await, and no other lock is taken inside it
+    /// (sending a note to the echo thread happens after it is released).
     tree: Mutex<Tree>,
-    /// Held by loads and by event handling; see the module docs.
-    pub(crate) fetch: tokio::sync::Mutex<()>,
+    /// Counts re-reads done: readers of a stale node wait for it to change.
+    settled: watch::Sender<u64>,
     /// The task forwarding the root watch's events.
     watch: Mutex<Option<AbortHandle>>,
-    changes: mpsc::UnboundedSender<WatchedEvent>,
+    changes: mpsc::UnboundedSender<Change>,
     notes: std::sync::mpsc::Sender<KernelNote>,
 }
 
@@ -96,17 +147,27 @@ impl View {
     pub fn new(
         session: Arc<Session>,
         notes: std::sync::mpsc::Sender<KernelNote>,
-    ) -> (Arc<View>, mpsc::UnboundedReceiver<WatchedEvent>) {
+    ) -> (Arc<View>, mpsc::UnboundedReceiver<Change>) {
         let (changes, rx) = mpsc::unbounded_channel();
         let view = View {
             session,
             tree: Mutex::default(),
-            fetch: tokio::sync::Mutex::new(()),
+            settled: watch::Sender::new(0),
             watch: Mutex::new(None),
             changes,
             notes,
         };
         (Arc::new(view), rx)
+    }
+
+    /// Queues work for the event task.
+    pub(crate) fn queue(&self, change: Change) {
+        let _ = self.changes.send(change);
+    }
+
+    /// Wakes readers waiting for a stale node.
+    pub(crate) fn settle(&self) {
+        self.settled.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The session the view reads through.
@@ -115,8 +176,7 @@ impl View {
     }
 
     pub(crate) fn tree(&self) -> MutexGuard<'_, Tree> {
-        // A panic elsewhere must not take the whole mount down: the tree stays usable.
-        self.tree.lock().unwrap_or_else(|p| p.into_inner())
+        self.tree.locked()
     }
 
     pub(crate) fn send(&self, notes: Vec<KernelNote>) {
@@ -139,14 +199,17 @@ impl View {
 
     // ----- reads (FUSE threads) -----
 
-    /// The node at `path`, read from ZooKeeper (and watched) the first time.
+    /// The node at `path`, read from ZooKeeper (and watched) the first time; a node
+    /// being re-read after a change is waited for.
     ///
     /// # Notable errors
-    /// [`Error::NotFound`] if there is no such node.
+    /// [`Error::NotFound`] if there is no such node; [`Error::WouldWait`] if it must be
+    /// read and the thread may not wait (see `wait.rs`).
     pub fn node(&self, path: &str) -> Result<NodeView> {
         if let Some(n) = self.tree().nodes.get(path).filter(|n| !n.stale) {
             return Ok(n.view.clone());
         }
+        crate::wait::may_wait()?;
         self.session.runtime().block_on(self.ensure(path))?;
         self.cached(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
@@ -156,14 +219,26 @@ impl View {
         self.tree().nodes.get(path).map(|n| n.view.clone())
     }
 
+    /// True while the data of `path` is being re-read or changed less than [`SETTLE`]
+    /// ago.
+    pub fn recently_changed(&self, path: &str) -> bool {
+        self.tree().nodes.get(path).is_some_and(|n| n.stale || n.changed.is_some_and(|t| t.elapsed() < SETTLE))
+    }
+
     /// The children of `path` that are shown, with their kinds, listed (and watched)
     /// the first time.
     pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
-        if let Some(list) = self.visible_children(path) {
-            return Ok(list);
-        }
-        self.session.runtime().block_on(self.ensure_children(path))?;
+        self.listed(path)?;
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+    }
+
+    /// Lists `path` unless it is listed.
+    fn listed(&self, path: &str) -> Result<()> {
+        if self.tree().nodes.get(path).is_some_and(|n| n.children.is_some()) {
+            return Ok(());
+        }
+        crate::wait::may_wait()?;
+        self.session.runtime().block_on(self.ensure_children(path))
     }
 
     /// How many of the children of `path` that are shown are directories (for `nlink`),
@@ -176,15 +251,13 @@ impl View {
         if let Some(n) = count(&self.tree()) {
             return Ok(n);
         }
-        self.session.runtime().block_on(self.ensure_children(path))?;
+        self.listed(path)?;
         count(&self.tree()).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
     /// Child `name` of `parent` if it is shown (a child on its way in is not).
     pub fn child(&self, parent: &str, name: &str) -> Result<Option<Child>> {
-        if self.visible_children(parent).is_none() {
-            self.children(parent)?;
-        }
+        self.listed(parent)?;
         let tree = self.tree();
         let child = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).and_then(|c| c.get(name)).copied();
         Ok(child.filter(|c| c.presence != Presence::PendingCreate))
@@ -202,16 +275,79 @@ impl View {
         )
     }
 
-    async fn ensure(&self, path: &str) -> Result<()> {
-        // Holding `fetch` also waits out a re-read in progress: a stale node is fresh
-        // (or, with ZooKeeper unreachable, the last known data) once it is taken.
-        let _fetch = self.fetch.lock().await;
-        if self.tree().nodes.contains_key(path) {
-            return Ok(());
+    /// Waits for the outcome of a load led by another request, until `deadline`.
+    /// `Ok(())` when the leader is done (or gone): look again.
+    async fn follow(
+        &self,
+        mut rx: watch::Receiver<crate::flight::Outcome>,
+        path: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
+        match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => match &*outcome {
+                Some(Err(e)) => Err(e.clone()),
+                _ => Ok(()),
+            },
+            Ok(Err(_)) => Ok(()), // the leader went without an outcome: lead instead
+            Err(_) => Err(Error::Unavailable(format!(
+                "{path}: no ZooKeeper server answered within {:?}",
+                self.session.timeout()
+            ))),
         }
-        let view = self.read(path).await?;
-        self.tree().nodes.insert(path.to_string(), Node { view, children: None, stale: false });
-        Ok(())
+    }
+
+    /// Waits until `path` is no longer stale, or `deadline`.
+    async fn wait_fresh(&self, path: &str, deadline: tokio::time::Instant) {
+        // Subscribed before looking, so that a re-read finishing in between still wakes.
+        let mut settled = self.settled.subscribe();
+        while self.tree().nodes.get(path).is_some_and(|n| n.stale) {
+            match tokio::time::timeout_at(deadline, settled.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    }
+
+    async fn ensure(&self, path: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        loop {
+            let join = {
+                let mut tree = self.tree();
+                match tree.nodes.get(path) {
+                    Some(n) if !n.stale => return Ok(()),
+                    Some(_) => None,
+                    None => Some(tree.reads.join(path)),
+                }
+            };
+            match join {
+                // Being re-read after a change: the new data, or after a session
+                // timeout the last data known.
+                None => {
+                    self.wait_fresh(path, deadline).await;
+                    return Ok(());
+                }
+                Some(Join::Follow(rx)) => self.follow(rx, path, deadline).await?,
+                Some(Join::Lead(tx)) => {
+                    let read = self.read(path).await;
+                    let (outcome, recheck) = {
+                        let mut tree = self.tree();
+                        let dirty = tree.reads.finish(path);
+                        match read {
+                            Ok(view) => {
+                                tree.nodes.entry(path.to_string()).or_insert_with(|| Node::new(view));
+                                (Ok(()), dirty)
+                            }
+                            Err(e) => (Err(e), dirty),
+                        }
+                    };
+                    tx.send_replace(Some(outcome.clone()));
+                    if recheck {
+                        self.queue(Change::Recheck(path.to_string()));
+                    }
+                    return outcome;
+                }
+            }
+        }
     }
 
     /// Sets the node's watch, then reads it.
@@ -240,13 +376,13 @@ impl View {
                     }
                     continue;
                 }
-                if changes.send(event).is_err() {
+                if changes.send(Change::Event(event)).is_err() {
                     return;
                 }
             }
         });
         // Dropping the old watcher after the new one exists keeps the server's watch.
-        let old = self.watch.lock().unwrap_or_else(|p| p.into_inner()).replace(task.abort_handle());
+        let old = self.watch.locked().replace(task.abort_handle());
         if let Some(old) = old {
             old.abort();
         }
@@ -255,18 +391,46 @@ impl View {
 
     async fn ensure_children(&self, path: &str) -> Result<()> {
         self.ensure(path).await?;
-        let _fetch = self.fetch.lock().await;
-        match self.tree().nodes.get(path) {
-            Some(n) if n.children.is_some() => return Ok(()),
-            Some(_) => {}
-            None => return Err(Error::NotFound(path.to_string())),
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        loop {
+            let join = {
+                let mut tree = self.tree();
+                match tree.nodes.get(path) {
+                    Some(n) if n.children.is_some() => return Ok(()),
+                    Some(_) => {}
+                    None => return Err(Error::NotFound(path.to_string())),
+                }
+                tree.lists.join(path)
+            };
+            match join {
+                Join::Follow(rx) => self.follow(rx, path, deadline).await?,
+                Join::Lead(tx) => {
+                    let listed = self.list(path, &BTreeMap::new()).await;
+                    let (outcome, relist) = {
+                        let mut tree = self.tree();
+                        let dirty = tree.lists.finish(path);
+                        match listed {
+                            Ok(listed) => {
+                                if let Some(n) = tree.nodes.get_mut(path).filter(|n| n.children.is_none()) {
+                                    let children = listed
+                                        .into_iter()
+                                        .map(|(n, kind)| (n, Child { kind, presence: Presence::Present }))
+                                        .collect();
+                                    n.children = Some(children);
+                                }
+                                (Ok(()), dirty)
+                            }
+                            Err(e) => (Err(e), dirty),
+                        }
+                    };
+                    tx.send_replace(Some(outcome.clone()));
+                    if relist {
+                        self.queue(Change::Relist(path.to_string()));
+                    }
+                    return outcome;
+                }
+            }
         }
-        let listed = self.list(path, &BTreeMap::new()).await?;
-        let listed = listed.into_iter().map(|(n, kind)| (n, Child { kind, presence: Presence::Present })).collect();
-        if let Some(n) = self.tree().nodes.get_mut(path) {
-            n.children = Some(listed);
-        }
-        Ok(())
     }
 
     /// Lists the children of `path` with their kinds; `known` kinds are reused.
@@ -329,17 +493,24 @@ impl View {
         if let Some(n) = tree.nodes.get_mut(path) {
             if mzxid > n.view.stat.mzxid {
                 n.view = node_view(data, stat);
+                n.changed = Some(Instant::now());
             }
             tree.written.insert(path.to_string(), mzxid);
         }
     }
 
-    /// ZooKeeper created `path` for this mount.
+    /// ZooKeeper created `path` for this mount. A directory is adopted: the kernel
+    /// knows it now, and children made in it from now on must be heard.
     pub fn local_created(&self, path: &str, kind: Kind) {
         let Some((parent, name)) = split_path(path) else { return };
-        let mut tree = self.tree();
-        if let Some(children) = tree.children_mut(parent) {
-            children.insert(name.to_string(), Child { kind, presence: Presence::Present });
+        {
+            let mut tree = self.tree();
+            if let Some(children) = tree.children_mut(parent) {
+                children.insert(name.to_string(), Child { kind, presence: Presence::Present });
+            }
+        }
+        if kind == Kind::Dir {
+            self.queue(Change::Adopt(path.to_string()));
         }
     }
 

@@ -1,36 +1,40 @@
 //! The view's event task: applies ZooKeeper's watch events and session events to
 //! the cache and queues what the kernel must be told (see `view.rs` for the design).
+//! It is the only writer of changes heard from ZooKeeper, so they apply in order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::{debug, warn};
 use tokio::sync::mpsc;
 use zookeeper_client::{EventType, WatchedEvent};
 
 use crate::error::{Error, Result};
-use crate::inodes::{split_path, InodeKind};
+use crate::flight::Join;
+use crate::inodes::{child_path, split_path, InodeKind, ROOT_INO};
+use crate::names::PROPERTIES;
 use crate::session::SessionEvent;
 use crate::tree::{data_file, node_view, Child, KernelNote, Kind, Node, NodeView, Presence};
-use crate::view::View;
+use crate::view::{Change, View};
 
 impl View {
     /// Starts the task that applies watch events and session events.
     pub fn start(
         self: &Arc<Self>,
-        mut changes: mpsc::UnboundedReceiver<WatchedEvent>,
+        mut changes: mpsc::UnboundedReceiver<Change>,
         mut session_events: mpsc::UnboundedReceiver<SessionEvent>,
     ) -> tokio::task::JoinHandle<()> {
         let view = Arc::clone(self);
         self.session.runtime().spawn(async move {
             loop {
                 tokio::select! {
-                    Some(event) = changes.recv() => {
-                        let mut batch = vec![event];
+                    Some(change) = changes.recv() => {
+                        let mut batch = vec![change];
                         while let Ok(more) = changes.try_recv() {
                             batch.push(more);
                         }
-                        view.apply(batch).await;
+                        view.work(batch).await;
                     }
                     Some(event) = session_events.recv() => {
                         debug!("resynchronising the view after {event:?}");
@@ -40,6 +44,35 @@ impl View {
                 }
             }
         })
+    }
+
+    /// Works through a batch in order: runs of watch events are applied together,
+    /// the task's own work (re-reads, listings) in its place between them.
+    async fn work(&self, batch: Vec<Change>) {
+        let mut events = Vec::new();
+        for change in batch {
+            match change {
+                Change::Event(e) => events.push(e),
+                other => {
+                    if !events.is_empty() {
+                        self.apply(std::mem::take(&mut events)).await;
+                    }
+                    match other {
+                        Change::Recheck(path) => self.recheck(&path).await,
+                        Change::Relist(path) => {
+                            if let Err(e) = self.refresh_children(&path).await {
+                                warn!("cannot list {path} again: {e}");
+                            }
+                        }
+                        Change::Adopt(path) => self.adopt(&path).await,
+                        Change::Event(_) => {}
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.apply(events).await;
+        }
     }
 
     async fn apply(&self, batch: Vec<WatchedEvent>) {
@@ -52,7 +85,18 @@ impl View {
                 events.push((e.path, e.event_type));
             }
         }
-        let _fetch = self.fetch.lock().await;
+        {
+            // Reads and listings in flight may not show these changes (see flight.rs).
+            let mut tree = self.tree();
+            for (path, kind) in &events {
+                tree.reads.mark(path);
+                if matches!(kind, EventType::NodeCreated | EventType::NodeDeleted) {
+                    if let Some((parent, _)) = split_path(path) {
+                        tree.lists.mark(parent);
+                    }
+                }
+            }
+        }
         let Ok(client) = self.session.client() else { return };
         // First pass: send every read the batch needs at once (zookeeper-client sends a
         // request when its future is created), and echo data changes right away.
@@ -61,11 +105,12 @@ impl View {
         for (i, (path, kind)) in events.iter().enumerate() {
             match kind {
                 EventType::NodeCreated if self.awaits_child(path) => stats.push_back((i, client.check_stat(path))),
-                EventType::NodeDataChanged => {
-                    if let Some(echoed) = self.data_changing(path) {
-                        reads.push_back((i, echoed, client.get_data(path)));
-                    }
-                }
+                EventType::NodeDataChanged => match self.data_changing(path) {
+                    Some(echoed) => reads.push_back((i, Some(echoed), client.get_data(path))),
+                    // Never read here, but the kernel may know its file: read, then echo.
+                    None if self.kernel_knows(path) => reads.push_back((i, None, client.get_data(path))),
+                    None => {}
+                },
                 _ => {}
             }
         }
@@ -91,11 +136,16 @@ impl View {
                         continue;
                     };
                     match tokio::time::timeout_at(deadline, read).await {
-                        Ok(Ok((data, stat))) => self.data_read(path, node_view(data, stat), echoed),
+                        Ok(Ok((data, stat))) => match echoed {
+                            Some(echoed) => self.data_read(path, node_view(data, stat), echoed),
+                            None => self.data_heard(path, node_view(data, stat)),
+                        },
                         Ok(Err(zookeeper_client::Error::NoNode)) => self.node_gone(path),
                         Ok(Err(e)) => warn!("cannot re-read {path}: {e}"),
                         Err(_) => warn!("re-reading {path} timed out"),
                     }
+                    // Readers waiting for the re-read get the last data known if it failed.
+                    self.unstale(path);
                 }
                 EventType::NodeDeleted => self.node_gone(path),
                 // A recursive watch reports children as creations and deletions.
@@ -112,12 +162,148 @@ impl View {
         !matches!(children.get(name), Some(Child { presence: Presence::Present | Presence::PendingCreate, .. }))
     }
 
-    /// A child appeared in a listed directory.
+    /// A child appeared in a listed directory. A directory echoed as created is
+    /// adopted: the kernel will know it, so its children must be heard.
     fn child_created(&self, path: &str, kind: Kind) {
         let Some((parent, name)) = split_path(path) else { return };
         let mut notes = Vec::new();
         self.tree().child_added(parent, name, kind, &mut notes);
+        let echoed = !notes.is_empty();
         self.send(notes);
+        if echoed && kind == Kind::Dir {
+            self.queue(Change::Adopt(path.to_string()));
+        }
+    }
+
+    /// True if the kernel may know the file showing the data of `path`, not cached: a
+    /// registration shown in a directory the kernel knows. (A directory the kernel has
+    /// an inode for is cached: its lookup, or its adoption, read it. One only seen in a
+    /// listing has no inode in the kernel, so nobody can watch its `properties.json`.)
+    fn kernel_knows(&self, path: &str) -> bool {
+        let tree = self.tree();
+        let listed_as = split_path(path)
+            .and_then(|(parent, name)| tree.nodes.get(parent)?.children.as_ref()?.get(name))
+            .map(|c| c.kind);
+        listed_as == Some(Kind::Registration) && tree.shown_in_known_dir(path)
+    }
+
+    /// The data of a node not cached changed, and the kernel may know its file: it is
+    /// cached now, and the change echoed.
+    fn data_heard(&self, path: &str, view: NodeView) {
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            if tree.nodes.contains_key(path) {
+                drop(tree);
+                return self.data_read(path, view, false);
+            }
+            let (kind, size) = (view.kind, view.rendered.len() as u64);
+            let local = tree.is_local(path);
+            tree.nodes.insert(path.to_string(), Node { changed: Some(Instant::now()), ..Node::new(view) });
+            if !local {
+                if let Some(ino) = tree.echo_ino(path, kind) {
+                    notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
+                }
+            }
+        }
+        self.send(notes);
+    }
+
+    /// A stale node whose re-read failed: readers get the last data known.
+    fn unstale(&self, path: &str) {
+        if let Some(n) = self.tree().nodes.get_mut(path) {
+            n.stale = false;
+        }
+        self.settle();
+    }
+
+    /// Reads `path` again (a change was heard while it was being read).
+    async fn recheck(&self, path: &str) {
+        if !self.tree().nodes.contains_key(path) {
+            return;
+        }
+        match self.read(path).await {
+            Ok(view) => self.data_read(path, view, false),
+            Err(Error::NotFound(_)) => self.node_gone(path),
+            Err(e) => warn!("cannot re-read {path}: {e}"),
+        }
+    }
+
+    /// Lists a directory the kernel now knows, unless it is listed (or being listed).
+    /// Children made since the directory itself are echoed as created, if the kernel
+    /// knows the directory by now.
+    async fn adopt(&self, path: &str) {
+        let tx = {
+            let mut tree = self.tree();
+            if tree.nodes.get(path).is_some_and(|n| n.children.is_some()) || tree.lists.flying(path) {
+                return;
+            }
+            match tree.lists.join(path) {
+                Join::Lead(tx) => tx,
+                Join::Follow(_) => return,
+            }
+        };
+        let outcome = self.adopt_listing(path).await;
+        if let Err(e) = &outcome {
+            debug!("cannot list the new directory {path}: {e}");
+        }
+        self.tree().lists.finish(path);
+        tx.send_replace(Some(outcome));
+    }
+
+    async fn adopt_listing(&self, path: &str) -> Result<()> {
+        let cached = self.tree().nodes.get(path).map(|n| n.view.stat.czxid);
+        let since = match cached {
+            Some(czxid) => czxid,
+            None => {
+                let view = self.read(path).await?;
+                let czxid = view.stat.czxid;
+                self.tree().nodes.entry(path.to_string()).or_insert_with(|| Node::new(view));
+                czxid
+            }
+        };
+        let p = path.to_string();
+        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
+        let client = self.session.client()?;
+        let pending: Vec<_> = names.into_iter().map(|n| (client.check_stat(&child_path(path, &n)), n)).collect();
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        let mut listed = Vec::new();
+        for (fut, name) in pending {
+            match tokio::time::timeout_at(deadline, fut).await {
+                Ok(Ok(Some(stat))) => listed.push((name, Kind::of(&stat), stat.czxid)),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(Error::from_zk(e, &child_path(path, &name))),
+                Err(_) => return Err(Error::Unavailable(format!("{path}: listing timed out"))),
+            }
+        }
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let Some(node) = tree.nodes.get_mut(path) else { return Ok(()) };
+            if node.children.is_some() {
+                return Ok(());
+            }
+            node.children = Some(BTreeMap::new());
+            for (name, kind, czxid) in listed {
+                if czxid > since {
+                    tree.child_added(path, &name, kind, &mut notes);
+                } else if let Some(children) = tree.children_mut(path) {
+                    children.insert(name, Child { kind, presence: Presence::Present });
+                }
+            }
+        }
+        let dirs: Vec<String> = notes
+            .iter()
+            .filter_map(|n| match n {
+                KernelNote::Create { path, kind: Kind::Dir, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        self.send(notes);
+        for dir in dirs {
+            self.queue(Change::Adopt(dir));
+        }
+        Ok(())
     }
 
     /// The data of `path` changed in ZooKeeper. `None`: not cached, nothing to do.
@@ -135,8 +321,9 @@ impl View {
                 return Some(false);
             }
             n.stale = true;
+            n.changed = Some(Instant::now());
             let (kind, size) = (n.view.kind, n.view.rendered.len() as u64);
-            if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
+            if let Some(ino) = tree.echo_ino(path, kind) {
                 notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
             }
         }
@@ -144,9 +331,8 @@ impl View {
         Some(true)
     }
 
-    /// Applies data read from ZooKeeper to the cached node. Caller holds `fetch`.
     /// Applies data read from ZooKeeper to the cached node; `echoed`: its change was
-    /// already echoed (see [`View::data_changing`]). Caller holds `fetch`.
+    /// already echoed (see [`View::data_changing`]). Called by the event task only.
     fn data_read(&self, path: &str, view: NodeView, echoed: bool) {
         let mut notes = Vec::new();
         {
@@ -159,15 +345,22 @@ impl View {
             n.stale = false;
             let old = &n.view.stat;
             if view.stat.czxid == old.czxid && view.stat.mzxid <= old.mzxid {
+                drop(tree);
+                self.settle();
                 return;
             }
             let kind = view.kind;
             let size = view.rendered.len() as u64;
             n.view = view;
+            n.changed = Some(Instant::now());
             if local {
+                drop(tree);
+                self.settle();
                 return; // the writer's own syscalls are its watchers' events
             }
-            if let Some(ino) = tree.inodes.existing(path, kind.data_inode()) {
+            let data_ino =
+                if echoed { tree.inodes.existing(path, kind.data_inode()) } else { tree.echo_ino(path, kind) };
+            if let Some(ino) = data_ino {
                 notes.push(if echoed {
                     KernelNote::InvalInode { ino }
                 } else {
@@ -178,10 +371,12 @@ impl View {
                 notes.push(KernelNote::InvalInode { ino });
             }
         }
+        self.settle();
         self.send(notes);
     }
 
-    /// Re-lists the children of a cached node (after a reconnect). Caller holds `fetch`.
+    /// Re-lists the children of a cached node (after a reconnect, or a change heard
+    /// while it was being listed). Called by the event task only.
     async fn refresh_children(&self, path: &str) -> Result<()> {
         let known: BTreeMap<String, Kind> = match self.tree().nodes.get(path) {
             Some(Node { children: Some(c), .. }) => c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(),
@@ -234,7 +429,7 @@ impl View {
 
     /// A node went away (seen by a watch or a failed read).
     fn node_gone(&self, path: &str) {
-        let Some((parent, name)) = split_path(path) else { return };
+        let Some((parent, name)) = split_path(path) else { return self.root_gone() };
         let mut notes = Vec::new();
         {
             let mut tree = self.tree();
@@ -250,12 +445,42 @@ impl View {
             }
         }
         self.session.registration_gone(path);
+        self.settle();
+        self.send(notes);
+    }
+
+    /// The mount's root — its chroot — was deleted: nothing below it exists any more.
+    /// Everything cached is dropped, and the kernel told to forget it, so reads fail
+    /// with ENOENT (not the last data, forever) until the node is created again;
+    /// `zkfs status` says so (see `Fs::xattrs`). The root's own inode stays: it is the
+    /// mountpoint.
+    fn root_gone(&self) {
+        let mut notes = Vec::new();
+        {
+            let mut tree = self.tree();
+            let listed: Vec<String> = match tree.nodes.get("/").and_then(|n| n.children.as_ref()) {
+                Some(children) => children.keys().cloned().collect(),
+                None => Vec::new(),
+            };
+            tree.nodes.clear();
+            tree.written.clear();
+            for (ino, _) in tree.inodes.remove_subtree("/") {
+                notes.push(KernelNote::InvalInode { ino });
+            }
+            notes.push(KernelNote::InvalInode { ino: ROOT_INO });
+            for name in listed.into_iter().chain([PROPERTIES.to_string()]) {
+                notes.push(KernelNote::InvalEntry { parent: ROOT_INO, name });
+            }
+        }
+        warn!(
+            "the mount's root (the chroot of {}) was deleted in ZooKeeper: reads fail (ENOENT) until it is created again",
+            self.session.connect_string()
+        );
         self.send(notes);
     }
 
     /// Re-arms every watch and re-reads every cached node, parents first.
     async fn resync(&self) {
-        let _fetch = self.fetch.lock().await;
         if let Err(e) = self.arm().await {
             warn!("cannot re-arm the watch: {e}; will retry on the next reconnect");
             return;

@@ -49,6 +49,59 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 // ---------------------------------------------------------------------------
+// What the integration tests need from the machine
+
+/// What an integration test needs that `cargo test` alone does not provide.
+#[derive(Debug, Clone, Copy)]
+pub enum Needs {
+    /// Java and Debian's ZooKeeper jars (`scripts/install-deps` installs them).
+    ZooKeeper,
+    /// Root and the kernel's FUSE device: the tests mount filesystems.
+    Fuse,
+}
+
+/// Panics with what is missing and how to get it, instead of failing obscurely later
+/// (a spawn error, a mount that never appears). Every fixture that starts a server or
+/// a mount calls it, so every integration test says what it needs.
+pub fn require(needs: Needs) {
+    let missing: Vec<&str> = match needs {
+        Needs::ZooKeeper => {
+            let java =
+                std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("java").is_file()));
+            let mut m = Vec::new();
+            if !java {
+                m.push("`java` on PATH");
+            }
+            if !Path::new("/usr/share/java/zookeeper.jar").is_file() {
+                m.push("Debian's `zookeeper` package (/usr/share/java/zookeeper.jar)");
+            }
+            m
+        }
+        Needs::Fuse => {
+            let mut m = Vec::new();
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } != 0 {
+                m.push("root (the test mounts FUSE filesystems and uses other users' identities)");
+            }
+            if !Path::new("/dev/fuse").exists() {
+                m.push("/dev/fuse (the fuse kernel module)");
+            }
+            if !Path::new("/usr/bin/fusermount3").exists() && !Path::new("/bin/fusermount3").exists() {
+                m.push("`fusermount3` (the fuse3 package)");
+            }
+            m
+        }
+    };
+    if !missing.is_empty() {
+        panic!(
+            "this integration test needs {}; run the whole suite with `scripts/test` as root, \
+             which installs what is missing",
+            missing.join(" and ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Ports
 
 /// Returns a loopback TCP port that nothing listens on.
@@ -174,6 +227,7 @@ impl ZkProcess {
     /// Starts the JVM (appending to the log) without waiting for it.
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "ZooKeeper already running");
+        require(Needs::ZooKeeper);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -591,6 +645,7 @@ impl Mount {
     /// zkfs logs with `RUST_LOG=zkfs=debug` unless `RUST_LOG` is set already.
     /// Panics with zkfs's output if it exits before mounting.
     pub fn with_options(connect: &str, opts: &str) -> Mount {
+        require(Needs::Fuse);
         let mount_dir = tempfile::Builder::new().prefix("zkfs-test-mnt-").tempdir().expect("create temp mountpoint");
         let mountpoint = mount_key(mount_dir.path());
         let log_dir = tempfile::Builder::new().prefix("zkfs-test-log-").tempdir().expect("create temp log dir");

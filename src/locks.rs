@@ -1,0 +1,495 @@
+//! Locks that hold registrations: who holds a lock on which file, and what happens when
+//! the last one goes.
+//!
+//! With `FUSE_FLOCK_LOCKS`, the kernel hands every `flock(2)` on the mount to zkfs (as
+//! SETLK/SETLKW) instead of keeping it itself, and when the last descriptor of a file
+//! that held a flock is closed — by `close`, by exit, or because its process was killed,
+//! even with SIGKILL — it sends the file's RELEASE. So zkfs knows, as a local disk would,
+//! who holds what, and a registration can live exactly as long as its holder:
+//!
+//! * A lock is held by an *open file* (the kernel's lock owner of a flock is its open
+//!   file description, and each open has its own file handle here), shared or
+//!   exclusive, with flock's conflict rules. A conversion drops the old lock before it
+//!   waits, as the kernel's own flock does, so two upgrading holders cannot deadlock.
+//! * A SETLKW that must wait leaves its reply in the table and returns: no thread is
+//!   blocked while it waits. The unlock or release that frees the lock sends the reply.
+//!   A waiter whose file is released (its process was killed while waiting) is dropped.
+//! * When the last lock on a registration goes and no waiter takes it over, the
+//!   registration is removed from ZooKeeper at once and forgotten by the session (so it
+//!   is not re-created after an expiry). Other mounts see it go through their watches,
+//!   this one through its echo (IN_DELETE), as for a removal made elsewhere.
+//! * Only the session that holds a registration can lock it: a lock on another
+//!   session's registration fails at once with `EWOULDBLOCK`, waiting or not, so two
+//!   hosts can never both hold one address.
+//!
+//! fcntl (POSIX) locks are not handed over (no `FUSE_POSIX_LOCKS`): the kernel keeps
+//! them locally, where they conflict between processes of this host but hold nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use log::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::fs::Fs;
+use crate::inodes::InodeKind;
+use crate::session::{Session, State};
+
+/// Where the answer to a lock request goes (the FUSE reply, in the adapter).
+pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Shared (`LOCK_SH`) or exclusive (`LOCK_EX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Many holders at once.
+    Shared,
+    /// One holder.
+    Exclusive,
+}
+
+/// One lock request, held or waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// The kernel's lock owner (the open file description for a flock).
+    pub owner: u64,
+    /// The file handle it came through.
+    pub fh: u64,
+    /// The process that asked, for the log.
+    pub pid: u32,
+    /// Shared or exclusive.
+    pub kind: LockKind,
+}
+
+impl Holder {
+    fn conflicts(&self, other: &Holder) -> bool {
+        self.owner != other.owner && (self.kind == LockKind::Exclusive || other.kind == LockKind::Exclusive)
+    }
+}
+
+/// A registration a lock stands for: its path and the czxid of the node locked, so that
+/// a later node of the same name is never taken for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The znode's path.
+    pub path: String,
+    /// Its creation zxid.
+    pub czxid: i64,
+}
+
+struct Waiter {
+    holder: Holder,
+    done: Done,
+}
+
+#[derive(Default)]
+struct Entry {
+    held: Option<Held>,
+    holders: Vec<Holder>,
+    waiters: Vec<Waiter>,
+}
+
+/// Replies to send once the table's lock is dropped (a reply is a write to the FUSE
+/// device: never made while holding the table).
+#[derive(Default)]
+struct Outcome {
+    replies: Vec<(Done, Result<()>)>,
+    freed: Option<Held>,
+}
+
+impl Outcome {
+    fn send(self) -> Option<Held> {
+        for (done, result) in self.replies {
+            done(result);
+        }
+        self.freed
+    }
+}
+
+/// The lock table of a mount.
+#[derive(Default)]
+pub struct Locks {
+    /// Inode → its holders and waiters. A std mutex: held only to update the map, never
+    /// across a ZooKeeper call or a reply, and no other lock is taken inside it.
+    table: Mutex<HashMap<u64, Entry>>,
+    /// Registrations whose last lock went and whose removal from ZooKeeper is under
+    /// way: path → czxid. Shared with the removal task. Taken alone, never with `table`.
+    removing: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl Locks {
+    /// An empty table.
+    pub fn new() -> Locks {
+        Locks::default()
+    }
+
+    /// Asks for a lock on `ino` (standing for registration `held`, if any). `done` gets
+    /// the answer: now, or — if `wait` and the lock is taken — when it is free.
+    pub fn lock(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) {
+        let mut out = Outcome::default();
+        if let Ok(mut table) = self.table.lock() {
+            let entry = table.entry(ino).or_default();
+            if held.is_some() {
+                entry.held = held;
+            }
+            if let Some(mine) = entry.holders.iter_mut().find(|h| h.owner == holder.owner) {
+                if mine.kind == holder.kind {
+                    out.replies.push((done, Ok(())));
+                    drop(table);
+                    out.send();
+                    return;
+                }
+            }
+            let conflict = entry.holders.iter().find(|h| h.conflicts(&holder)).copied();
+            match conflict {
+                None => {
+                    entry.holders.retain(|h| h.owner != holder.owner);
+                    entry.holders.push(holder);
+                    out.replies.push((done, Ok(())));
+                }
+                Some(other) => {
+                    // A conversion gives up the old lock first, as flock(2) does.
+                    entry.holders.retain(|h| h.owner != holder.owner);
+                    if wait {
+                        debug!("lock on inode {ino} by pid {} waits for pid {}", holder.pid, other.pid);
+                        entry.waiters.push(Waiter { holder, done });
+                    } else {
+                        let what =
+                            entry.held.as_ref().map(|h| h.path.clone()).unwrap_or_else(|| format!("inode {ino}"));
+                        out.replies.push((done, Err(Error::Locked(format!("{what} is locked by pid {}", other.pid)))));
+                    }
+                    // Dropping the old lock may let others in.
+                    grant(entry, &mut out);
+                }
+            }
+        } else {
+            out.replies.push((done, Err(Error::Stale)));
+        }
+        out.send();
+    }
+
+    /// `LOCK_UN` by `owner`. Returns the registration that lost its last lock, if any.
+    pub fn unlock(&self, ino: u64, owner: u64) -> Option<Held> {
+        self.change(ino, |entry, _| entry.holders.retain(|h| h.owner != owner))
+    }
+
+    /// The last close of file handle `fh`: its locks go, and so does a wait of its.
+    /// Returns the registration that lost its last lock, if any.
+    pub fn release(&self, ino: u64, fh: u64) -> Option<Held> {
+        self.change(ino, |entry, out| {
+            entry.holders.retain(|h| h.fh != fh);
+            let (gone, kept): (Vec<Waiter>, Vec<Waiter>) = entry.waiters.drain(..).partition(|w| w.holder.fh == fh);
+            entry.waiters = kept;
+            // Its process is gone (a file being waited on is not released otherwise).
+            out.replies.extend(gone.into_iter().map(|w| (w.done, Err(Error::Stale))));
+        })
+    }
+
+    fn change(&self, ino: u64, f: impl FnOnce(&mut Entry, &mut Outcome)) -> Option<Held> {
+        let mut out = Outcome::default();
+        if let Ok(mut table) = self.table.lock() {
+            let entry = table.get_mut(&ino)?;
+            let had = !entry.holders.is_empty();
+            f(entry, &mut out);
+            grant(entry, &mut out);
+            if had && entry.holders.is_empty() {
+                out.freed = entry.held.clone();
+            }
+            if entry.holders.is_empty() && entry.waiters.is_empty() {
+                table.remove(&ino);
+            }
+        }
+        out.send()
+    }
+
+    /// The processes holding a lock on `ino`.
+    pub fn holders(&self, ino: u64) -> Vec<u32> {
+        let table = self.table.lock();
+        table.ok().and_then(|t| t.get(&ino).map(|e| e.holders.iter().map(|h| h.pid).collect())).unwrap_or_default()
+    }
+
+    fn is_removing(&self, held: &Held) -> bool {
+        self.removing.lock().map(|r| r.get(&held.path) == Some(&held.czxid)).unwrap_or(false)
+    }
+}
+
+/// Lets in the waiters that no longer conflict, in the order they came.
+fn grant(entry: &mut Entry, out: &mut Outcome) {
+    let mut i = 0;
+    while i < entry.waiters.len() {
+        let w = entry.waiters[i].holder;
+        if entry.holders.iter().any(|h| h.conflicts(&w)) {
+            i += 1;
+            continue;
+        }
+        let waiter = entry.waiters.remove(i);
+        entry.holders.retain(|h| h.owner != w.owner);
+        entry.holders.push(w);
+        out.replies.push((waiter.done, Ok(())));
+    }
+}
+
+/// A flock request as the kernel sends it.
+#[derive(Debug, Clone, Copy)]
+pub struct LockRequest {
+    /// The file handle it comes through.
+    pub fh: u64,
+    /// The kernel's lock owner.
+    pub owner: u64,
+    /// The process asking.
+    pub pid: u32,
+    /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
+    pub typ: i32,
+    /// SETLKW: wait for a conflicting lock to go.
+    pub wait: bool,
+}
+
+impl Fs {
+    /// A flock request from the kernel on `ino`.
+    ///
+    /// # Notable errors
+    /// [`Error::Locked`] (EWOULDBLOCK) when another process holds a conflicting lock and
+    /// `wait` is false, or when the file is another ZooKeeper session's registration;
+    /// [`Error::NotFound`] when the registration is gone or on its way out.
+    pub fn setlk(&self, ino: u64, req: LockRequest, done: Done) {
+        let LockRequest { fh, owner, pid, typ, wait } = req;
+        let kind = match typ {
+            libc::F_UNLCK => {
+                let freed = self.locks.unlock(ino, owner);
+                done(Ok(()));
+                return self.lock_freed(freed);
+            }
+            libc::F_RDLCK => LockKind::Shared,
+            libc::F_WRLCK => LockKind::Exclusive,
+            other => return done(Err(Error::InvalidDocument(format!("unknown lock type {other}")))),
+        };
+        let held = match self.lock_target(ino) {
+            Ok(h) => h,
+            Err(e) => return done(Err(e)),
+        };
+        let path = held.as_ref().map(|h| h.path.clone());
+        let first = self.locks.holders(ino).is_empty();
+        let done: Done = match path {
+            Some(path) if first => Box::new(move |r: Result<()>| {
+                if r.is_ok() {
+                    info!("{path} is held by pid {pid} (lock): it goes when the lock does");
+                }
+                done(r)
+            }),
+            _ => done,
+        };
+        self.locks.lock(ino, held, Holder { owner, fh, pid, kind }, wait, done);
+    }
+
+    /// The last close of `fh` on `ino`: its locks go.
+    pub fn release_locks(&self, ino: u64, fh: u64) {
+        let freed = self.locks.release(ino, fh);
+        self.lock_freed(freed);
+    }
+
+    /// What a lock on `ino` stands for: a registration of this session, or nothing (a
+    /// lock on `properties.json` is a plain lock).
+    fn lock_target(&self, ino: u64) -> Result<Option<Held>> {
+        let inode = self.inode(ino)?;
+        if inode.kind != InodeKind::Registration {
+            return Ok(None);
+        }
+        let node = self.view.node(&inode.path)?;
+        let session = self.view.session();
+        if node.stat.ephemeral_owner != session.session_id() {
+            let msg = format!(
+                "{} is a registration of another ZooKeeper session ({:#x}); only that session can hold it",
+                inode.path, node.stat.ephemeral_owner
+            );
+            warn!("lock refused: {msg}");
+            return Err(Error::Locked(msg));
+        }
+        let held = Held { path: inode.path, czxid: node.stat.czxid };
+        if self.locks.is_removing(&held) {
+            return Err(Error::NotFound(format!("{}: being removed (its last lock was released)", held.path)));
+        }
+        Ok(Some(held))
+    }
+
+    /// The last lock on a registration went: remove it from ZooKeeper now.
+    fn lock_freed(&self, freed: Option<Held>) {
+        let Some(held) = freed else { return };
+        let session = Arc::clone(self.view.session());
+        session.forget_registration(&held.path);
+        if let Ok(mut r) = self.locks.removing.lock() {
+            r.insert(held.path.clone(), held.czxid);
+        }
+        let removing = Arc::clone(&self.locks.removing);
+        session.runtime().clone().spawn(async move {
+            unregister(&session, &held).await;
+            if let Ok(mut r) = removing.lock() {
+                if r.get(&held.path) == Some(&held.czxid) {
+                    r.remove(&held.path);
+                }
+            }
+        });
+    }
+}
+
+/// Deletes the registration `held` if this session still holds it, retrying while no
+/// server answers (a registration left behind with no holder would send traffic to a
+/// dead server) until it is gone or the mount closes.
+async fn unregister(session: &Session, held: &Held) {
+    let path = held.path.as_str();
+    loop {
+        if session.state().0 == State::Closed {
+            return;
+        }
+        let p = path.to_string();
+        let stat = session.call_async(path, |c| async move { c.check_stat(&p).await }).await;
+        let error = match stat {
+            Ok(None) => return,
+            Ok(Some(stat)) if stat.czxid != held.czxid || stat.ephemeral_owner != session.session_id() => return,
+            Ok(Some(stat)) => {
+                let (p, version) = (path.to_string(), stat.version);
+                match session.call_async(path, |c| async move { c.delete(&p, Some(version)).await }).await {
+                    Ok(()) | Err(Error::NotFound(_)) => {
+                        info!("unregistered {path}: its last lock was released");
+                        return;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        warn!("cannot remove {path} yet ({error}); retrying");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn holder(owner: u64, kind: LockKind) -> Holder {
+        Holder { owner, fh: owner * 10, pid: owner as u32, kind }
+    }
+
+    fn reg() -> Option<Held> {
+        Some(Held { path: "/s/h:1".into(), czxid: 7 })
+    }
+
+    /// Asks for a lock; the receiver gets its answer when it comes.
+    fn ask(locks: &Locks, owner: u64, kind: LockKind, wait: bool) -> mpsc::Receiver<Result<()>> {
+        let (tx, rx) = mpsc::channel();
+        locks.lock(
+            1,
+            reg(),
+            holder(owner, kind),
+            wait,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx
+    }
+
+    fn granted(rx: &mpsc::Receiver<Result<()>>) -> bool {
+        matches!(rx.try_recv(), Ok(Ok(())))
+    }
+
+    #[test]
+    fn an_exclusive_lock_excludes_others_and_its_release_frees_the_registration() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+        let refused = ask(&locks, 2, LockKind::Exclusive, false).try_recv().unwrap();
+        assert_eq!(refused.unwrap_err().errno(), libc::EWOULDBLOCK);
+        assert!(ask(&locks, 3, LockKind::Shared, false).try_recv().unwrap().is_err());
+        assert_eq!(locks.holders(1), vec![1]);
+        assert_eq!(locks.release(1, 10), reg(), "the last holder's close frees the registration");
+        assert!(locks.holders(1).is_empty());
+        assert_eq!(locks.release(1, 10), None, "a second release frees nothing");
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_only_the_last_unlock_frees() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Shared, false)));
+        assert!(granted(&ask(&locks, 2, LockKind::Shared, false)));
+        assert_eq!(locks.unlock(1, 1), None);
+        assert_eq!(locks.unlock(1, 2), reg());
+    }
+
+    #[test]
+    fn a_waiter_takes_over_without_the_registration_being_freed() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+        let waiting = ask(&locks, 2, LockKind::Exclusive, true);
+        assert!(waiting.try_recv().is_err(), "a waiter is answered only once the lock is free");
+        assert_eq!(locks.unlock(1, 1), None, "handed over, not freed");
+        assert!(granted(&waiting));
+        assert_eq!(locks.holders(1), vec![2]);
+        assert_eq!(locks.release(1, 20), reg());
+    }
+
+    #[test]
+    fn a_waiter_whose_file_is_released_is_dropped_and_never_holds() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+        let waiting = ask(&locks, 2, LockKind::Exclusive, true);
+        assert_eq!(locks.release(1, 20), None);
+        assert!(matches!(waiting.try_recv(), Ok(Err(Error::Stale))));
+        assert_eq!(locks.release(1, 10), reg(), "nobody took the lock over");
+    }
+
+    #[test]
+    fn a_conversion_gives_up_the_old_lock_so_two_upgraders_do_not_deadlock() {
+        let locks = Locks::new();
+        assert!(granted(&ask(&locks, 1, LockKind::Shared, false)));
+        assert!(granted(&ask(&locks, 2, LockKind::Shared, false)));
+        let up1 = ask(&locks, 1, LockKind::Exclusive, true);
+        assert!(up1.try_recv().is_err());
+        // Owner 1 gave up its shared lock to wait, which lets owner 2 upgrade.
+        let up2 = ask(&locks, 2, LockKind::Exclusive, true);
+        assert!(granted(&up2));
+        assert!(up1.try_recv().is_err());
+        assert_eq!(locks.unlock(1, 2), None);
+        assert!(granted(&up1));
+        // Asking again for the lock one holds is answered at once.
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+    }
+
+    #[test]
+    fn model_many_owners_random_operations_keep_flock_rules() {
+        let mut rng = crate::testing::Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..200 {
+            let locks = Locks::new();
+            // Model: owner → kind held.
+            let mut model: HashMap<u64, LockKind> = HashMap::new();
+            for _ in 0..40 {
+                let owner = rng.below(4) as u64 + 1;
+                match rng.below(3) {
+                    0 | 1 => {
+                        let kind = if rng.below(2) == 0 { LockKind::Shared } else { LockKind::Exclusive };
+                        let others_conflict = model
+                            .iter()
+                            .any(|(o, k)| *o != owner && (kind == LockKind::Exclusive || *k == LockKind::Exclusive));
+                        let result = ask(&locks, owner, kind, false).try_recv().unwrap();
+                        assert_eq!(result.is_ok(), !others_conflict, "owner {owner} {kind:?} with {model:?}");
+                        if others_conflict {
+                            model.remove(&owner);
+                        } else {
+                            model.insert(owner, kind);
+                        }
+                    }
+                    _ => {
+                        let freed = locks.release(1, owner * 10);
+                        let had = model.remove(&owner).is_some();
+                        assert_eq!(freed.is_some(), had && model.is_empty());
+                    }
+                }
+                let mut held = locks.holders(1);
+                held.sort();
+                let mut expected: Vec<u32> = model.keys().map(|o| *o as u32).collect();
+                expected.sort();
+                assert_eq!(held, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The mount's end is its registrations' end: closes the ZooKeeper session as soon as
+//! the mount leaves the mount table.
+//!
+//! A busy mount (a program has its working directory or a file in it) can only be
+//! unmounted lazily: it vanishes from the namespace at once, but the kernel keeps the
+//! FUSE connection, and fuser's `run()` returns, only when the last user is gone —
+//! which kept the host registered for as long as that program lived. Whoever unmounts
+//! (zkfs's own signal thread on SIGTERM/SIGINT, `umount -l`, `fusermount3 -u -z`), the
+//! mount table changes: a thread waits for that with poll(2) on
+//! `/proc/self/mountinfo` (which reports every change as POLLPRI) and closes the
+//! session the moment the mount is gone. Requests that still come from the detached
+//! mount are answered from the view or fail (EIO), and zkfs exits once it is unused.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use log::{info, warn};
+
+use crate::session::Session;
+
+/// Starts the thread that closes `session` when the zkfs mount at `mountpoint` is
+/// unmounted. Call it once mounted.
+pub fn close_session_when_unmounted(mountpoint: &Path, session: Arc<Session>) {
+    let mountpoint = mountpoint.to_path_buf();
+    let spawned = std::thread::Builder::new().name("zkfs-unmounted".into()).spawn(move || {
+        match wait_until_unmounted(&mountpoint) {
+            Ok(()) => {
+                info!("{} was unmounted: closing the ZooKeeper session", mountpoint.display());
+                session.close();
+            }
+            Err(e) => warn!("cannot follow the mount table ({e}); the session closes when the mount is unused"),
+        }
+    });
+    if let Err(e) = spawned {
+        warn!("cannot start the unmount watcher: {e}");
+    }
+}
+
+fn wait_until_unmounted(mountpoint: &Path) -> std::io::Result<()> {
+    let mut table = File::open("/proc/self/mountinfo")?;
+    let target = escape(mountpoint);
+    let id = mount_id(&read(&mut table)?, &target)
+        .ok_or_else(|| std::io::Error::other(format!("{} is not in the mount table", mountpoint.display())))?;
+    loop {
+        let mut fd = libc::pollfd { fd: table.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
+        // SAFETY: poll on one valid pollfd, without timeout.
+        let n = unsafe { libc::poll(&mut fd, 1, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // Reading the table again also re-arms the notification.
+        if !has_mount(&read(&mut table)?, &id) {
+            return Ok(());
+        }
+    }
+}
+
+fn read(table: &mut File) -> std::io::Result<String> {
+    table.rewind()?;
+    let mut text = String::new();
+    table.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The id of the newest zkfs mount at `target` (mountinfo's escaped path).
+fn mount_id(table: &str, target: &str) -> Option<String> {
+    table
+        .lines()
+        .rev()
+        .find(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let fstype = l.split(" - ").nth(1).and_then(|rest| rest.split(' ').next());
+            f.get(4) == Some(&target) && fstype.is_some_and(|t| t == "fuse.zkfs" || t == "fuse")
+        })
+        .and_then(|l| l.split(' ').next())
+        .map(String::from)
+}
+
+fn has_mount(table: &str, id: &str) -> bool {
+    table.lines().any(|l| l.split(' ').next() == Some(id))
+}
+
+/// A path as mountinfo writes it: space, tab, newline and backslash in octal.
+fn escape(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+98 22 0:50 / /mnt/my\\040zk rw,nosuid,nodev - fuse.zkfs 127.0.0.1:2181 rw,user_id=0
+99 22 0:51 / /mnt/zk rw,nosuid,nodev - fuse.zkfs old rw,user_id=0
+104 22 0:52 / /mnt/zk rw,nosuid,nodev - fuse.zkfs 127.0.0.1:2181 rw,user_id=0
+";
+
+    #[test]
+    fn finds_the_newest_zkfs_mount_at_an_escaped_path() {
+        assert_eq!(mount_id(TABLE, &escape(Path::new("/mnt/zk"))).as_deref(), Some("104"));
+        assert_eq!(mount_id(TABLE, &escape(Path::new("/mnt/my zk"))).as_deref(), Some("98"));
+        assert_eq!(mount_id(TABLE, "/proc"), None, "not a zkfs mount");
+        assert!(has_mount(TABLE, "104"));
+        assert!(!has_mount(TABLE, "10"));
+    }
+}

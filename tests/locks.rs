@@ -1,0 +1,293 @@
+//! SPEC "Registering servers": a registration held by a flock(2) lock lives exactly as
+//! long as the lock; and the mount's end (SIGTERM, umount -l) is its registrations'
+//! end at once, even while a program has its working directory inside the mount.
+
+mod common;
+mod inotify;
+mod shell;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use common::{wait_until, Mount, Zk, ZkServer};
+use inotify::Inotify;
+use serde_json::json;
+use shell::{ls, q, sh, sh_ok};
+
+/// Longer than any removal zkfs makes "at once", far shorter than the session timeout
+/// (10 s by default), so that a pass cannot come from a session expiring.
+const AT_ONCE: Duration = Duration::from_secs(3);
+
+const REG: &str = "/fooservice/providers/10.0.0.5:8080";
+
+fn setup() -> (ZkServer, Zk, Mount) {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::new(&server.connect_string());
+    (server, zk, mount)
+}
+
+/// A bash script run in the background, talking line by line; killed (SIGKILL) and
+/// reaped when dropped.
+struct Script {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Script {
+    fn start(script: &str) -> Script {
+        Script::start_in(script, Path::new("/"))
+    }
+
+    fn start_in(script: &str, cwd: &Path) -> Script {
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn bash");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Script { child, stdin, stdout }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line the script prints.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from the script");
+        line.trim_end().to_string()
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to the script");
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (≤10 s) for it to exit; true if it exited with status 0.
+    fn exit_ok(&mut self) -> bool {
+        let mut status = None;
+        wait_until(Duration::from_secs(10), "the script exits", || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.is_some_and(|s| s.success())
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A process that opens `reg` (creating it), locks it with flock, says "locked" and
+/// then sleeps holding the lock, alone: `exec` leaves no other process with the file.
+fn holder(reg: &Path) -> Script {
+    let mut s = Script::start(&format!("exec 9>>{} && flock 9 && echo locked && exec sleep 600", q(reg)));
+    assert_eq!(s.line(), "locked");
+    s
+}
+
+fn gone(zk: &Zk, what: &str) {
+    wait_until(AT_ONCE, what, || !zk.exists(REG));
+}
+
+#[test]
+fn flock_command_registers_for_exactly_as_long_as_its_command_runs() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let stop = tempfile::tempdir().unwrap();
+    let flag = stop.path().join("stop");
+    let mut flock = Script::start(&format!(
+        "flock {} bash -c 'echo locked; while [ ! -e {} ]; do sleep 0.02; done'",
+        q(&reg),
+        q(&flag)
+    ));
+    assert_eq!(flock.line(), "locked");
+    // flock(1) created the registration (O_CREAT), held by the mount's session.
+    let stat = zk.stat(REG).expect("flock created the registration");
+    assert_ne!(stat.ephemeral_owner, 0);
+    assert_eq!(zk.get_json(REG), json!({"pid": flock.pid()}));
+    // Reading it, or writing properties to it, does not end it.
+    sh_ok(&format!("cat {} >/dev/null", q(&reg)));
+    sh_ok(&format!(r#"echo '{{"weight": 3}}' >> {}"#, q(&reg)));
+    assert_eq!(zk.get_json(REG)["weight"], json!(3));
+
+    std::fs::write(&flag, b"").unwrap();
+    assert!(flock.exit_ok());
+    gone(&zk, "the registration goes when the command exits");
+    assert!(!reg.exists(), "the mount shows it gone");
+    assert!(!mount.log().contains("panicked"));
+}
+
+#[test]
+fn kill_9_of_the_holder_removes_the_registration_at_once() {
+    let (_server, zk, mount) = setup();
+    let mut holding = holder(&mount.join(REG));
+    assert!(zk.exists(REG));
+    holding.kill9();
+    gone(&zk, "SIGKILL of the only holder removes the registration");
+    assert!(!mount.join(REG).exists());
+}
+
+#[test]
+fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let mut s = Script::start(&format!(
+        "exec 9>>{r} && flock -s 9 && echo locked && read x && flock -u 9 && echo unlocked && read y",
+        r = q(&reg)
+    ));
+    assert_eq!(s.line(), "locked");
+    assert!(zk.exists(REG));
+    s.send("go");
+    assert_eq!(s.line(), "unlocked");
+    gone(&zk, "LOCK_UN of the last lock removes the registration");
+    assert!(s.running(), "the descriptor is still open");
+    // Locking the removed registration through the old descriptor fails: it is gone.
+    s.send("done");
+    assert!(s.exit_ok());
+}
+
+#[test]
+fn a_registration_never_locked_keeps_the_mounts_lifetime() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    sh_ok(&format!("touch {r} && cat {r} >/dev/null && echo '{{}}' >> {r}", r = q(&reg)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(zk.exists(REG), "open, read, write and close of an unlocked registration keep it");
+    // Locking it ties it to the lock from then on.
+    let mut holding = holder(&reg);
+    holding.kill9();
+    gone(&zk, "a registration made with touch, then locked, goes with its lock");
+}
+
+#[test]
+fn locks_conflict_as_on_a_local_disk_and_a_waiter_takes_over() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    let mut first = holder(&reg);
+
+    let r = sh(&format!("flock -n {} true", q(&reg)));
+    assert!(!r.ok, "a second exclusive flock -n must fail");
+    let r = sh(&format!("flock -n -s {} true", q(&reg)));
+    assert!(!r.ok, "a shared flock -n on an exclusively held registration must fail");
+    assert!(zk.exists(REG), "a refused lock changes nothing");
+
+    // More blocking waiters than fuser has worker threads: none of them may block the
+    // mount, and each gets the lock in turn.
+    let mut waiters: Vec<Script> =
+        (0..6).map(|i| Script::start(&format!("flock {} bash -c 'echo got {i}; sleep 0.1'", q(&reg)))).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for w in &mut waiters {
+        assert!(w.running(), "a waiter got the lock while it was held");
+    }
+    assert!(ls(&mount.join("/fooservice/providers")).contains(&"10.0.0.5:8080".to_string()), "the mount answers");
+    sh_ok(&format!("cat {} >/dev/null", q(&reg)));
+
+    first.kill9();
+    for w in &mut waiters {
+        assert!(w.exit_ok(), "each waiter got the lock once its holder died");
+    }
+    gone(&zk, "the registration goes with the last waiter's lock");
+}
+
+#[test]
+fn a_second_mount_and_this_one_see_the_removal_as_in_delete() {
+    let (server, zk, mount) = setup();
+    let other = Mount::new(&server.connect_string());
+    let mut holding = holder(&mount.join(REG));
+    let other_dir = other.join("/fooservice/providers");
+    wait_until(AT_ONCE, "the other mount shows the registration", || other_dir.join("10.0.0.5:8080").exists());
+    let mut there = Inotify::new();
+    there.watch(&other_dir);
+    let mut here = Inotify::new();
+    here.watch(&mount.join("/fooservice/providers"));
+
+    holding.kill9();
+    there.wait_for(AT_ONCE, "IN_DELETE on the other mount", |e| e.is(libc::IN_DELETE, "10.0.0.5:8080"));
+    here.wait_for(AT_ONCE, "IN_DELETE on the holder's mount", |e| e.is(libc::IN_DELETE, "10.0.0.5:8080"));
+    assert!(!zk.exists(REG));
+}
+
+#[test]
+fn a_lock_on_another_sessions_registration_never_succeeds() {
+    let (server, zk, mount) = setup();
+    let other = Mount::new(&server.connect_string());
+    // Held by a plain ZooKeeper client, and by another mount's lock.
+    zk.create_ephemeral("/fooservice/providers/10.0.0.9:80", br#"{"pid": 42}"#);
+    let mut holding = holder(&other.join(REG));
+    wait_until(AT_ONCE, "this mount shows the other's registration", || mount.join(REG).exists());
+
+    for name in ["10.0.0.9:80", "10.0.0.5:8080"] {
+        let reg = mount.join("/fooservice/providers").join(name);
+        for flags in ["-n", "-n -s", "", "-s"] {
+            // Blocking or not, the answer comes at once: it fails (see README).
+            let r = sh(&format!("timeout 5 flock {flags} {} echo got", q(&reg)));
+            assert!(!r.ok && !r.stdout.contains("got"), "flock {flags} {name} on another session's registration");
+        }
+    }
+    assert!(mount.log().contains("another ZooKeeper session"), "the reason is logged");
+    assert!(zk.exists("/fooservice/providers/10.0.0.9:80") && zk.exists(REG), "a refused lock changes nothing");
+    holding.kill9();
+    gone(&zk, "the other mount's holder still holds it alone");
+    assert_eq!(zk.get_json("/fooservice/providers/10.0.0.9:80"), json!({"pid": 42}));
+}
+
+/// A process with its working directory in the mount, which makes the unmount lazy.
+fn busy(mount: &Mount) -> Script {
+    let mut s = Script::start_in("echo in && exec sleep 600", &mount.join("/fooservice"));
+    assert_eq!(s.line(), "in");
+    s
+}
+
+fn registered_by_touch(mount: &Mount, zk: &Zk) -> PathBuf {
+    let reg = mount.join(REG);
+    sh_ok(&format!("touch {}", q(&reg)));
+    assert!(zk.exists(REG));
+    reg
+}
+
+#[test]
+fn sigterm_on_a_busy_mount_removes_its_registrations_at_once() {
+    let (_server, zk, mut mount) = setup();
+    registered_by_touch(&mount, &zk);
+    let mut cwd_inside = busy(&mount);
+    // SAFETY: kill(2) on the mount's own process.
+    unsafe { libc::kill(mount.pid() as libc::pid_t, libc::SIGTERM) };
+    gone(&zk, "SIGTERM on a busy mount closes the session at once");
+    cwd_inside.kill9();
+    assert!(mount.wait_exit(Duration::from_secs(10)).is_some(), "zkfs exits once the mount is no longer used");
+    assert!(!common::is_mounted(mount.path()));
+}
+
+#[test]
+fn a_lazy_umount_from_outside_removes_its_registrations_at_once() {
+    let (_server, zk, mut mount) = setup();
+    registered_by_touch(&mount, &zk);
+    let mut cwd_inside = busy(&mount);
+    sh_ok(&format!("umount -l {}", q(mount.path())));
+    gone(&zk, "umount -l of a busy mount closes the session at once");
+    cwd_inside.kill9();
+    assert!(mount.wait_exit(Duration::from_secs(10)).is_some(), "zkfs exits once the mount is no longer used");
+}
