@@ -19,8 +19,9 @@
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust;
 //!   [`links`] — zc.zk's `"NAME ->"` properties shown as symbolic links.
 //! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
-//! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `mv`), and
-//!   the renames that apply them.
+//! * [`scratch`] — temporary files local to the mount (`sed -i`, editors, `jq > tmp`);
+//!   [`replace`] — the renames, unlinks and creates with which tools replace a data
+//!   file.
 //! * [`echo`] — the thread that tells the kernel what changed elsewhere: cache
 //!   invalidations, and the self-echo that makes inotify work for remote changes.
 //! * [`readonly`] — `-o ro` mounts read-only in the kernel, with a private writable
@@ -61,6 +62,7 @@ pub mod notify;
 pub mod options;
 pub mod properties;
 pub mod readonly;
+pub mod replace;
 pub mod scratch;
 pub mod session;
 pub mod status;

@@ -205,10 +205,10 @@ pub const ERRNOS: &[(&str, &str)] = &[
     ("ENOTEMPTY", "rmdir of a node with children"),
     (
         "EINVAL",
-        "a file name with a ':' that is not a valid HOST:PORT, or a name invalid for ZooKeeper; written bytes \
-         that are not one JSON object (at the write that brings them, or at close if still incomplete); >> onto \
-         data that is not UTF-8; renaming a temporary file whose content is not one JSON object over \
-         properties.json or a registration; ln -s to a target outside the mount",
+        "a mistyped HOST:PORT file name (a ':' followed by nothing, only digits or only letters), or a name \
+         invalid for ZooKeeper; written bytes that are not one JSON object (at the write that brings them, or at \
+         close if still incomplete); >> onto data that is not UTF-8; renaming a temporary file whose content is \
+         not one JSON object over properties.json or a registration; ln -s to a target outside the mount",
     ),
     ("EFBIG", "data over 1,000,000 bytes; temporary files over 64 MiB in all"),
     (

@@ -1,66 +1,37 @@
-//! Temporary files local to this mount, and the renames that end them: what `sed -i`,
-//! vim, `jq … > tmp && mv tmp …`, Python's `tempfile` + `os.replace` and configuration
-//! management (Ansible, Salt, Puppet) do to change a file.
+//! Temporary files local to this mount: what `sed -i`, vim, `jq … > tmp`, Python's
+//! `tempfile` and configuration management write before renaming over a file.
 //!
 //! Any name created in a directory that is neither a registration (`HOST:PORT`) nor
 //! `properties.json` becomes a *scratch file*: bytes in this process's memory. It never
 //! reaches ZooKeeper, so no other host sees it, and it is gone after the `unlink` or
-//! `rename` that ends it, and with the mount. Scratch files are left out of directory
-//! listings, so that discovery (`ls providers`, the HAProxy example) only ever sees
-//! registrations; the program that made one reaches it by name (lookup, stat, open).
-//! A name that looks like a mistyped `HOST:PORT` (`host:http`, `10.0.0.5:80800`) is
-//! still refused, so that nobody believes they registered.
+//! `rename` that ends it (see [`crate::replace`]), and with the mount. Scratch files
+//! are left out of directory listings, so that discovery (`ls providers`, the HAProxy
+//! example) only ever sees registrations; the program that made one reaches it by name
+//! (lookup, stat, open). A name that looks like a mistyped `HOST:PORT` (`host:http`,
+//! `10.0.0.5:80800`) is still refused, so that nobody believes they registered.
 //!
-//! What ends a scratch file:
-//! * `rename(tmp, properties.json)` applies its content as one *set* of the node's
-//!   properties; onto a registration of this mount it sets the registration's
-//!   properties (`pid` kept); onto a free `HOST:PORT` name it registers with them.
-//!   Content that is not one JSON object fails the rename (EINVAL), is logged, and
-//!   changes nothing.
-//! * `rename(tmp, other)` moves it to another scratch name; `unlink` drops it.
-//!
-//! Three kernel details shape the rest:
-//! * After a rename the kernel moves its dentry: `properties.json` now names the
-//!   scratch file's inode. That inode becomes an *alias* of the node's data file, and
-//!   the echo thread makes the kernel forget the entry (queued, never sent from inside
-//!   the request: NOTES.md), so the next lookup finds the node's own inode again.
-//!   Scratch and alias attributes are never cached by the kernel.
-//! * Tools that cannot rename copy instead: `mv` from another filesystem and `install`
-//!   unlink the target, then create it with `O_EXCL`. `unlink(properties.json)`
-//!   changes nothing, but for a few seconds the *process* that made it no longer finds
-//!   the file, so that its `O_EXCL` create reaches zkfs — which opens the properties
-//!   for a set. Every other process still sees `properties.json`.
-//! * Renaming `properties.json` or a registration *away* (vim's backup, `mv` to a
-//!   temporary name) fails with EXDEV, which such tools answer by copying: the
-//!   original stays, as a node always has its data. The copying process then unlinks
-//!   the source (vim, to write it anew): for one of this mount's registrations that
-//!   unlink is taken as the end of the copy, like `unlink(properties.json)` above,
-//!   so the server is never unregistered, not even for a moment.
+//! The same table remembers what [`crate::replace`] needs between two requests: the
+//! scratch inodes renamed over a data file (*aliases*), and the data files a process
+//! unlinked a moment ago (*hidden* from it).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, info, warn};
-use serde_json::json;
-use zookeeper_client::{Acls, CreateMode};
-
-use crate::document::{Document, Progress};
 use crate::error::{Error, Result};
 use crate::fs::{process_of, Attr, FileKind, Fs, Opened};
 use crate::handles::OpenMode;
-use crate::inodes::{child_path, Inode, InodeKind};
+use crate::inodes::child_path;
 use crate::names::{self, PROPERTIES};
-use crate::properties::{self, Properties, MAX_DATA_BYTES};
 use crate::sync::Recover;
-use crate::view::{KernelNote, Kind};
 
 /// Inode and file-handle numbers of scratch files carry this bit; the view's and the
 /// open-file table's counters never reach it.
 const SCRATCH_BIT: u64 = 1 << 62;
 /// The most bytes all scratch files of a mount may hold together.
 pub const MAX_SCRATCH_BYTES: usize = 64 << 20;
-/// How long `properties.json` stays out of sight of the process that unlinked it.
+/// How long a data file stays out of sight of the process that unlinked it, and how
+/// long a copy that EXDEV asked for is remembered.
 const HIDDEN_FOR: Duration = Duration::from_secs(5);
 /// How many renamed-over inodes are remembered as aliases (the kernel forgets them
 /// within moments; the bound only keeps a runaway loop from growing the table).
@@ -206,7 +177,6 @@ pub struct Scratch {
 
 impl Scratch {
     fn table(&self) -> MutexGuard<'_, Table> {
-        // The one poisoning policy (`sync.rs`).
         self.table.locked()
     }
 
@@ -239,7 +209,7 @@ impl Scratch {
     }
 
     /// Creates `name` in `dir`; with `flags`, also opens it.
-    fn create(
+    pub(crate) fn create(
         &self,
         dir: &str,
         name: &str,
@@ -278,12 +248,13 @@ impl Scratch {
     /// Opens scratch file `ino` (`O_TRUNC` empties it); `None` if it is not one.
     fn open(&self, ino: u64, flags: i32) -> Option<Result<u64>> {
         let mut t = self.table();
-        t.files.get_mut(&ino)?.open += 1;
+        t.files.get(&ino)?;
         if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
             if let Err(e) = t.resize(ino, 0) {
                 return Some(Err(e));
             }
         }
+        t.files.get_mut(&ino)?.open += 1;
         let fh = t.number();
         t.open.insert(fh, open_file(ino, flags));
         Some(Ok(fh))
@@ -352,12 +323,12 @@ impl Scratch {
     }
 
     /// Removes scratch file `name` from `dir`; false if there is none.
-    fn unlink(&self, dir: &str, name: &str) -> bool {
+    pub(crate) fn unlink(&self, dir: &str, name: &str) -> bool {
         self.table().unname(dir, name).is_some()
     }
 
     /// Moves a scratch file to another scratch name, replacing what was there.
-    fn rename(&self, dir: &str, name: &str, new_dir: &str, new_name: &str) -> Result<()> {
+    pub(crate) fn rename(&self, dir: &str, name: &str, new_dir: &str, new_name: &str) -> Result<()> {
         let mut t = self.table();
         let ino = t
             .names
@@ -368,7 +339,7 @@ impl Scratch {
         Ok(())
     }
 
-    fn content(&self, dir: &str, name: &str) -> Option<(u64, Vec<u8>)> {
+    pub(crate) fn content(&self, dir: &str, name: &str) -> Option<(u64, Vec<u8>)> {
         let t = self.table();
         let ino = *t.names.get(&(dir.to_string(), name.to_string()))?;
         Some((ino, t.files.get(&ino)?.data.clone()))
@@ -376,7 +347,7 @@ impl Scratch {
 
     /// A scratch file was renamed over data file `target`: its name goes, and its inode
     /// (which the kernel now shows under the target's name) stands for the target.
-    fn retire(&self, dir: &str, name: &str, ino: u64, target: u64) {
+    pub(crate) fn retire(&self, dir: &str, name: &str, ino: u64, target: u64) {
         let mut t = self.table();
         if t.names.get(&(dir.to_string(), name.to_string())) == Some(&ino) {
             t.unname(dir, name);
@@ -391,28 +362,37 @@ impl Scratch {
         }
     }
 
-    fn hide(&self, dir: &str, name: &str, pid: u32) {
+    /// False while no data file is hidden from anyone (nearly always).
+    pub(crate) fn hides_anything(&self) -> bool {
+        let mut t = self.table();
+        if !t.hidden.is_empty() {
+            t.hidden.retain(|_, (_, since)| since.elapsed() <= HIDDEN_FOR);
+        }
+        !t.hidden.is_empty()
+    }
+
+    pub(crate) fn hide(&self, dir: &str, name: &str, pid: u32) {
         self.table().hidden.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
     }
 
-    fn unhide(&self, dir: &str, name: &str) {
+    pub(crate) fn unhide(&self, dir: &str, name: &str) {
         self.table().hidden.remove(&(dir.to_string(), name.to_string()));
     }
 
     /// True if data file `name` of `dir` was unlinked by the process of thread `tid`
     /// moments ago (see the module docs).
-    fn hidden_from(&self, dir: &str, name: &str, tid: u32) -> bool {
+    pub(crate) fn hidden_from(&self, dir: &str, name: &str, tid: u32) -> bool {
         let pid = recent(&mut self.table().hidden, dir, name);
         pid.is_some_and(|pid| process_of(tid) == pid)
     }
 
-    fn copied(&self, dir: &str, name: &str, pid: u32) {
+    pub(crate) fn copied(&self, dir: &str, name: &str, pid: u32) {
         self.table().copied.insert((dir.to_string(), name.to_string()), (pid, Instant::now()));
     }
 
     /// True (once) if the process of thread `tid` was just told to copy registration
     /// `name` of `dir` instead of renaming it.
-    fn take_copied(&self, dir: &str, name: &str, tid: u32) -> bool {
+    pub(crate) fn take_copied(&self, dir: &str, name: &str, tid: u32) -> bool {
         let Some(pid) = recent(&mut self.table().copied, dir, name) else { return false };
         if process_of(tid) != pid {
             return false;
@@ -453,17 +433,7 @@ fn open_file(ino: u64, flags: i32) -> OpenFile {
     OpenFile { ino, writes: flags & libc::O_ACCMODE != libc::O_RDONLY, append: flags & libc::O_APPEND != 0 }
 }
 
-/// The one JSON object a scratch file holds, or why it is not one.
-fn parse_object(bytes: &[u8]) -> Result<Properties> {
-    let mut doc = Document::new();
-    match doc.write(Some(0), bytes)? {
-        Progress::Complete(props) => Ok(props),
-        Progress::Incomplete => Err(Error::InvalidDocument("incomplete JSON object".into())),
-        Progress::Nothing => Err(Error::InvalidDocument("empty file; to clear the properties, write {}".into())),
-    }
-}
-
-fn opened(fh: u64) -> Opened {
+pub(crate) fn opened(fh: u64) -> Opened {
     // Direct I/O: the bytes live here, and an inode renamed over a data file must never
     // show cached scratch pages.
     Opened { fh, direct_io: true, keep_cache: false, no_flush: true }
@@ -471,81 +441,18 @@ fn opened(fh: u64) -> Opened {
 
 // The filesystem's side: hooks called from `fs.rs` and the FUSE adapter.
 impl Fs {
-    /// `lookup` as asked by thread `tid` (see the module docs on hidden files).
-    pub fn lookup_by(&self, parent: u64, name: &str, tid: u32) -> Result<Attr> {
-        let dir = self.dir_path(parent)?;
-        if self.scratch.hidden_from(&dir, name, tid) {
-            return Err(Error::NotFound(child_path(&dir, name)));
-        }
-        self.lookup(parent, name)
-    }
-
     /// The scratch file `name` in `dir`, if there is one.
     pub(crate) fn scratch_lookup(&self, dir: &str, name: &str) -> Option<Attr> {
         self.scratch.attr(self.scratch.lookup(dir, name)?)
     }
 
-    /// `create`/`mknod` of any file by thread `tid`: a registration, `properties.json`
-    /// again (after the unlink of `mv` or `install`), or a scratch file. `flags` are
-    /// the open flags of a `create`; `perm` the mode after the umask.
-    pub fn create_file(
-        &self,
-        parent: u64,
-        name: &str,
-        tid: u32,
-        flags: Option<i32>,
-        perm: u32,
-    ) -> Result<(Attr, Option<Opened>)> {
-        self.writable()?;
-        let dir = self.dir_path(parent)?;
-        self.changeable(&child_path(&dir, name))?;
-        match classify(name)? {
-            NameUse::Registration if !self.scratch.hidden_from(&dir, name, tid) => {
-                let mode = flags.map(|f| match OpenMode::from_flags(f) {
-                    OpenMode::Read => OpenMode::Set,
-                    m => m,
-                });
-                self.create(parent, name, process_of(tid), mode)
-            }
-            // A data file this process unlinked a moment ago, created again: it never
-            // went, so open it for a set.
-            NameUse::Registration | NameUse::Properties => {
-                let Some(flags) = flags else { return Err(Error::Exists(child_path(&dir, name))) };
-                self.scratch.unhide(&dir, name);
-                let ino = if name == PROPERTIES {
-                    self.view.ino(&dir, InodeKind::Properties)
-                } else {
-                    self.view.ino(&child_path(&dir, name), InodeKind::Registration)
-                };
-                let mode = match OpenMode::from_flags(flags) {
-                    OpenMode::Read => OpenMode::Set,
-                    m => m,
-                };
-                let opened = self.open(ino, mode)?;
-                let attr = self.getattr(ino)?;
-                Ok((attr, Some(opened)))
-            }
-            NameUse::Scratch => {
-                if self.view.child(&dir, name)?.is_some() {
-                    return Err(Error::Exists(child_path(&dir, name)));
-                }
-                let (ino, fh) = self.scratch.create(&dir, name, perm, (self.uid, self.gid), flags)?;
-                debug!("{}: a temporary file local to this mount", child_path(&dir, name));
-                let attr = self.scratch.attr(ino).ok_or(Error::Stale)?;
-                Ok((attr, fh.map(opened)))
-            }
-        }
-    }
-
     /// `open` with the kernel's flags: scratch files here, everything else in [`Fs::open`].
     pub fn open_with_flags(&self, ino: u64, flags: i32) -> Result<Opened> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY && self.scratch.attr(ino).is_some() {
+            self.writable()?;
+        }
         match self.scratch.open(ino, flags) {
-            Some(fh) => {
-                if flags & libc::O_ACCMODE != libc::O_RDONLY {
-                    self.writable()?;
-                }
-                fh.map(opened)
-            }
+            Some(fh) => fh.map(opened),
             None => self.open(ino, OpenMode::from_flags(flags)),
         }
     }
@@ -573,146 +480,9 @@ impl Fs {
         }
     }
 
-    /// `unlink` by thread `tid`: a scratch file goes; `properties.json` stays, but is
-    /// out of that process's sight for a moment (see the module docs). So does a
-    /// registration that this process was just told to copy (EXDEV) rather than
-    /// rename: its unlink ends that copy, and must not unregister the server.
-    pub fn unlink_by(&self, parent: u64, name: &str, tid: u32) -> Result<()> {
-        self.writable()?;
-        let dir = self.dir_path(parent)?;
-        if self.scratch.unlink(&dir, name) {
-            return Ok(());
-        }
-        if name == PROPERTIES || self.scratch.take_copied(&dir, name, tid) {
-            debug!("{}: kept, and out of this process's sight for a moment", child_path(&dir, name));
-            self.scratch.hide(&dir, name, process_of(tid));
-            return Ok(());
-        }
-        self.unlink(parent, name)
-    }
-
     /// Scratch files of a removed directory go with it.
     pub(crate) fn scratch_forget_dir(&self, dir: &str) {
         self.scratch.forget_dir(dir)
-    }
-
-    /// `rename` by thread `tid`; see the module docs for what each case does.
-    pub fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, flags: u32, tid: u32) -> Result<()> {
-        self.writable()?;
-        if flags & (libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT) != 0 {
-            return Err(Error::Unsupported("exchanging two files"));
-        }
-        let dir = self.dir_path(parent)?;
-        let new_dir = self.dir_path(new_parent)?;
-        let from = child_path(&dir, name);
-        let to = child_path(&new_dir, new_name);
-        self.changeable(&to)?;
-        if self.scratch.lookup(&dir, name).is_none() {
-            return Err(self.rename_away(&dir, name, &new_dir, new_name, tid));
-        }
-        let target = classify(new_name)?;
-        if flags & libc::RENAME_NOREPLACE != 0
-            && (target == NameUse::Properties
-                || self.scratch.lookup(&new_dir, new_name).is_some()
-                || self.view.child(&new_dir, new_name)?.is_some())
-        {
-            return Err(Error::Exists(to));
-        }
-        if target == NameUse::Scratch {
-            return match self.view.child(&new_dir, new_name)?.map(|c| c.kind) {
-                Some(Kind::Dir) => Err(Error::IsDir(to)),
-                Some(Kind::Registration) => Err(Error::Exists(to)),
-                None => self.scratch.rename(&dir, name, &new_dir, new_name),
-            };
-        }
-        let (ino, bytes) = self.scratch.content(&dir, name).ok_or_else(|| Error::NotFound(from.clone()))?;
-        let shown = if target == NameUse::Properties { child_path(&new_dir, PROPERTIES) } else { to.clone() };
-        let applied = parse_object(&bytes)
-            .and_then(|written| self.apply_renamed(&new_dir, new_name, target, written, &bytes, tid));
-        let target_ino = match applied {
-            Ok(target_ino) => target_ino,
-            Err(e) => {
-                warn!("refused rename of {from} onto {shown}: {e}; nothing was changed");
-                return Err(e);
-            }
-        };
-        info!("{shown} set from {from}");
-        self.scratch.retire(&dir, name, ino, target_ino);
-        self.scratch.unhide(&new_dir, new_name);
-        // The kernel now shows the scratch inode under the target's name, and the
-        // target's own inode may hold the old bytes: make it forget both.
-        self.view.send(vec![
-            KernelNote::InvalEntry { parent: new_parent, name: new_name.to_string() },
-            KernelNote::InvalInode { ino: target_ino },
-        ]);
-        Ok(())
-    }
-
-    /// Why `name`, not a scratch file, cannot be renamed to `new_name`.
-    fn rename_away(&self, dir: &str, name: &str, new_dir: &str, new_name: &str, tid: u32) -> Error {
-        let registration = matches!(self.view.child(dir, name), Ok(Some(c)) if c.kind == Kind::Registration);
-        let own = registration && self.view.node(&child_path(dir, name)).is_ok_and(|n| self.own(&n.stat));
-        let to_scratch = matches!(classify(new_name), Ok(NameUse::Scratch))
-            && matches!(self.view.child(new_dir, new_name), Ok(None));
-        if (name == PROPERTIES || registration) && to_scratch {
-            if own {
-                self.scratch.copied(dir, name, process_of(tid));
-            }
-            let from = child_path(dir, name);
-            debug!("{from} cannot be renamed away (it is the node's data): EXDEV, so that the tool copies it");
-            return Error::CrossDevice(format!("{from} stays where it is; copy it instead"));
-        }
-        Error::Unsupported("rename")
-    }
-
-    /// Applies `written` (parsed from `text`, the file's bytes) to the data file `name` of
-    /// `dir` as one set; returns its inode.
-    fn apply_renamed(
-        &self,
-        dir: &str,
-        name: &str,
-        target: NameUse,
-        written: Properties,
-        text: &[u8],
-        tid: u32,
-    ) -> Result<u64> {
-        if target == NameUse::Properties {
-            let inode = Inode { path: dir.to_string(), kind: InodeKind::Properties };
-            self.handles.apply(&inode, OpenMode::Set, text)?;
-            return Ok(self.view.ino(dir, InodeKind::Properties));
-        }
-        let path = child_path(dir, name);
-        match self.view.child(dir, name)?.map(|c| c.kind) {
-            Some(Kind::Dir) => return Err(Error::IsDir(path)),
-            Some(Kind::Registration) => {
-                let inode = Inode { path: path.clone(), kind: InodeKind::Registration };
-                self.handles.apply(&inode, OpenMode::Set, text)?;
-            }
-            None => self.register_with(&path, process_of(tid), written)?,
-        }
-        Ok(self.view.ino(&path, InodeKind::Registration))
-    }
-
-    /// Registers `path` with `written` and the renaming process's pid, in one create.
-    fn register_with(&self, path: &str, pid: u32, written: Properties) -> Result<()> {
-        let mut props = Properties::new();
-        props.insert("pid".into(), json!(pid));
-        let data = properties::encode(&properties::merge(props, written));
-        if data.len() > MAX_DATA_BYTES {
-            return Err(Error::TooLarge(format!(
-                "{path}: {} bytes is more than the {MAX_DATA_BYTES} bytes ZooKeeper accepts for a node",
-                data.len()
-            )));
-        }
-        let _local = self.view.local(path);
-        let acl = self.session.registration_acl();
-        let (p, d) = (path.to_string(), data.clone());
-        self.session
-            .call(path, |c| async move { c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::new(&acl))).await })?;
-        info!("registered {path} (pid {pid})");
-        self.session.remember_registration(path, &data);
-        self.view.local_created(path, Kind::Registration);
-        Ok(())
     }
 }
 
@@ -781,13 +551,5 @@ mod tests {
         assert_eq!(s.lookup("/d", "b"), None);
         assert!(s.attr(b).is_none());
         assert_eq!(s.lookup("/e", "b"), Some(a));
-    }
-
-    #[test]
-    fn only_one_json_object_can_be_applied() {
-        assert!(parse_object(b"{\"a\": 1}\n").is_ok());
-        for bad in [&b""[..], b"  \n", b"{\"a\": ", b"[1]", b"{} {}", b"{\"a\": 1} x"] {
-            assert_eq!(parse_object(bad).unwrap_err().errno(), libc::EINVAL, "{:?}", String::from_utf8_lossy(bad));
-        }
     }
 }

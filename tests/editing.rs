@@ -4,12 +4,14 @@
 //! ZooKeeper client; and the temporary files those tools make stay on their mount.
 
 mod common;
+mod inotify;
 mod shell;
 
 use std::path::Path;
 use std::time::Duration;
 
 use common::{wait_until, Mount, Zk, ZkServer};
+use inotify::Inotify;
 use serde_json::{json, Value};
 use shell::{cat_json, ls, q, sh, sh_ok};
 
@@ -383,4 +385,50 @@ fn a_read_only_mount_makes_no_temporary_files() {
     assert_eq!(zk.get_json("/svc"), json!({"threads": 2}));
     let value: Value = cat_json(&mount.join("svc/properties.json"));
     assert_eq!(value, json!({"threads": 2}));
+}
+
+#[test]
+fn with_zookeeper_down_a_rename_fails_and_keeps_its_temporary_file() {
+    let mut server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"threads": 2}"#);
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=4");
+    let svc = mount.join("svc");
+    assert_eq!(cat_json(&svc.join("properties.json")), json!({"threads": 2}));
+    in_dir(&svc, r#"echo '{"threads": 3}' > new.json"#);
+    server.stop();
+    let r = sh(&format!("cd {} && timeout 30 mv new.json properties.json", q(&svc)));
+    assert!(!r.ok && r.stderr.contains("Input/output error"), "{}", r.stderr);
+    // The temporary file lives in the mount, not in ZooKeeper: still there, still whole.
+    assert_eq!(cat_json(&svc.join("new.json")), json!({"threads": 3}));
+    server.restart();
+    wait_until(Duration::from_secs(30), "the mount writes again", || {
+        sh(&format!("cd {} && mv new.json properties.json", q(&svc))).ok
+    });
+    let zk = Zk::connect(&server.connect_string());
+    assert_eq!(zk.get_json("/svc"), json!({"threads": 3}));
+}
+
+#[test]
+fn a_rename_gives_its_own_events_here_and_a_modify_on_other_mounts() {
+    let (server, _zk, mount) = setup();
+    let other = Mount::new(&server.connect_string());
+    let _ = cat_json(&mount.join("svc/properties.json"));
+    let _ = cat_json(&other.join("svc/properties.json"));
+    let mut here = Inotify::new();
+    here.watch(&mount.join("svc"));
+    let mut there = Inotify::new();
+    there.watch(&other.join("svc"));
+    in_dir(&mount.join("svc"), r#"echo '{"threads": 4}' > new.json && mv new.json properties.json"#);
+    there
+        .wait_for(Duration::from_secs(5), "IN_MODIFY on the other mount", |e| e.is(libc::IN_MODIFY, "properties.json"));
+    let events = here.collect(Duration::from_millis(800));
+    let count = |mask: u32, name: &str| events.iter().filter(|e| e.is(mask, name)).count();
+    assert_eq!(count(libc::IN_MOVED_FROM, "new.json"), 1, "{events:?}");
+    assert_eq!(count(libc::IN_MOVED_TO, "properties.json"), 1, "{events:?}");
+    assert_eq!(count(libc::IN_MODIFY, "properties.json"), 0, "an echo of the mount's own change: {events:?}");
+    // The other mount heard of the change once, and never of the temporary file.
+    let events = there.collect(Duration::from_millis(800));
+    assert!(events.iter().all(|e| e.name == "properties.json"), "{events:?}");
+    assert_eq!(cat_json(&other.join("svc/properties.json")), json!({"threads": 4}));
 }
