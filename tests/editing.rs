@@ -340,6 +340,8 @@ fn renaming_properties_away_copies_it_and_leaves_it_in_place() {
     assert_eq!(cat_json(&svc.join("providers/h.bak")), zk.get_json("/svc/providers/h:1"));
     // Another session's registration cannot be removed, so mv fails after its copy.
     zk.create_ephemeral("/svc/providers/h:2", br#"{"pid": 42}"#);
+    let remote = svc.join("providers/h:2");
+    wait_until(std::time::Duration::from_secs(10), "the mount shows h:2", || remote.exists());
     let r = sh(&format!("cd {} && mv h:2 h2.bak", q(&svc.join("providers"))));
     assert!(!r.ok && r.stderr.contains("not permitted"), "{}", r.stderr);
     assert!(zk.exists("/svc/providers/h:2"));
