@@ -114,7 +114,9 @@ impl Filesystem for ZkFuse {
             warn!("kernel lacks FUSE_ATOMIC_O_TRUNC; truncation arrives as setattr");
         }
         // flock(2) comes to zkfs, so that a lock can hold a registration (locks.rs).
-        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS).
+        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS): fuser 0.18 drops the
+        // FUSE_LK_FLOCK flag of a lock request, so this is how zkfs knows a lock is a
+        // flock, held by its open file until the file's RELEASE.
         if config.add_capabilities(InitFlags::FUSE_FLOCK_LOCKS).is_err() {
             warn!("kernel lacks FUSE_FLOCK_LOCKS; flock(2) will not hold registrations");
         }
@@ -477,7 +479,13 @@ impl Filesystem for ZkFuse {
             m => m,
         };
         match self.fs.create(parent.0, name, crate::fs::process_of(req.pid()), Some(mode)) {
-            Ok((a, Some(o))) => reply.created(&TTL, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o)),
+            Ok((a, Some(o))) => {
+                if flags & libc::O_ACCMODE == libc::O_RDONLY {
+                    // flock(1)'s open: see locks.rs.
+                    self.fs.created_for_lock(a.ino, o.fh);
+                }
+                reply.created(&TTL, &to_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
+            }
             Ok((_, None)) => reply.error(Errno::from_i32(libc::EIO)),
             Err(e) => reply.error(errno("create", &e)),
         }
