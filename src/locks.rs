@@ -23,6 +23,9 @@
 //!   registration is removed from ZooKeeper at once and forgotten by the session (so it
 //!   is not re-created after an expiry). Other mounts see it go through their watches,
 //!   this one through its echo (IN_DELETE), as for a removal made elsewhere.
+//! * flock(1) creates its file with a read-only open, then locks it: a registration
+//!   created so is held by that open file until a lock takes over, so that a flock
+//!   killed in between leaves nothing behind.
 //! * Only the session that holds a registration can lock it: a lock on another
 //!   session's registration fails at once with `EWOULDBLOCK`, waiting or not, so two
 //!   hosts can never both hold one address.
