@@ -289,7 +289,9 @@ impl Filesystem for ZkFuse {
             debug!("kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP; shared mmap of a file just changed fails");
         }
         // flock(2) comes to zkfs, so that a lock can hold a registration (locks.rs).
-        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS).
+        // fcntl locks stay with the kernel (no FUSE_POSIX_LOCKS): fuser 0.18 drops the
+        // FUSE_LK_FLOCK flag of a lock request, so this is how zkfs knows a lock is a
+        // flock, held by its open file until the file's RELEASE.
         if config.add_capabilities(InitFlags::FUSE_FLOCK_LOCKS).is_err() {
             warn!("kernel lacks FUSE_FLOCK_LOCKS; flock(2) will not hold registrations");
         }
@@ -631,7 +633,15 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         let (name, tid) = (name.to_string(), req.pid());
-        self.offload("create", reply, move |fs| fs.create_file(parent.0, &name, tid, Some(flags), mode & !umask));
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        self.offload("create", reply, move |fs| {
+            let created = fs.create_file(parent.0, &name, tid, Some(flags), mode & !umask);
+            if let (true, Ok((a, Some(o)))) = (read_only, &created) {
+                // flock(1)'s open: see locks.rs (a no-op for anything but a registration).
+                fs.created_for_lock(a.ino, o.fh);
+            }
+            created
+        });
     }
 }
 

@@ -23,6 +23,9 @@
 //!   registration is removed from ZooKeeper at once and forgotten by the session (so it
 //!   is not re-created after an expiry). Other mounts see it go through their watches,
 //!   this one through its echo (IN_DELETE), as for a removal made elsewhere.
+//! * flock(1) creates its file with a read-only open, then locks it: a registration
+//!   created so is held by that open file until a lock takes over, so that a flock
+//!   killed in between leaves nothing behind.
 //! * Only the session that holds a registration can lock it: a lock on another
 //!   session's registration fails at once with `EWOULDBLOCK`, waiting or not, so two
 //!   hosts can never both hold one address.
@@ -98,6 +101,15 @@ struct Entry {
     held: Option<Held>,
     holders: Vec<Holder>,
     waiters: Vec<Waiter>,
+    /// The file handle of a read-only create (flock(1)'s open) not yet followed by
+    /// any lock: the registration is held by that open file until a lock takes over.
+    creator: Option<u64>,
+}
+
+impl Entry {
+    fn unused(&self) -> bool {
+        self.holders.is_empty() && self.waiters.is_empty() && self.creator.is_none()
+    }
 }
 
 /// Replies to send once the table's lock is dropped (a reply is a write to the FUSE
@@ -151,6 +163,7 @@ impl Locks {
             if held.is_some() {
                 entry.held = held;
             }
+            entry.creator = None;
             if let Some(mine) = entry.holders.iter_mut().find(|h| h.owner == holder.owner) {
                 if mine.kind == holder.kind {
                     out.replies.push((done, Ok(())));
@@ -202,6 +215,9 @@ impl Locks {
     /// Returns the registration that lost its last lock, if any.
     pub fn release(&self, ino: u64, fh: u64) -> Option<Held> {
         self.change(ino, |entry, out| {
+            if entry.creator == Some(fh) {
+                entry.creator = None;
+            }
             entry.holders.retain(|h| h.fh != fh);
             let (gone, kept): (Vec<Waiter>, Vec<Waiter>) = entry.waiters.drain(..).partition(|w| w.holder.fh == fh);
             entry.waiters = kept;
@@ -215,17 +231,27 @@ impl Locks {
         {
             let mut table = self.table.locked();
             let entry = table.get_mut(&ino)?;
-            let had = !entry.holders.is_empty();
+            let had = !entry.holders.is_empty() || entry.creator.is_some();
             f(entry, &mut out);
             grant(entry, &mut out);
-            if had && entry.holders.is_empty() {
+            if had && entry.holders.is_empty() && entry.creator.is_none() {
                 out.freed = entry.held.clone();
             }
-            if entry.holders.is_empty() && entry.waiters.is_empty() {
+            if entry.unused() {
                 table.remove(&ino);
             }
         }
         out.send()
+    }
+
+    /// Registration `held` was just created by a read-only open (`fh`), as flock(1)
+    /// does before it locks: until a lock is asked for, that open file holds it.
+    pub fn created(&self, ino: u64, fh: u64, held: Held) {
+        if let Ok(mut table) = self.table.lock() {
+            let entry = table.entry(ino).or_default();
+            entry.held = Some(held);
+            entry.creator = Some(fh);
+        }
     }
 
     /// The processes holding a lock on `ino`.
@@ -250,7 +276,7 @@ fn interrupt(table: &Mutex<HashMap<u64, Entry>>, interrupted: impl Fn(u32) -> bo
             waiting |= !entry.waiters.is_empty();
             out.replies.extend(gone.into_iter().map(|w| (w.done, Err(Error::Interrupted))));
         }
-        table.retain(|_, e| !e.holders.is_empty() || !e.waiters.is_empty());
+        table.retain(|_, e| !e.unused());
     }
     out.send();
     waiting
@@ -371,6 +397,15 @@ impl Fs {
                 }
             }
         });
+    }
+
+    /// A registration was created by a read-only open (`fh`): flock(1) opens its file
+    /// so, then locks it. If the file is closed before any lock is taken — flock was
+    /// killed in between — the registration goes, as if it had been locked.
+    pub fn created_for_lock(&self, ino: u64, fh: u64) {
+        if let Ok(Some(held)) = self.lock_target(ino, 0) {
+            self.locks.created(ino, fh, held);
+        }
     }
 
     /// The last close of `fh` on `ino`: its locks go.
@@ -560,6 +595,20 @@ mod tests {
         assert!(!signal_pending(std::process::id()));
         assert!(signal_pending(u32::MAX), "no such process");
         assert!(!signal_pending(0), "a process of another pid namespace");
+    }
+
+    #[test]
+    fn a_read_only_create_holds_the_registration_until_a_lock_takes_over() {
+        let locks = Locks::new();
+        let held = reg().unwrap();
+        locks.created(1, 10, held.clone());
+        assert_eq!(locks.release(1, 10), reg(), "closed before any lock: the registration goes");
+
+        locks.created(1, 10, held);
+        assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
+        assert_eq!(locks.release(1, 99), None, "another file's close changes nothing");
+        assert_eq!(locks.unlock(1, 1), reg(), "from the lock on, the lock holds it");
+        assert_eq!(locks.release(1, 10), None);
     }
 
     #[test]

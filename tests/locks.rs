@@ -382,3 +382,24 @@ fn only_the_user_who_mounted_can_hold_a_registration_with_a_lock() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(zk.exists(REG), "another user's lock removed the registration");
 }
+
+#[test]
+fn flock_killed_between_its_create_and_its_lock_leaves_no_registration() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    // flock(1) opens read-only with O_CREAT, then locks. Stopping it in between (a
+    // read-only create by python, which never locks) and killing it must not leave the
+    // registration behind for the mount's lifetime.
+    let mut opener = Script::start(&format!(
+        "exec python3 -c 'import os, sys, time; os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT); print(\"created\", flush=True); time.sleep(600)' {}",
+        q(&reg)
+    ));
+    assert_eq!(opener.line(), "created");
+    assert!(zk.exists(REG));
+    opener.kill9();
+    gone(&zk, "a read-only create closed before any lock removes the registration");
+    // A create for writing (touch, echo >) keeps the mount's lifetime.
+    sh_ok(&format!("touch {}", q(&reg)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(zk.exists(REG));
+}
