@@ -25,7 +25,7 @@ const MODIFY: u32 = libc::IN_MODIFY;
 const SOON: Duration = Duration::from_secs(5);
 
 /// The session timeout of the mounts below, in seconds.
-const TIMEOUT: u64 = 6;
+const TIMEOUT: u64 = 8;
 
 /// How a server stops answering.
 #[derive(Clone, Copy, Debug)]
