@@ -25,7 +25,7 @@ const MODIFY: u32 = libc::IN_MODIFY;
 const SOON: Duration = Duration::from_secs(5);
 
 /// The session timeout of the mounts below, in seconds.
-const TIMEOUT: u64 = 6;
+const TIMEOUT: u64 = 8;
 
 /// How a server stops answering.
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +105,13 @@ fn warm_reads_answer_while_16_writers_wait(outage: Outage) {
     for (r, at) in &answered {
         assert!(*at < first_writer_done, "`{r}` answered only after a waiting write had failed");
     }
+    let slowest = results.iter().map(|(start, end, _)| end.duration_since(*start)).max().unwrap_or_default();
+    let last_read = answered.iter().map(|(_, at)| at.duration_since(started)).max().unwrap_or_default();
+    eprintln!(
+        "{outage:?}: {} reads answered by +{last_read:?}; first write failed at +{:?}, slowest write took {slowest:?}",
+        answered.len(),
+        first_writer_done.duration_since(started)
+    );
     for (i, (start, end, ok)) in results.iter().enumerate() {
         assert!(!ok, "write {i} succeeded with no server answering");
         // Side by side: each fails within the session timeout of its own start, plus
@@ -152,6 +159,7 @@ fn cold_reads_fail_side_by_side(outage: Outage) {
         .collect();
     for (i, r) in readers.into_iter().enumerate() {
         let (took, ok, stderr) = r.join().expect("reader thread");
+        eprintln!("{outage:?}: cold read {i} failed after {took:?}");
         assert!(!ok, "cold read {i} succeeded with no server");
         assert!(stderr.contains("Input/output error"), "cold read {i}: {stderr}");
         assert!(took < Duration::from_secs(TIMEOUT + 3), "cold read {i} took {took:?} (outage {outage:?})");
