@@ -49,6 +49,7 @@
 //! notes for whatever changed meanwhile.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -89,6 +90,8 @@ pub struct View {
     watch: Mutex<Option<AbortHandle>>,
     changes: mpsc::UnboundedSender<WatchedEvent>,
     notes: std::sync::mpsc::Sender<KernelNote>,
+    /// Data changes and deletions received from the watch so far; see [`View::local_node`].
+    events_seen: Arc<AtomicU64>,
 }
 
 impl View {
@@ -105,6 +108,7 @@ impl View {
             watch: Mutex::new(None),
             changes,
             notes,
+            events_seen: Arc::default(),
         };
         (Arc::new(view), rx)
     }
@@ -166,28 +170,21 @@ impl View {
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
-    /// How many of the children of `path` that are shown are directories (for `nlink`),
-    /// listed the first time.
-    pub fn subdirectories(&self, path: &str) -> Result<usize> {
-        let count = |tree: &Tree| {
-            let children = tree.nodes.get(path)?.children.as_ref()?;
-            Some(children.values().filter(|c| c.kind == Kind::Dir && c.presence != Presence::PendingCreate).count())
-        };
-        if let Some(n) = count(&self.tree()) {
-            return Ok(n);
-        }
-        self.session.runtime().block_on(self.ensure_children(path))?;
-        count(&self.tree()).ok_or_else(|| Error::NotFound(path.to_string()))
-    }
-
-    /// Child `name` of `parent` if it is shown (a child on its way in is not).
+    /// Child `name` of `parent` if it is shown (a child on its way in is not). Looks the
+    /// one name up: its cost does not grow with the directory.
     pub fn child(&self, parent: &str, name: &str) -> Result<Option<Child>> {
-        if self.visible_children(parent).is_none() {
-            self.children(parent)?;
-        }
-        let tree = self.tree();
-        let child = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).and_then(|c| c.get(name)).copied();
-        Ok(child.filter(|c| c.presence != Presence::PendingCreate))
+        // `None`: the parent's children are not listed yet.
+        let find = |tree: &Tree| Some(tree.nodes.get(parent)?.children.as_ref()?.get(name).copied());
+        // Bound first: a guard in the `match` itself would be held into the arms.
+        let listed = find(&self.tree());
+        let found = match listed {
+            Some(found) => found,
+            None => {
+                self.children(parent)?;
+                find(&self.tree()).flatten()
+            }
+        };
+        Ok(found.filter(|c| c.presence != Presence::PendingCreate))
     }
 
     fn visible_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
@@ -229,6 +226,7 @@ impl View {
             .call_async("/", |c| async move { c.watch("/", AddWatchMode::PersistentRecursive).await })
             .await?;
         let changes = self.changes.clone();
+        let events_seen = Arc::clone(&self.events_seen);
         let task = self.session.runtime().spawn(async move {
             loop {
                 let event = watcher.changed().await;
@@ -239,6 +237,9 @@ impl View {
                         return;
                     }
                     continue;
+                }
+                if matches!(event.event_type, EventType::NodeDataChanged | EventType::NodeDeleted) {
+                    events_seen.fetch_add(1, Ordering::SeqCst);
                 }
                 if changes.send(event).is_err() {
                     return;
@@ -331,6 +332,25 @@ impl View {
                 n.view = node_view(data, stat);
             }
             tree.written.insert(path.to_string(), mzxid);
+        }
+    }
+
+    /// A mark to take before a create through this mount, for [`View::local_node`].
+    pub fn events_seen(&self) -> u64 {
+        self.events_seen.load(Ordering::SeqCst)
+    }
+
+    /// ZooKeeper created `path` for this mount as `node`: keeps it, so that the next
+    /// `stat` need not read it back — unless a data change or deletion arrived since
+    /// `mark` (taken with [`View::events_seen`] before the create), which may be about
+    /// this node and was dropped because it was not cached: then the next read asks
+    /// ZooKeeper. A later event finds it cached and is applied as usual.
+    pub fn local_node(&self, path: &str, node: &NodeView, mark: u64) {
+        let mut tree = self.tree();
+        // Checked under the tree lock: an event counted after this check is applied
+        // after the node is in (the event task takes the same lock).
+        if self.events_seen.load(Ordering::SeqCst) == mark && !tree.nodes.contains_key(path) {
+            tree.nodes.insert(path.to_string(), Node { view: node.clone(), children: None, stale: false });
         }
     }
 
