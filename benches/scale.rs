@@ -817,14 +817,25 @@ fn churn(connect: &str, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
             thread::sleep(wait);
         }
     }
-    // Let both finish what the last changes cost.
-    thread::sleep(Duration::from_millis(500));
-    let wall = t0.elapsed();
+    let sending = t0.elapsed();
+    // Both finish what the changes cost (a backlog included) before their CPU is read,
+    // so that the next row starts on an idle mount: wait until zkfs uses < 2% of a core.
+    let quiet_by = Instant::now() + Duration::from_secs(60);
+    let mut last = cpu_time(mount.pid());
+    loop {
+        thread::sleep(Duration::from_millis(250));
+        let now = cpu_time(mount.pid());
+        if now - last < Duration::from_millis(5) || Instant::now() > quiet_by {
+            break;
+        }
+        last = now;
+    }
     let zkfs = cpu_time(mount.pid()) - zkfs0;
     let native_cpu = cpu_time(native.0.id()) - native0;
     drop(native);
-    let rate = total as f64 / (wall.as_secs_f64() - 0.5);
-    let pct = |d: Duration| format!("{:.1}% of a core", 100.0 * d.as_secs_f64() / wall.as_secs_f64());
+    let rate = total as f64 / sending.as_secs_f64();
+    // CPU time over the time the changes took to send: the share of a core they cost.
+    let pct = |d: Duration| format!("{:.1}% of a core", 100.0 * d.as_secs_f64() / sending.as_secs_f64());
     rows.push(
         &format!("CPU for {total} changes at {rate:.0}/s on {} cached nodes", targets.len()),
         pct(zkfs),
