@@ -64,7 +64,7 @@ const LATENCY_TARGET: f64 = 1.5;
 /// Target: mount ≤ this × tmpfs.
 const READ_TARGET: f64 = 2.0;
 
-const RERUN: &str = "scripts/bench   (= scripts/install-deps && cargo bench --bench live)";
+const RERUN: &str = "scripts/bench live   (= scripts/install-deps && cargo bench --bench live)";
 
 fn main() {
     // zkfs logs at debug level under the fixtures unless RUST_LOG says otherwise;

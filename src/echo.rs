@@ -186,7 +186,7 @@ impl Fs {
         let inode = self.inode(ino)?;
         match self.view.cached(&inode.path) {
             Some(node) if inode.kind != InodeKind::Dir => {
-                Ok(Attr { volatile: true, ..self.attr_of(ino, inode.kind, &node, 0) })
+                Ok(Attr { volatile: true, ..self.attr_of(ino, inode.kind, &node) })
             }
             _ => self.attr(ino, &inode),
         }

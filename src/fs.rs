@@ -49,7 +49,8 @@ pub struct Attr {
     pub kind: FileKind,
     /// Bytes `cat` prints (0 for directories).
     pub size: u64,
-    /// 2 + subdirectories for a directory, 1 for a file.
+    /// 1, for a directory too (see README "Choices": counting its subdirectories
+    /// would mean listing it).
     pub nlink: u32,
     /// Permission bits.
     pub perm: u16,
@@ -223,11 +224,11 @@ impl Fs {
         stat.ephemeral_owner != 0 && stat.ephemeral_owner == self.session.session_id()
     }
 
-    pub(crate) fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView, nlink_dirs: u32) -> Attr {
+    pub(crate) fn attr_of(&self, ino: u64, kind: InodeKind, node: &NodeView) -> Attr {
         let system = self.shows_system && self.view.inode(ino).is_some_and(|i| self.is_system(&i.path));
         let write = if self.read_only || system { 0 } else { 0o200 };
         let (fkind, size, nlink, perm) = match kind {
-            InodeKind::Dir => (FileKind::Dir, 0, 2 + nlink_dirs, 0o555 | write),
+            InodeKind::Dir => (FileKind::Dir, 0, 1, 0o555 | write),
             InodeKind::Properties => (FileKind::File, node.rendered.len() as u64, 1, 0o444 | write),
             InodeKind::Registration => {
                 let w = if self.own(&node.stat) { write } else { 0 };
@@ -252,7 +253,7 @@ impl Fs {
     /// Attributes made up for a child known only by name and kind.
     pub(crate) fn volatile_attr(&self, ino: u64, kind: Kind) -> Attr {
         let (fkind, nlink, perm) = match kind {
-            Kind::Dir => (FileKind::Dir, 2, 0o555),
+            Kind::Dir => (FileKind::Dir, 1, 0o555),
             Kind::Registration => (FileKind::File, 1, 0o444),
         };
         Attr {
@@ -277,15 +278,10 @@ impl Fs {
         if node.kind.data_inode() != inode.kind && inode.kind != InodeKind::Dir {
             return Err(Error::NotFound(inode.path.clone()));
         }
-        let dirs = if inode.kind == InodeKind::Dir {
-            if node.kind != Kind::Dir {
-                return Err(Error::NotFound(inode.path.clone()));
-            }
-            self.view.subdirectories(&inode.path)? as u32
-        } else {
-            0
-        };
-        Ok(self.attr_of(ino, inode.kind, &node, dirs))
+        if inode.kind == InodeKind::Dir && node.kind != Kind::Dir {
+            return Err(Error::NotFound(inode.path.clone()));
+        }
+        Ok(self.attr_of(ino, inode.kind, &node))
     }
 
     // ----- reads -----
@@ -518,6 +514,7 @@ impl Fs {
         let p = path.clone();
         let d = data.clone();
         let acl = self.session.registration_acl();
+        let events = self.view.events_seen();
         let (stat, _) = self.session.call(&path, |c| async move {
             c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::new(&acl))).await
         })?;
@@ -531,7 +528,10 @@ impl Fs {
             data: Arc::new(data),
             stat,
         };
-        let attr = self.attr_of(ino, InodeKind::Registration, &node, 0);
+        // Kept, so that the `futimens` of `touch` right after is answered without
+        // reading the node back.
+        self.view.local_node(&path, &node, events);
+        let attr = self.attr_of(ino, InodeKind::Registration, &node);
         let opened = open.map(|mode| {
             let inode = Inode { path, kind: InodeKind::Registration };
             let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
@@ -556,6 +556,7 @@ impl Fs {
             Acls::anyone_all().to_vec()
         };
         let p = path.clone();
+        let events = self.view.events_seen();
         let (stat, _) = self.session.call(&path, |c| async move {
             c.create(&p, &[], &CreateMode::Persistent.with_acls(Acls::new(&acl))).await
         })?;
@@ -564,7 +565,8 @@ impl Fs {
         let ino = self.view.ino(&path, InodeKind::Dir);
         let node =
             NodeView { kind: Kind::Dir, rendered: Arc::new(properties::render(&[])), data: Arc::new(Vec::new()), stat };
-        Ok(self.attr_of(ino, InodeKind::Dir, &node, 0))
+        self.view.local_node(&path, &node, events);
+        Ok(self.attr_of(ino, InodeKind::Dir, &node))
     }
 
     /// `rm` of a file: removes one of this mount's registrations.

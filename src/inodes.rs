@@ -5,7 +5,8 @@
 //! so a node created again under the same name is a new file to the kernel, and a
 //! program holding the old one gets ENOENT instead of the new node's data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;
@@ -38,34 +39,46 @@ pub struct Inode {
 pub struct Inodes {
     next: u64,
     by_ino: HashMap<u64, Inode>,
-    by_key: HashMap<(String, InodeKind), u64>,
+    /// The numbers of each path, one slot per [`InodeKind`] (0: none). Ordered, so that
+    /// a subtree is one range: removing it costs the subtree, not the whole table.
+    by_path: BTreeMap<String, [u64; 4]>,
 }
 
 impl Default for Inodes {
     fn default() -> Self {
-        let mut t = Inodes { next: ROOT_INO + 1, by_ino: HashMap::new(), by_key: HashMap::new() };
+        let mut t = Inodes { next: ROOT_INO + 1, by_ino: HashMap::new(), by_path: BTreeMap::new() };
         t.by_ino.insert(ROOT_INO, Inode { path: "/".into(), kind: InodeKind::Dir });
-        t.by_key.insert(("/".into(), InodeKind::Dir), ROOT_INO);
+        t.by_path.entry("/".into()).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
         t
+    }
+}
+
+/// The index of `kind` in a path's slots.
+fn slot(kind: InodeKind) -> usize {
+    match kind {
+        InodeKind::Dir => 0,
+        InodeKind::Properties => 1,
+        InodeKind::Registration => 2,
+        InodeKind::Link => 3,
     }
 }
 
 impl Inodes {
     /// The inode number of `path` as `kind`, handing out a new one if needed.
     pub fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
-        if let Some(ino) = self.by_key.get(&(path.to_string(), kind)) {
-            return *ino;
+        if let Some(ino) = self.existing(path, kind) {
+            return ino;
         }
         let ino = self.next;
         self.next += 1;
-        self.by_key.insert((path.to_string(), kind), ino);
+        self.by_path.entry(path.to_string()).or_default()[slot(kind)] = ino;
         self.by_ino.insert(ino, Inode { path: path.to_string(), kind });
         ino
     }
 
     /// The inode number of `path` as `kind`, if the kernel was given one.
     pub fn existing(&self, path: &str, kind: InodeKind) -> Option<u64> {
-        self.by_key.get(&(path.to_string(), kind)).copied()
+        self.by_path.get(path).map(|slots| slots[slot(kind)]).filter(|ino| *ino != 0)
     }
 
     /// What `ino` stands for.
@@ -75,7 +88,14 @@ impl Inodes {
 
     /// Forgets `path` as `kind` alone; the number dropped, if it had one.
     pub fn remove_one(&mut self, path: &str, kind: InodeKind) -> Option<u64> {
-        let ino = self.by_key.remove(&(path.to_string(), kind))?;
+        let slots = self.by_path.get_mut(path)?;
+        let ino = std::mem::take(&mut slots[slot(kind)]);
+        if slots.iter().all(|i| *i == 0) {
+            self.by_path.remove(path);
+        }
+        if ino == 0 {
+            return None;
+        }
         self.by_ino.remove(&ino);
         Some(ino)
     }
@@ -83,19 +103,27 @@ impl Inodes {
     /// Forgets `path` and everything below it; returns the numbers dropped.
     pub fn remove_subtree(&mut self, path: &str) -> Vec<(u64, Inode)> {
         let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
-        let gone: Vec<u64> = self
-            .by_ino
-            .iter()
-            .filter(|(ino, i)| **ino != ROOT_INO && (i.path == path || i.path.starts_with(&prefix)))
-            .map(|(ino, _)| *ino)
-            .collect();
-        gone.into_iter()
-            .filter_map(|ino| {
-                let inode = self.by_ino.remove(&ino)?;
-                self.by_key.remove(&(inode.path.clone(), inode.kind));
-                Some((ino, inode))
-            })
-            .collect()
+        // Every path below `path` starts with `prefix`, and those sort together, from
+        // `prefix` on.
+        let below = self
+            .by_path
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone());
+        let paths: Vec<String> = std::iter::once(path.to_string()).chain(below).collect();
+        let mut gone = Vec::new();
+        for p in paths {
+            let Some(slots) = self.by_path.remove(&p) else { continue };
+            for ino in slots {
+                if ino == ROOT_INO {
+                    // The root keeps its number; only its other files go.
+                    self.by_path.entry(p.clone()).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
+                } else if let Some(inode) = self.by_ino.remove(&ino) {
+                    gone.push((ino, inode));
+                }
+            }
+        }
+        gone
     }
 }
 
@@ -135,6 +163,36 @@ mod tests {
         assert!(t.get(ab).is_none());
         assert_eq!(t.get(other).unwrap().path, "/ab");
         assert_ne!(t.ino("/a", InodeKind::Dir), a);
+    }
+
+    #[test]
+    fn removing_a_subtree_keeps_everything_else_and_the_root() {
+        let mut t = Inodes::default();
+        let mut kept = Vec::new();
+        for p in ["/a", "/a-b", "/a.b", "/ab", "/b/a", "/a!"] {
+            kept.push((p, t.ino(p, InodeKind::Dir), t.ino(p, InodeKind::Properties)));
+        }
+        let mut dropped = Vec::new();
+        for p in ["/a/x", "/a/x/y", "/a/z:1"] {
+            let kind = if p.contains(':') { InodeKind::Registration } else { InodeKind::Dir };
+            dropped.push(t.ino(p, kind));
+        }
+        let mut gone: Vec<u64> = t.remove_subtree("/a/x").into_iter().map(|(ino, _)| ino).collect();
+        gone.sort();
+        assert_eq!(gone, dropped[..2]);
+        assert_eq!(t.existing("/a/z:1", InodeKind::Registration), Some(dropped[2]));
+        assert_eq!(t.remove_subtree("/a").len(), 3, "/a's two numbers and /a/z:1");
+        for (p, dir, props) in &kept[1..] {
+            assert_eq!(t.existing(p, InodeKind::Dir), Some(*dir), "{p} kept");
+            assert_eq!(t.existing(p, InodeKind::Properties), Some(*props), "{p} kept");
+        }
+        let root_props = t.ino("/", InodeKind::Properties);
+        assert_eq!(t.remove_subtree("/").len(), 2 * (kept.len() - 1) + 1);
+        assert_eq!(t.existing("/", InodeKind::Dir), Some(ROOT_INO));
+        assert_eq!(t.get(ROOT_INO).map(|i| i.path.as_str()), Some("/"));
+        assert!(t.get(root_props).is_none());
+        assert_eq!(t.by_ino.len(), 1, "only the root is left");
+        assert_ne!(t.ino("/a", InodeKind::Dir), kept[0].1, "a node made again is a new file");
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Fs {
         if self.view.child(dir, name)?.is_some() {
             return Ok(None);
         }
-        let mut attr = self.attr_of(0, InodeKind::Dir, &node, 0);
+        let mut attr = self.attr_of(0, InodeKind::Dir, &node);
         attr.ino = self.view.ino(&child_path(dir, name), InodeKind::Link);
         attr.kind = FileKind::Symlink;
         attr.size = shown_target(dir, &target).len() as u64;

@@ -3,6 +3,7 @@
 //! notes the kernel must be given. Plain data and rules, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -165,7 +166,9 @@ impl Node {
 /// Everything the view knows, behind one lock.
 #[derive(Default)]
 pub(crate) struct Tree {
-    pub(crate) nodes: HashMap<String, Node>,
+    /// Ordered by path, so that a subtree is one range: forgetting it costs the
+    /// subtree, not everything cached.
+    pub(crate) nodes: BTreeMap<String, Node>,
     pub(crate) inodes: Inodes,
     /// Paths with a change through this mount in flight, and how many.
     pub(crate) local: HashMap<String, usize>,
@@ -206,9 +209,14 @@ impl Tree {
                 notes.push(KernelNote::InvalInode { ino });
             }
         } else {
+            // Nodes are ordered by path: the subtree is one range.
             let prefix = format!("{path}/");
-            let gone: Vec<String> =
-                self.nodes.keys().filter(|p| *p == path || p.starts_with(&prefix)).cloned().collect();
+            let below = self
+                .nodes
+                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, _)| p.clone());
+            let gone: Vec<String> = std::iter::once(path.to_string()).chain(below).collect();
             for p in gone {
                 self.nodes.remove(&p);
                 self.written.remove(&p);
@@ -542,6 +550,21 @@ mod tests {
         assert!(w.child("a:1").is_none() && w.child("b:1").is_some());
         assert!(w.tree.inodes.existing("/d/b:1", InodeKind::Registration).is_some());
         assert!(w.tree.inodes.existing(DIR, InodeKind::Dir).is_some());
+    }
+
+    #[test]
+    fn forgetting_a_node_forgets_its_subtree_and_nothing_else() {
+        let mut tree = Tree::default();
+        let paths = ["/a", "/a/b", "/a/b/c", "/a-b", "/a.b", "/ab", "/a!", "/b/a"];
+        for p in paths {
+            tree.nodes.insert(p.into(), Node::new(node_view(Vec::new(), stat())));
+            tree.inodes.ino(p, InodeKind::Dir);
+        }
+        let mut notes = Vec::new();
+        tree.forget("/a", &mut notes);
+        let left: Vec<&str> = tree.nodes.keys().map(String::as_str).collect();
+        assert_eq!(left, ["/a!", "/a-b", "/a.b", "/ab", "/b/a"]);
+        assert_eq!(notes.len(), 3, "the kernel drops the three inodes: {notes:?}");
     }
 
     #[test]

@@ -76,6 +76,7 @@
 //! notes for whatever changed meanwhile.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,8 @@ pub struct View {
     watch: Mutex<Option<AbortHandle>>,
     changes: mpsc::UnboundedSender<Change>,
     notes: std::sync::mpsc::Sender<KernelNote>,
+    /// Data changes and deletions received from the watch so far; see [`View::local_node`].
+    events_seen: Arc<AtomicU64>,
 }
 
 impl View {
@@ -157,6 +160,7 @@ impl View {
             watch: Mutex::new(None),
             changes,
             notes,
+            events_seen: Arc::default(),
         };
         (Arc::new(view), rx)
     }
@@ -240,20 +244,6 @@ impl View {
         }
         crate::wait::may_wait()?;
         self.session.runtime().block_on(self.ensure_children(path))
-    }
-
-    /// How many of the children of `path` that are shown are directories (for `nlink`),
-    /// listed the first time.
-    pub fn subdirectories(&self, path: &str) -> Result<usize> {
-        let count = |tree: &Tree| {
-            let children = tree.nodes.get(path)?.children.as_ref()?;
-            Some(children.values().filter(|c| c.kind == Kind::Dir && c.presence != Presence::PendingCreate).count())
-        };
-        if let Some(n) = count(&self.tree()) {
-            return Ok(n);
-        }
-        self.listed(path)?;
-        count(&self.tree()).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
     /// Child `name` of `parent` if it is shown (a child on its way in is not).
@@ -366,6 +356,7 @@ impl View {
             .call_async("/", |c| async move { c.watch("/", AddWatchMode::PersistentRecursive).await })
             .await?;
         let changes = self.changes.clone();
+        let events_seen = Arc::clone(&self.events_seen);
         let task = self.session.runtime().spawn(async move {
             loop {
                 let event = watcher.changed().await;
@@ -376,6 +367,9 @@ impl View {
                         return;
                     }
                     continue;
+                }
+                if matches!(event.event_type, EventType::NodeDataChanged | EventType::NodeDeleted) {
+                    events_seen.fetch_add(1, Ordering::SeqCst);
                 }
                 if changes.send(Change::Event(event)).is_err() {
                     return;
@@ -504,6 +498,25 @@ impl View {
         let dir = tree.inodes.existing(path, InodeKind::Dir).filter(|_| relist);
         drop(tree);
         self.send(dir.map(|ino| KernelNote::InvalInode { ino }).into_iter().collect());
+    }
+
+    /// A mark to take before a create through this mount, for [`View::local_node`].
+    pub fn events_seen(&self) -> u64 {
+        self.events_seen.load(Ordering::SeqCst)
+    }
+
+    /// ZooKeeper created `path` for this mount as `node`: keeps it, so that the next
+    /// `stat` need not read it back — unless a data change or deletion arrived since
+    /// `mark` (taken with [`View::events_seen`] before the create), which may be about
+    /// this node and was dropped because it was not cached: then the next read asks
+    /// ZooKeeper. A later event finds it cached and is applied as usual.
+    pub fn local_node(&self, path: &str, node: &NodeView, mark: u64) {
+        let mut tree = self.tree();
+        // Checked under the tree lock: an event counted after this check is applied
+        // after the node is in (the event task takes the same lock).
+        if self.events_seen.load(Ordering::SeqCst) == mark && !tree.nodes.contains_key(path) {
+            tree.nodes.insert(path.to_string(), Node::new(node.clone()));
+        }
     }
 
     /// ZooKeeper created `path` for this mount. A directory is adopted: the kernel

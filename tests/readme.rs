@@ -72,6 +72,10 @@ fn every_use_case_in_the_readme_does_what_the_readme_shows() {
                     .unwrap();
                 std::thread::sleep(Duration::from_millis(500));
                 sh_ok(&format!("touch {}", q(&other_host.join("fooservice/providers/10.0.0.7:8080"))));
+                // The other host's registration reaches this mount through ZooKeeper, a
+                // moment after its `touch` returns: as in the README, the rm comes after.
+                let arrived = mount.join("fooservice/providers/10.0.0.7:8080");
+                common::wait_until(Duration::from_secs(2), "the registration shows here", || arrived.exists());
                 sh_ok(&format!("rm {}", q(&mount.join("fooservice/providers/10.0.0.6:8080"))));
                 let out = watcher.wait_with_output().unwrap();
                 let printed = String::from_utf8_lossy(&out.stdout).into_owned();

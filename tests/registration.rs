@@ -103,3 +103,33 @@ fn registrations_of_one_mount_are_visible_on_another() {
     assert!(!sh(&format!("rm -f {}", q(&mount_b.join("fooservice/providers/a.example:1")))).ok);
     assert!(zk.exists("/fooservice/providers/a.example:1"));
 }
+
+#[test]
+fn a_change_made_elsewhere_the_instant_a_registration_is_made_is_not_lost() {
+    // zkfs keeps the node its create returned (so `touch` needs no read back); a change
+    // made elsewhere right after the create must still win over that copy.
+    let (_server, zk, mount) = setup();
+    for i in 0..20 {
+        let name = format!("10.0.1.{}:80", i + 1);
+        let path = format!("/fooservice/providers/{name}");
+        let reg = mount.join(format!("fooservice/providers/{name}"));
+        let want = json!({"pid": 1, "weight": i});
+        std::thread::scope(|s| {
+            let setter = s.spawn(|| {
+                // Sets the data as soon as the node exists.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while zk.try_set(&path, want.to_string().as_bytes()).is_err() {
+                    assert!(std::time::Instant::now() < deadline, "{path} never appeared");
+                }
+            });
+            sh_ok(&format!("touch {}", q(&reg)));
+            setter.join().unwrap();
+        });
+        let stat = zk.stat(&path).unwrap();
+        common::wait_until(std::time::Duration::from_secs(5), "the mount shows the change", || {
+            shell::cat_json(&reg) == want
+                && reg.metadata().unwrap().modified().unwrap()
+                    == std::time::UNIX_EPOCH + std::time::Duration::from_millis(stat.mtime as u64)
+        });
+    }
+}

@@ -67,9 +67,38 @@ fn stat_tells_the_truth() {
     let stat = zk.stat("/svc").unwrap();
     assert_eq!(meta.modified().unwrap(), UNIX_EPOCH + Duration::from_millis(stat.mtime as u64));
     let dir = mount.join("svc").metadata().unwrap();
-    assert_eq!(dir.nlink(), 4, "2 + two child directories");
+    // 1 whatever it holds, as on btrfs: counting subdirectories would mean listing
+    // the directory and reading every child (README "Choices").
+    assert_eq!(dir.nlink(), 1, "a directory's link count is 1");
+    assert_eq!(mount.join("svc/child1").metadata().unwrap().nlink(), 1);
     assert_eq!(dir.modified().unwrap(), UNIX_EPOCH + Duration::from_millis(stat.mtime as u64));
     let reg = mount.join("svc/h:1").metadata().unwrap();
     assert_eq!(reg.len(), std::fs::read(mount.join("svc/h:1")).unwrap().len() as u64);
     assert_eq!(reg.nlink(), 1);
+}
+
+#[test]
+fn find_walks_every_directory_although_their_link_count_is_1() {
+    // `find` may skip the entries of a directory whose link count says it has no more
+    // subdirectories; with 1 ("unknown", as on btrfs) it must look at every entry.
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/svc/a/b/c");
+    zk.mkdir_p("/svc/a/d");
+    zk.create_ephemeral("/svc/a/b/h:1", b"");
+    let mount = Mount::new(&server.connect_string());
+
+    let out = std::process::Command::new("find").arg(mount.join("svc")).arg("-type").arg("d").output().unwrap();
+    assert!(out.status.success(), "find failed: {}", String::from_utf8_lossy(&out.stderr));
+    let root = mount.join("svc");
+    let mut dirs: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| std::path::Path::new(l).strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, ["", "a", "a/b", "a/b/c", "a/d"]);
+    let out =
+        std::process::Command::new("find").arg(&root).arg("-type").arg("f").arg("-name").arg("h:1").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), root.join("a/b/h:1").display().to_string());
 }

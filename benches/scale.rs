@@ -1,0 +1,959 @@
+//! Large-tree benchmark: zkfs on a 100,000-node tree and a 10,000-child directory,
+//! every row beside a native reference measured in the same run.
+//!
+//! One throw-away ZooKeeper holds
+//! * `/big`: `FANOUT` directories of `LEAVES` persistent children each (100,100 nodes);
+//! * `/wide`: `WIDE` registrations (ephemeral children);
+//! * `/burst`: `BURST` persistent children, deleted at once by another client;
+//! * `/reg/zkfs-P`, `/reg/native-P`: where P concurrent writers register.
+//!
+//! Rows: cold and warm walks (read 1,001 `properties.json` vs a native get_data loop),
+//! a cold `ls` of `/wide` vs one get_children, a warm `ls -l` of it vs tmpfs, RSS after
+//! reading every node, the deletion burst → last IN_DELETE vs a native watch, zkfs's
+//! CPU under 2,000 changes/s vs a native recursive watcher process, and registration
+//! throughput at 1/4/8/16 writers vs native synchronous creates. The "ZK requests"
+//! column is the server's request counter (`srvr` Received) across the zkfs side.
+//!
+//! Sizes: `ZKFS_BENCH_SCALE=small` runs the same rows on a ~1,000-node tree in
+//! seconds; the default (`full`) takes a few minutes. Run with `scripts/bench scale`.
+//! Every process, mount and directory it starts is removed by the fixtures' `Drop`,
+//! also when it panics.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, BufRead, BufReader};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{four_letter, Mount, Zk, ZkServer};
+use zookeeper_client as zk;
+
+/// The sizes of one run.
+struct Scale {
+    name: &'static str,
+    /// Directories under /big.
+    fanout: usize,
+    /// Children of each of them.
+    leaves: usize,
+    /// `properties.json` files read per /big directory in the walks (plus /big's own).
+    walk_per_dir: usize,
+    /// Registrations in /wide.
+    wide: usize,
+    /// Children of /burst.
+    burst: usize,
+    /// Cold `ls` runs (each on a fresh mount) and warm `ls -l` runs.
+    ls_runs: usize,
+    /// Seconds of churn.
+    churn_secs: u64,
+    /// Registrations per writer count.
+    registrations: usize,
+}
+
+const FULL: Scale = Scale {
+    name: "full",
+    fanout: 100,
+    leaves: 1000,
+    walk_per_dir: 10,
+    wide: 10_000,
+    burst: 5_000,
+    ls_runs: 3,
+    churn_secs: 5,
+    registrations: 2_000,
+};
+
+const SMALL: Scale = Scale {
+    name: "small",
+    fanout: 10,
+    leaves: 100,
+    walk_per_dir: 10,
+    wide: 1_000,
+    burst: 500,
+    ls_runs: 3,
+    churn_secs: 2,
+    registrations: 200,
+};
+
+/// Data changes per second in the churn row.
+const CHURN_RATE: usize = 2_000;
+/// Writers in the registration rows.
+const WRITERS: [usize; 4] = [1, 4, 8, 16];
+/// How long the burst's last event may take before the row reports what arrived.
+const BURST_TIMEOUT: Duration = Duration::from_secs(180);
+/// Requests in flight at once while building the tree.
+const PIPELINE: usize = 2_000;
+
+const RERUN: &str = "scripts/bench scale   (ZKFS_BENCH_SCALE=small for a quick run)";
+
+fn main() {
+    if std::env::var_os(ROLE_WATCHER).is_some() {
+        return native_watcher_process();
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    let scale = match std::env::var("ZKFS_BENCH_SCALE").as_deref() {
+        Ok("small") => SMALL,
+        Ok("full") | Err(_) => FULL,
+        Ok(other) => {
+            eprintln!("ZKFS_BENCH_SCALE={other}: expected small or full");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    eprintln!("zkfs scale benchmark ({}): starting ZooKeeper...", scale.name);
+    let server = ZkServer::start();
+    let connect = server.connect_string();
+    let admin = Zk::connect(&connect);
+    let t = Instant::now();
+    let nodes = build_tree(&admin, &scale);
+    let built = t.elapsed();
+
+    println!();
+    println!("zkfs scale benchmark ({} sizes)", scale.name);
+    println!("environment: {}", environment(&server));
+    println!(
+        "tree:        {nodes} nodes made in {} by pipelined creates ({:.0}/s); /wide {} registrations, /burst {}",
+        fmt_dur(built),
+        nodes as f64 / built.as_secs_f64(),
+        scale.wide,
+        scale.burst
+    );
+    println!("re-run:      {RERUN}");
+    println!();
+
+    let mut rows = Rows::default();
+    walks(&server, &admin, &scale, &mut rows);
+    listings(&server, &admin, &scale, &mut rows);
+    // One mount for the rest: everything read, then the burst, the churn, the writers.
+    let mount = Mount::new(&connect);
+    read_everything(&server, &mount, &scale, &mut rows);
+    burst(&server, &admin, &mount, &scale, &mut rows);
+    churn(&connect, &admin, &mount, &scale, &mut rows);
+    registrations(&server, &admin, &mount, &scale, &mut rows);
+    drop(mount);
+
+    rows.print();
+    println!();
+    println!("targets met: {} of {}; total time {:.0} s", rows.met, rows.targets, started.elapsed().as_secs_f64());
+    println!("re-run:      {RERUN}");
+}
+
+// ---------------------------------------------------------------------------
+// The tree
+
+fn big_dir(d: usize) -> String {
+    format!("/big/d{d:03}")
+}
+
+fn leaf(d: usize, l: usize) -> String {
+    format!("/big/d{d:03}/n{l:04}")
+}
+
+fn wide_name(i: usize) -> String {
+    format!("10.2.{}.{}:{}", i / 250, i % 250 + 1, 8000 + i % 1000)
+}
+
+/// Creates everything the rows use; returns the number of nodes made.
+fn build_tree(admin: &Zk, s: &Scale) -> usize {
+    eprintln!("  building the tree...");
+    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    for top in ["/big", "/wide", "/burst", "/reg"] {
+        admin.create(top, b"");
+    }
+    admin.set("/big", br#"{"service": "big", "fanout": 100}"#);
+    let mut persistent_paths: Vec<(String, Vec<u8>)> = Vec::new();
+    for d in 0..s.fanout {
+        persistent_paths.push((big_dir(d), format!(r#"{{"dir": {d}}}"#).into_bytes()));
+    }
+    for d in 0..s.fanout {
+        for l in 0..s.leaves {
+            persistent_paths.push((leaf(d, l), format!(r#"{{"leaf": {l}, "weight": 3}}"#).into_bytes()));
+        }
+    }
+    for i in 0..s.burst {
+        persistent_paths.push((format!("/burst/b{i:05}"), Vec::new()));
+    }
+    for w in WRITERS {
+        persistent_paths.push((format!("/reg/zkfs-{w}"), Vec::new()));
+        persistent_paths.push((format!("/reg/native-{w}"), Vec::new()));
+    }
+    let wide: Vec<(String, Vec<u8>)> =
+        (0..s.wide).map(|i| (format!("/wide/{}", wide_name(i)), br#"{"pid": 1}"#.to_vec())).collect();
+    // Parents come before their children, and a chunk is awaited before the next is
+    // sent, so every parent exists when its children are created.
+    create_pipelined(admin, &persistent_paths, &persistent);
+    create_pipelined(admin, &wide, &ephemeral);
+    4 + persistent_paths.len() + wide.len()
+}
+
+fn create_pipelined(admin: &Zk, nodes: &[(String, Vec<u8>)], mode: &zk::CreateOptions<'_>) {
+    let client = admin.client();
+    for chunk in nodes.chunks(PIPELINE) {
+        admin.block_on(async {
+            let futures: Vec<_> = chunk.iter().map(|(p, d)| (p, client.create(p, d, mode))).collect();
+            for (p, f) in futures {
+                f.await.unwrap_or_else(|e| panic!("create {p}: {e}"));
+            }
+        });
+    }
+}
+
+/// The `properties.json` files of the walks: /big's and `walk_per_dir` leaves of
+/// every /big directory (spread over it).
+fn walk_paths(s: &Scale) -> Vec<String> {
+    let mut paths = vec!["/big".to_string()];
+    let step = (s.leaves / s.walk_per_dir).max(1);
+    for d in 0..s.fanout {
+        for k in 0..s.walk_per_dir.min(s.leaves) {
+            paths.push(leaf(d, k * step));
+        }
+    }
+    paths
+}
+
+// ---------------------------------------------------------------------------
+// Rows
+
+#[derive(Default)]
+struct Rows {
+    rows: Vec<Vec<String>>,
+    met: usize,
+    targets: usize,
+}
+
+/// How a row's ratio is judged.
+enum Target {
+    /// zkfs/reference must be at most this.
+    AtMost(f64),
+    /// zkfs/reference must be at least this (throughput).
+    AtLeast(f64),
+    /// An absolute figure with a goal and no reference (RSS, in MiB).
+    Goal(f64),
+    /// No target.
+    Info,
+}
+
+impl Rows {
+    /// One row: what, zkfs's figure, the requests it cost, the reference and its
+    /// figure, zkfs/reference, the target.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        work: &str,
+        zkfs: String,
+        requests: Option<u64>,
+        reference: &str,
+        refval: String,
+        ratio: Option<f64>,
+        target: Target,
+    ) {
+        let (target_s, verdict) = match (target, ratio) {
+            (Target::AtMost(t), Some(r)) => (format!("<= {t}x"), Some(r <= t)),
+            (Target::AtLeast(t), Some(r)) => (format!(">= {t}x"), Some(r >= t)),
+            (Target::Goal(g), _) => (format!("<= {g} MiB"), ratio.map(|v| v <= g)),
+            (Target::AtMost(t), None) => (format!("<= {t}x"), Some(false)),
+            (Target::AtLeast(t), None) => (format!(">= {t}x"), Some(false)),
+            (Target::Info, _) => ("-".into(), None),
+        };
+        if let Some(ok) = verdict {
+            self.targets += 1;
+            if ok {
+                self.met += 1;
+            }
+        }
+        let ratio_s = match ratio {
+            Some(r) if target_s.ends_with("MiB") => format!("{r:.1} MiB@100k"),
+            Some(r) => format!("{r:.2}x"),
+            None => "-".into(),
+        };
+        self.rows.push(vec![
+            work.to_string(),
+            zkfs,
+            requests.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+            reference.to_string(),
+            refval,
+            ratio_s,
+            target_s,
+            match verdict {
+                Some(true) => "PASS".into(),
+                Some(false) => "MISS".into(),
+                None => "".into(),
+            },
+        ]);
+    }
+
+    fn print(&self) {
+        let mut all = vec![vec![
+            "work".to_string(),
+            "zkfs".into(),
+            "ZK requests".into(),
+            "reference".into(),
+            "".into(),
+            "zkfs/ref".into(),
+            "target".into(),
+            "".into(),
+        ]];
+        all.extend(self.rows.iter().cloned());
+        print_table(&all, 1);
+    }
+}
+
+/// Prints `rows` as aligned columns: the first two left-aligned... the figures right.
+fn print_table(rows: &[Vec<String>], header: usize) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width = |c: usize| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols).map(width).collect();
+    let total = widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1);
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, w) in widths.iter().enumerate() {
+            let cell = row.get(c).map(String::as_str).unwrap_or("");
+            let pad = " ".repeat(w - cell.chars().count());
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if c == 0 || c == 3 {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+        }
+        println!("  {}", line.trim_end());
+        if i + 1 == header {
+            println!("  {}", "-".repeat(total));
+        }
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() - 1) / 2]
+}
+
+/// The server's count of requests received so far.
+fn requests(server: &ZkServer) -> u64 {
+    four_letter(server.port(), "srvr")
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Received: ")).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Runs `f` and returns how long it took and how many requests the server received.
+fn counted<T>(server: &ZkServer, f: impl FnOnce() -> T) -> (Duration, u64, T) {
+    let r0 = requests(server);
+    let t = Instant::now();
+    let out = f();
+    let d = t.elapsed();
+    // The srvr request itself is counted too.
+    (d, requests(server).saturating_sub(r0 + 1), out)
+}
+
+fn read(file: &Path) -> Vec<u8> {
+    fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+}
+
+/// `sh -c SCRIPT` with stdout to /dev/null; panics unless it succeeds.
+fn shell(script: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(status.success(), "{script} failed: {status}");
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+// ---------------------------------------------------------------------------
+// Walks: read 1,001 properties.json, cold (fresh mount) and warm
+
+fn walks(server: &ZkServer, admin: &Zk, s: &Scale, rows: &mut Rows) {
+    eprintln!("  walks...");
+    let paths = walk_paths(s);
+    let n = paths.len();
+    let mount = Mount::new(&server.connect_string());
+    let files: Vec<PathBuf> = paths.iter().map(|p| mount.join(p).join("properties.json")).collect();
+    let walk = || {
+        for f in &files {
+            std::hint::black_box(read(f));
+        }
+    };
+    let client = admin.client();
+    let native = || {
+        admin.block_on(async {
+            for p in &paths {
+                std::hint::black_box(client.get_data(p).await.unwrap_or_else(|e| panic!("get_data {p}: {e}")));
+            }
+        })
+    };
+    let (cold, cold_req, ()) = counted(server, walk);
+    let (native_cold, _, ()) = counted(server, native);
+    let mut warm = Vec::new();
+    let mut native_warm = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        walk();
+        warm.push(t.elapsed());
+        let t = Instant::now();
+        native();
+        native_warm.push(t.elapsed());
+    }
+    let (warm, native_warm) = (median(warm), median(native_warm));
+    rows.push(
+        &format!("cold read of {n} properties.json (fresh mount)"),
+        fmt_dur(cold),
+        Some(cold_req),
+        &format!("get_data x {n}, sequential"),
+        fmt_dur(native_cold),
+        Some(ratio(cold, native_cold)),
+        Target::AtMost(2.0),
+    );
+    rows.push(
+        &format!("warm read of the same {n} (median of 3)"),
+        fmt_dur(warm),
+        None,
+        &format!("get_data x {n}, sequential"),
+        fmt_dur(native_warm),
+        Some(ratio(warm, native_warm)),
+        Target::Info,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The wide directory: cold `ls`, warm `ls -l`
+
+fn listings(server: &ZkServer, admin: &Zk, s: &Scale, rows: &mut Rows) {
+    eprintln!("  listings...");
+    let client = admin.client();
+    let mut native = Vec::new();
+    for _ in 0..s.ls_runs {
+        let t = Instant::now();
+        let names = admin.block_on(client.list_children("/wide")).unwrap_or_else(|e| panic!("list /wide: {e}"));
+        native.push(t.elapsed());
+        assert_eq!(names.len(), s.wide);
+    }
+    let mut cold = Vec::new();
+    let mut cold_req = Vec::new();
+    let mut last = None;
+    for _ in 0..s.ls_runs {
+        drop(last.take());
+        let mount = Mount::new(&server.connect_string());
+        let dir = mount.join("/wide");
+        let (d, r, ()) = counted(server, || shell(&format!("ls {}", sh_quote(&dir))));
+        cold.push(d);
+        cold_req.push(r);
+        last = Some(mount);
+    }
+    let mount = last.expect("at least one ls run");
+    let (cold, native) = (median(cold), median(native));
+    cold_req.sort();
+    let n = s.wide;
+    rows.push(
+        &format!("cold `ls` of /wide ({n} registrations), median of {}", s.ls_runs),
+        fmt_dur(cold),
+        Some(cold_req[(cold_req.len() - 1) / 2]),
+        "one get_children",
+        fmt_dur(native),
+        Some(ratio(cold, native)),
+        Target::AtMost(10.0),
+    );
+
+    // tmpfs: the same names and sizes.
+    let shm = tempfile::Builder::new().prefix("zkfs-bench-").tempdir_in("/dev/shm").expect("temp dir in /dev/shm");
+    let bytes = read(&mount.join("/wide").join(wide_name(0)));
+    for i in 0..n {
+        fs::write(shm.path().join(wide_name(i)), &bytes).expect("write a tmpfs file");
+    }
+    let zdir = sh_quote(&mount.join("/wide"));
+    let tdir = sh_quote(shm.path());
+    shell(&format!("ls -l {zdir}; ls -l {tdir}"));
+    let (mut z, mut t) = (Vec::new(), Vec::new());
+    for i in 0..s.ls_runs * 2 {
+        for first in [i % 2 == 0, i % 2 != 0] {
+            let start = Instant::now();
+            if first {
+                shell(&format!("ls -l {zdir}"));
+                z.push(start.elapsed());
+            } else {
+                shell(&format!("ls -l {tdir}"));
+                t.push(start.elapsed());
+            }
+        }
+    }
+    let (z, t) = (median(z), median(t));
+    rows.push(
+        &format!("warm `ls -l` of /wide, median of {}", s.ls_runs * 2),
+        fmt_dur(z),
+        None,
+        "the same on tmpfs",
+        fmt_dur(t),
+        Some(ratio(z, t)),
+        Target::AtMost(3.0),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Everything read; RSS
+
+/// Lists every directory and reads every file below `dir`; the number of files read.
+fn read_tree(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display())) {
+            let entry = entry.unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display()));
+            let ty = entry.file_type().unwrap_or_else(|e| panic!("type of {}: {e}", entry.path().display()));
+            if ty.is_dir() {
+                stack.push(entry.path());
+            } else {
+                std::hint::black_box(read(&entry.path()));
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn read_everything(server: &ZkServer, mount: &Mount, s: &Scale, rows: &mut Rows) {
+    eprintln!("  reading every node...");
+    let rss0 = rss_kib(mount.pid()) as f64 / 1024.0;
+    let (d, req, files) = counted(server, || {
+        read_tree(&mount.join("/big")) + read_tree(&mount.join("/burst")) + read_tree(&mount.join("/wide"))
+    });
+    let nodes = 1 + s.fanout * (1 + s.leaves) + 1 + s.burst + 1 + s.wide;
+    assert_eq!(files, nodes, "one file read per node");
+    let rss = rss_kib(mount.pid()) as f64 / 1024.0;
+    rows.push(
+        &format!("read every node ({nodes}): ls + cat of all"),
+        fmt_dur(d),
+        Some(req),
+        "",
+        "".into(),
+        None,
+        Target::Info,
+    );
+    let per_node = (rss - rss0) * 1024.0 / nodes as f64;
+    rows.push(
+        &format!("RSS after that ({rss0:.1} MiB before, {per_node:.2} KiB/node)"),
+        format!("{rss:.1} MiB"),
+        None,
+        "goal for 100k nodes",
+        "64 MiB".into(),
+        // The growth scaled to 100,000 nodes, so that a small run is judged by the same goal.
+        Some(rss0 + (rss - rss0) * 100_000.0 / nodes as f64),
+        Target::Goal(64.0),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The deletion burst
+
+/// An inotify instance watching one directory for IN_DELETE, counted by a thread.
+struct DeleteCounter {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+    last: Arc<Mutex<Option<Instant>>>,
+    thread: Option<thread::JoinHandle<()>>,
+    _fd: OwnedFd,
+}
+
+impl DeleteCounter {
+    fn start(dir: &Path) -> DeleteCounter {
+        // SAFETY: plain syscall; the result is checked.
+        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        assert!(raw >= 0, "inotify_init1: {}", io::Error::last_os_error());
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let c = CString::new(dir.as_os_str().as_bytes()).expect("path without NUL");
+        // SAFETY: valid NUL-terminated path; the result is checked.
+        let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_DELETE) };
+        assert!(wd >= 0, "inotify_add_watch {}: {}", dir.display(), io::Error::last_os_error());
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
+        let last = Arc::new(Mutex::new(None));
+        let (s, c2, l) = (Arc::clone(&stop), Arc::clone(&count), Arc::clone(&last));
+        let thread = thread::spawn(move || count_deletes(raw, &s, &c2, &l));
+        DeleteCounter { stop, count, last, thread: Some(thread), _fd: fd }
+    }
+}
+
+impl Drop for DeleteCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn count_deletes(fd: RawFd, stop: &AtomicBool, count: &AtomicUsize, last: &Mutex<Option<Instant>>) {
+    let header = std::mem::size_of::<libc::inotify_event>();
+    let mut buf = vec![0u64; 8192];
+    let len = buf.len() * 8;
+    while !stop.load(Ordering::SeqCst) {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+            continue;
+        }
+        // SAFETY: `buf` is writable for `len` bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) };
+        let at = Instant::now();
+        if n <= 0 {
+            continue;
+        }
+        // SAFETY: the kernel wrote `n` bytes into `buf`.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let mut off = 0;
+        let mut got = 0;
+        while off + header <= bytes.len() {
+            // SAFETY: a whole header lies at `off`; read_unaligned needs no alignment.
+            let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
+            off += header + ev.len as usize;
+            if ev.mask & libc::IN_DELETE != 0 {
+                got += 1;
+            }
+        }
+        if got > 0 {
+            count.fetch_add(got, Ordering::SeqCst);
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+        }
+    }
+}
+
+fn burst(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
+    eprintln!("  deletion burst...");
+    let n = s.burst;
+    let inotify = DeleteCounter::start(&mount.join("/burst"));
+    // The native observer: a second client with a persistent recursive watch.
+    let watcher = Zk::connect(&server.connect_string());
+    let mut watch = watcher
+        .block_on(watcher.client().watch("/burst", zk::AddWatchMode::PersistentRecursive))
+        .unwrap_or_else(|e| panic!("watch /burst: {e}"));
+    let names: Vec<String> = (0..n).map(|i| format!("/burst/b{i:05}")).collect();
+    let client = admin.client();
+    let t0 = Instant::now();
+    let native_done = thread::scope(|scope| {
+        let native = scope.spawn(|| {
+            watcher.block_on(async {
+                let mut seen = 0;
+                while seen < n {
+                    let ev = tokio::time::timeout(BURST_TIMEOUT, watch.changed()).await;
+                    match ev {
+                        Ok(ev) if ev.event_type == zk::EventType::NodeDeleted => seen += 1,
+                        Ok(_) => {}
+                        Err(_) => return None,
+                    }
+                }
+                Some(t0.elapsed())
+            })
+        });
+        admin.block_on(async {
+            let futures: Vec<_> = names.iter().map(|p| (p, client.delete(p, None))).collect();
+            for (p, f) in futures {
+                f.await.unwrap_or_else(|e| panic!("delete {p}: {e}"));
+            }
+        });
+        native.join().expect("native watcher thread")
+    });
+    let deadline = t0 + BURST_TIMEOUT;
+    while inotify.count.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let got = inotify.count.load(Ordering::SeqCst);
+    let last = inotify.last.lock().unwrap_or_else(|p| p.into_inner()).map(|at| at - t0);
+    drop(inotify);
+    let native = native_done.expect("the native watch saw every deletion");
+    let zkfs = match last {
+        Some(d) if got >= n => fmt_dur(d),
+        Some(d) => format!("{got}/{n} events, last {}", fmt_dur(d)),
+        None => "no events".into(),
+    };
+    rows.push(
+        &format!("{n} deletions -> last IN_DELETE (all read)"),
+        zkfs,
+        None,
+        "native recursive watch",
+        fmt_dur(native),
+        last.filter(|_| got >= n).map(|d| ratio(d, native)),
+        Target::AtMost(1.5),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Churn: CPU for 2,000 changes/s on cached nodes
+
+const ROLE_WATCHER: &str = "ZKFS_SCALE_WATCHER";
+
+/// The native reference process: a persistent recursive watch on the path in
+/// `ZKFS_SCALE_WATCHER` (`CONNECT PATH`), re-reading each node whose data changed, as a
+/// cache would. Prints `ready` once the watch is set; runs until killed.
+fn native_watcher_process() {
+    let arg = std::env::var(ROLE_WATCHER).unwrap_or_default();
+    let (connect, path) = arg.split_once(' ').expect("ZKFS_SCALE_WATCHER=CONNECT PATH");
+    let zk = Zk::connect(connect);
+    zk.block_on(async {
+        let client = zk.client();
+        let mut w = client
+            .watch(path, zk::AddWatchMode::PersistentRecursive)
+            .await
+            .unwrap_or_else(|e| panic!("watch {path}: {e}"));
+        println!("ready");
+        loop {
+            let ev = w.changed().await;
+            match ev.event_type {
+                zk::EventType::NodeDataChanged => {
+                    let _ = std::hint::black_box(client.get_data(&ev.path).await);
+                }
+                zk::EventType::Session if ev.session_state.is_terminated() => return,
+                _ => {}
+            }
+        }
+    });
+}
+
+/// A child process killed and reaped on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// User + system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    // Fields after the command: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+fn churn(connect: &str, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
+    eprintln!("  churn...");
+    let exe = std::env::current_exe().expect("own executable");
+    let mut child = Command::new(exe)
+        .env(ROLE_WATCHER, format!("{connect} /big"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the native watcher process");
+    let stdout = child.stdout.take().expect("watcher stdout");
+    let native = Reaped(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the watcher's ready line");
+    assert_eq!(line.trim(), "ready", "the native watcher did not start");
+
+    // The nodes changed: leaves whose properties.json was read (all of them were).
+    let targets: Vec<String> = (0..s.fanout).flat_map(|d| (0..10.min(s.leaves)).map(move |l| leaf(d, l))).collect();
+    let client = admin.client();
+    let (zkfs0, native0) = (cpu_time(mount.pid()), cpu_time(native.0.id()));
+    let t0 = Instant::now();
+    let total = CHURN_RATE * s.churn_secs as usize;
+    let per_tick = CHURN_RATE / 100;
+    let mut sent = 0;
+    let mut tick = 0u32;
+    while sent < total {
+        let batch: Vec<(String, Vec<u8>)> = (sent..(sent + per_tick).min(total))
+            .map(|i| (targets[i % targets.len()].clone(), format!(r#"{{"leaf": {i}, "weight": 3}}"#).into_bytes()))
+            .collect();
+        admin.block_on(async {
+            let futures: Vec<_> = batch.iter().map(|(p, d)| (p, client.set_data(p, d, None))).collect();
+            for (p, f) in futures {
+                f.await.unwrap_or_else(|e| panic!("set {p}: {e}"));
+            }
+        });
+        sent += batch.len();
+        tick += 1;
+        let next = t0 + Duration::from_millis(10) * tick;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+    }
+    let sending = t0.elapsed();
+    // Both finish what the changes cost (a backlog included) before their CPU is read,
+    // so that the next row starts on an idle mount: wait until zkfs uses < 2% of a core.
+    let quiet_by = Instant::now() + Duration::from_secs(60);
+    let mut last = cpu_time(mount.pid());
+    loop {
+        thread::sleep(Duration::from_millis(250));
+        let now = cpu_time(mount.pid());
+        if now - last < Duration::from_millis(5) || Instant::now() > quiet_by {
+            break;
+        }
+        last = now;
+    }
+    let zkfs = cpu_time(mount.pid()) - zkfs0;
+    let native_cpu = cpu_time(native.0.id()) - native0;
+    drop(native);
+    let rate = total as f64 / sending.as_secs_f64();
+    // CPU time over the time the changes took to send: the share of a core they cost.
+    let pct = |d: Duration| format!("{:.1}% of a core", 100.0 * d.as_secs_f64() / sending.as_secs_f64());
+    rows.push(
+        &format!("CPU for {total} changes at {rate:.0}/s on {} cached nodes", targets.len()),
+        pct(zkfs),
+        None,
+        "native recursive watcher process",
+        pct(native_cpu),
+        Some(if native_cpu.is_zero() { f64::INFINITY } else { ratio(zkfs, native_cpu) }),
+        Target::AtMost(2.0),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Registration throughput
+
+/// What `touch FILE` does: open with O_CREAT, set the times to now, close.
+fn touch(path: &Path) {
+    let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: valid NUL-terminated path; the fd is checked and closed by OwnedFd.
+    let raw = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            0o666,
+        )
+    };
+    assert!(raw >= 0, "touch {}: {}", path.display(), io::Error::last_os_error());
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: a null `times` means "now"; the fd is valid.
+    let r = unsafe { libc::futimens(fd.as_raw_fd(), std::ptr::null()) };
+    assert!(r == 0, "futimens {}: {}", path.display(), io::Error::last_os_error());
+}
+
+fn registrations(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
+    eprintln!("  registrations...");
+    let client = admin.client();
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    for w in WRITERS {
+        let per = s.registrations / w;
+        let total = per * w;
+        let name = |t: usize, i: usize| format!("10.3.{t}.{}:{}", i % 250 + 1, 9000 + i);
+        let dir = mount.join(format!("/reg/zkfs-{w}"));
+        fs::read_dir(&dir).expect("list the registration directory").for_each(drop);
+        let (zkfs, req, ()) = counted(server, || {
+            let barrier = Barrier::new(w);
+            thread::scope(|scope| {
+                for t in 0..w {
+                    let (dir, barrier, name) = (&dir, &barrier, &name);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        for i in 0..per {
+                            touch(&dir.join(name(t, i)));
+                        }
+                    });
+                }
+            });
+        });
+        let native = {
+            let barrier = Barrier::new(w);
+            let t = Instant::now();
+            thread::scope(|scope| {
+                for t in 0..w {
+                    let (barrier, name, ephemeral) = (&barrier, &name, &ephemeral);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        for i in 0..per {
+                            let p = format!("/reg/native-{w}/{}", name(t, i));
+                            admin
+                                .block_on(client.create(&p, br#"{"pid": 1}"#, ephemeral))
+                                .unwrap_or_else(|e| panic!("create {p}: {e}"));
+                        }
+                    });
+                }
+            });
+            t.elapsed()
+        };
+        let (zr, nr) = (total as f64 / zkfs.as_secs_f64(), total as f64 / native.as_secs_f64());
+        rows.push(
+            &format!("registrations/s, {w} writers `touch`ing ({total})"),
+            format!("{zr:.0}/s"),
+            Some(req),
+            &format!("{w} threads of sync creates"),
+            format!("{nr:.0}/s"),
+            Some(zr / nr),
+            if w == 8 { Target::AtLeast(0.5) } else { Target::Info },
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// Kernel, CPUs, ZooKeeper version, zkfs commit.
+fn environment(server: &ZkServer) -> String {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let nproc = thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let zk_version = four_letter(server.port(), "srvr")
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Zookeeper version: "))
+                .map(|v| v.split(['-', ',']).next().unwrap_or(v).to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    format!(
+        "kernel {kernel}, nproc {nproc}; ZooKeeper {zk_version} standalone; zkfs {commit}{} (release)",
+        if dirty { "+uncommitted changes" } else { "" }
+    )
+}
