@@ -440,6 +440,8 @@ impl Fs {
         if scratch::is_scratch_number(fh) {
             return self.scratch_write(fh, offset, data);
         }
+        // A create that wrote registered for the mount's lifetime, not its open's.
+        self.locks.written(fh);
         self.handles.write(fh, offset, data)
     }
 

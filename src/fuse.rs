@@ -633,11 +633,12 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         let (name, tid) = (name.to_string(), req.pid());
-        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        let to_lock = crate::locks::opens_to_lock(flags);
         self.offload("create", reply, move |fs| {
             let created = fs.create_file(parent.0, &name, tid, Some(flags), mode & !umask);
-            if let (true, Ok((a, Some(o)))) = (read_only, &created) {
-                // flock(1)'s open: see locks.rs (a no-op for anything but a registration).
+            if let (true, Ok((a, Some(o)))) = (to_lock, &created) {
+                // flock(1)'s open, or `exec 9>>FILE`: see locks.rs (a no-op for
+                // anything but a registration).
                 fs.created_for_lock(a.ino, o.fh);
             }
             created

@@ -23,9 +23,12 @@
 //!   registration is removed from ZooKeeper at once and forgotten by the session (so it
 //!   is not re-created after an expiry). Other mounts see it go through their watches,
 //!   this one through its echo (IN_DELETE), as for a removal made elsewhere.
-//! * flock(1) creates its file with a read-only open, then locks it: a registration
-//!   created so is held by that open file until a lock takes over, so that a flock
-//!   killed in between leaves nothing behind.
+//! * flock(1) creates its file with a read-only open, then locks it; a shell opens it
+//!   to append (`exec 9>>FILE; flock 9`, Python's `open(FILE, "a")`). A registration
+//!   created so is held by that open file until a lock takes over or it writes, so
+//!   that a holder killed in between — even with SIGKILL — leaves nothing behind. A
+//!   create that writes (`echo >> FILE`) or truncates (`touch`, `echo >`) does not
+//!   hold: its registration keeps the mount's lifetime.
 //! * Only the session that holds a registration can lock it: a lock on another
 //!   session's registration fails at once with `EWOULDBLOCK`, waiting or not, so two
 //!   hosts can never both hold one address.
@@ -101,8 +104,8 @@ struct Entry {
     held: Option<Held>,
     holders: Vec<Holder>,
     waiters: Vec<Waiter>,
-    /// The file handle of a read-only create (flock(1)'s open) not yet followed by
-    /// any lock: the registration is held by that open file until a lock takes over.
+    /// The file handle of a create that opens to lock (see [`opens_to_lock`]) not yet
+    /// followed by a lock or a write: that open file holds the registration.
     creator: Option<u64>,
 }
 
@@ -244,8 +247,23 @@ impl Locks {
         out.send()
     }
 
-    /// Registration `held` was just created by a read-only open (`fh`), as flock(1)
-    /// does before it locks: until a lock is asked for, that open file holds it.
+    /// File handle `fh` wrote: a registration its create held (`created`) is no
+    /// longer held by it, and keeps the mount's lifetime unless a lock takes it over.
+    pub fn written(&self, fh: u64) {
+        let mut table = self.table.locked();
+        if table.is_empty() {
+            return;
+        }
+        for entry in table.values_mut() {
+            if entry.creator == Some(fh) {
+                entry.creator = None;
+            }
+        }
+        table.retain(|_, e| !e.unused());
+    }
+
+    /// Registration `held` was just created by an open (`fh`) that opens to lock (see
+    /// [`opens_to_lock`]): until a lock is asked for, or it writes, that open holds it.
     pub fn created(&self, ino: u64, fh: u64, held: Held) {
         if let Ok(mut table) = self.table.lock() {
             let entry = table.entry(ino).or_default();
@@ -318,6 +336,16 @@ fn grant(entry: &mut Entry, out: &mut Outcome) {
         entry.holders.push(w);
         out.replies.push((waiter.done, Ok(())));
     }
+}
+
+/// True if a create with open `flags` is an open made to lock the file: read-only
+/// (flock(1)) or appending without truncation (`exec 9>>FILE`, Python's
+/// `open(FILE, "a")`). Such a create holds its registration until a lock takes over;
+/// a write ends the hold (`echo >> FILE` registers for the mount's lifetime).
+pub fn opens_to_lock(flags: i32) -> bool {
+    let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+    let append = flags & libc::O_APPEND != 0 && flags & libc::O_TRUNC == 0;
+    read_only || append
 }
 
 /// A flock request as the kernel sends it.
@@ -399,9 +427,10 @@ impl Fs {
         });
     }
 
-    /// A registration was created by a read-only open (`fh`): flock(1) opens its file
-    /// so, then locks it. If the file is closed before any lock is taken — flock was
-    /// killed in between — the registration goes, as if it had been locked.
+    /// A registration was created by an open (`fh`) made to lock it (flock(1)'s
+    /// read-only open, a shell's `exec 9>>FILE`). If the file is closed before any lock
+    /// is taken or anything written — its process was killed in between — the
+    /// registration goes, as if it had been locked.
     pub fn created_for_lock(&self, ino: u64, fh: u64) {
         if let Ok(Some(held)) = self.lock_target(ino, 0) {
             self.locks.created(ino, fh, held);
@@ -609,6 +638,28 @@ mod tests {
         assert_eq!(locks.release(1, 99), None, "another file's close changes nothing");
         assert_eq!(locks.unlock(1, 1), reg(), "from the lock on, the lock holds it");
         assert_eq!(locks.release(1, 10), None);
+    }
+
+    #[test]
+    fn a_create_that_writes_before_any_lock_keeps_its_registration() {
+        let locks = Locks::new();
+        locks.created(1, 10, reg().unwrap());
+        locks.written(99);
+        assert_eq!(locks.release(1, 99), None);
+        locks.written(10);
+        assert_eq!(locks.release(1, 10), None, "written: the registration keeps the mount's lifetime");
+        assert!(locks.table.locked().is_empty());
+    }
+
+    #[test]
+    fn opens_made_to_lock_are_read_only_or_appending_ones() {
+        let create = libc::O_CREAT;
+        assert!(opens_to_lock(create | libc::O_RDONLY), "flock(1)");
+        assert!(opens_to_lock(create | libc::O_WRONLY | libc::O_APPEND), "exec 9>>FILE");
+        assert!(opens_to_lock(create | libc::O_RDWR | libc::O_APPEND), "open(FILE, \"a+\")");
+        assert!(!opens_to_lock(create | libc::O_WRONLY | libc::O_NOCTTY | libc::O_NONBLOCK), "touch");
+        assert!(!opens_to_lock(create | libc::O_WRONLY | libc::O_TRUNC), "echo >");
+        assert!(!opens_to_lock(create | libc::O_RDWR), "exec 9<>FILE");
     }
 
     #[test]

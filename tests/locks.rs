@@ -118,6 +118,12 @@ fn gone(zk: &Zk, what: &str) {
     wait_until(AT_ONCE, what, || !zk.exists(REG));
 }
 
+/// The mount learns of a removal by its lock through its watch, as of one made
+/// elsewhere: a moment after ZooKeeper, not with it.
+fn shown_gone(reg: &Path) {
+    wait_until(AT_ONCE, "the mount shows the registration gone", || !reg.exists());
+}
+
 #[test]
 fn flock_command_registers_for_exactly_as_long_as_its_command_runs() {
     let (_server, zk, mount) = setup();
@@ -142,7 +148,7 @@ fn flock_command_registers_for_exactly_as_long_as_its_command_runs() {
     std::fs::write(&flag, b"").unwrap();
     assert!(flock.exit_ok());
     gone(&zk, "the registration goes when the command exits");
-    assert!(!reg.exists(), "the mount shows it gone");
+    shown_gone(&reg);
     assert!(!mount.log().contains("panicked"));
 }
 
@@ -153,7 +159,7 @@ fn kill_9_of_the_holder_removes_the_registration_at_once() {
     assert!(zk.exists(REG));
     holding.kill9();
     gone(&zk, "SIGKILL of the only holder removes the registration");
-    assert!(!mount.join(REG).exists());
+    shown_gone(&mount.join(REG));
 }
 
 #[test]
@@ -402,4 +408,32 @@ fn flock_killed_between_its_create_and_its_lock_leaves_no_registration() {
     sh_ok(&format!("touch {}", q(&reg)));
     std::thread::sleep(Duration::from_millis(300));
     assert!(zk.exists(REG));
+}
+
+#[test]
+fn a_shell_killed_between_its_append_open_and_its_lock_leaves_no_registration() {
+    let (_server, zk, mount) = setup();
+    let reg = mount.join(REG);
+    // zkfs-health's cycle: register (open to append, lock), deregister (close), then
+    // open to register again — and be killed before the lock, as by SIGKILL.
+    let mut shell = Script::start(&format!(
+        "exec 9>>{r} && flock -n 9 && echo locked && read x && exec 9>&- && echo closed && read y \
+         && exec 9>>{r} && echo created && exec sleep 600",
+        r = q(&reg)
+    ));
+    assert_eq!(shell.line(), "locked");
+    shell.send("close");
+    assert_eq!(shell.line(), "closed");
+    gone(&zk, "the close of the only lock's file removes the registration");
+    shell.send("open again");
+    assert_eq!(shell.line(), "created");
+    assert!(zk.exists(REG), "registered again by the open");
+    shell.kill9();
+    gone(&zk, "an append create closed before any lock removes the registration");
+    shown_gone(&mount.join(REG));
+
+    // A create that writes (echo >>) keeps the mount's lifetime.
+    sh_ok(&format!(r#"echo '{{"weight": 3}}' >> {}"#, q(&reg)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(zk.get_json(REG)["weight"], json!(3), "echo >> of a new registration kept it");
 }
