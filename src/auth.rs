@@ -16,7 +16,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use zookeeper_client::{Acl, AuthId, Permission};
+use zookeeper_client::{AuthId, Permission};
+
+use crate::zk::Acl;
 
 /// Reads `user:password` from `path`, refusing a file others could read.
 pub fn read_credentials(path: &Path) -> Result<Vec<u8>, String> {
@@ -44,6 +46,11 @@ pub fn read_credentials(path: &Path) -> Result<Vec<u8>, String> {
 /// The ACL of a registration: the mount's own identity may do anything, others read.
 pub fn registration_acl() -> Vec<Acl> {
     vec![Acl::new(Permission::ALL, AuthId::authed()), Acl::new(Permission::READ, AuthId::anyone())]
+}
+
+/// The ACL of a node open to anyone (`world:anyone` ALL).
+pub fn anyone_all() -> Vec<Acl> {
+    zookeeper_client::Acls::anyone_all().to_vec()
 }
 
 #[cfg(test)]

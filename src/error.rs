@@ -93,8 +93,8 @@ impl Error {
     }
 
     /// Maps a ZooKeeper client error met while operating on `path`.
-    pub fn from_zk(err: zookeeper_client::Error, path: &str) -> Error {
-        use zookeeper_client::Error as Zk;
+    pub fn from_zk(err: crate::zk::Error, path: &str) -> Error {
+        use crate::zk::Error as Zk;
         match err {
             Zk::NoNode => Error::NotFound(path.to_string()),
             Zk::NodeExists => Error::Exists(path.to_string()),
@@ -148,11 +148,11 @@ mod tests {
     #[test]
     fn zookeeper_errors_map_to_the_errno_a_shell_user_expects() {
         let e = |z| Error::from_zk(z, "/a").errno();
-        assert_eq!(e(zookeeper_client::Error::NoNode), libc::ENOENT);
-        assert_eq!(e(zookeeper_client::Error::NodeExists), libc::EEXIST);
-        assert_eq!(e(zookeeper_client::Error::NotEmpty), libc::ENOTEMPTY);
-        assert_eq!(e(zookeeper_client::Error::NoAuth), libc::EACCES);
-        assert_eq!(e(zookeeper_client::Error::ConnectionLoss), libc::EIO);
-        assert_eq!(e(zookeeper_client::Error::SessionExpired), libc::EIO);
+        assert_eq!(e(crate::zk::Error::NoNode), libc::ENOENT);
+        assert_eq!(e(crate::zk::Error::NodeExists), libc::EEXIST);
+        assert_eq!(e(crate::zk::Error::NotEmpty), libc::ENOTEMPTY);
+        assert_eq!(e(crate::zk::Error::NoAuth), libc::EACCES);
+        assert_eq!(e(crate::zk::Error::ConnectionLoss), libc::EIO);
+        assert_eq!(e(crate::zk::Error::SessionExpired), libc::EIO);
     }
 }

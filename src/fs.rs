@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
 use serde_json::json;
-use zookeeper_client::{Acls, CreateMode, Stat};
 
 use crate::error::{Error, Result};
 use crate::handles::{Handle, Handles, OpenMode};
@@ -28,6 +27,7 @@ use crate::session::Session;
 use crate::status;
 use crate::sync::Recover;
 use crate::view::{Kind, NodeView, Presence, View};
+use crate::zk::{Mode, Stat};
 
 /// File type as the kernel sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,9 +517,7 @@ impl Fs {
         let d = data.clone();
         let acl = self.session.registration_acl();
         let events = self.view.events_seen();
-        let (stat, _) = self.session.call(&path, |c| async move {
-            c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::new(&acl))).await
-        })?;
+        let stat = self.session.call(&path, |c| c.create(&p, &d, Mode::Ephemeral, &acl))?;
         info!("registered {path} (pid {pid})");
         self.session.remember_registration(&path, &data);
         self.view.local_created(&path, Kind::Registration);
@@ -553,15 +551,13 @@ impl Fs {
         // With credentials, a new node takes its parent's ACL (see `auth.rs`).
         let acl = if self.session.authenticated() {
             let d = dir.clone();
-            self.session.call(&dir, |c| async move { c.get_acl(&d).await.map(|(acl, _)| acl) })?
+            self.session.call(&dir, |c| c.get_acl(&d))?
         } else {
-            Acls::anyone_all().to_vec()
+            crate::auth::anyone_all()
         };
         let p = path.clone();
         let events = self.view.events_seen();
-        let (stat, _) = self.session.call(&path, |c| async move {
-            c.create(&p, &[], &CreateMode::Persistent.with_acls(Acls::new(&acl))).await
-        })?;
+        let stat = self.session.call(&path, |c| c.create(&p, &[], Mode::Persistent, &acl))?;
         info!("created {path}");
         self.view.local_created(&path, Kind::Dir);
         let ino = self.view.ino(&path, InodeKind::Dir);

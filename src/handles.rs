@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::zk::Error as ZkError;
 use log::{debug, warn};
-use zookeeper_client::Error as ZkError;
 
 use crate::document::{Document, Progress};
 use crate::error::{Error, Result};

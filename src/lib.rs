@@ -38,6 +38,8 @@
 //!   [`transfer`] — `zkfs export`, `import` and `validate`, through a mount's files.
 //! * [`sync`] — the one policy for a poisoned lock.
 //! * [`error`] — the domain error and its errno table.
+//! * [`zk`] — the seam in front of ZooKeeper: the operations zkfs uses, the real
+//!   client behind them or an in-memory fake (`zk::fake`) that can misbehave.
 //! * [`wait`] — whether the current thread may wait for ZooKeeper (requests that must
 //!   wait leave fuser's threads, see `fuse.rs`).
 
@@ -74,6 +76,7 @@ pub mod unmounted;
 pub mod view;
 pub mod wait;
 pub mod watch;
+pub mod zk;
 
 /// What the model tests beside the code share.
 #[cfg(test)]

@@ -32,8 +32,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::zk::Error as ZkError;
 use log::{debug, info};
-use zookeeper_client::Error as ZkError;
 
 use crate::error::{Error, Result};
 use crate::fs::{Attr, FileKind, Fs};

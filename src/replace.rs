@@ -31,7 +31,6 @@
 
 use log::{debug, info, warn};
 use serde_json::json;
-use zookeeper_client::{Acls, CreateMode};
 
 use crate::document::{Document, Progress};
 use crate::error::{Error, Result};
@@ -42,6 +41,7 @@ use crate::names::PROPERTIES;
 use crate::properties::{self, Properties, MAX_DATA_BYTES};
 use crate::scratch::{classify, opened, NameUse};
 use crate::view::{KernelNote, Kind};
+use crate::zk::Mode;
 
 /// The one JSON object a scratch file holds, or why it is not one.
 fn parse_object(bytes: &[u8]) -> Result<Properties> {
@@ -246,8 +246,7 @@ impl Fs {
         let _local = self.view.local(path);
         let acl = self.session.registration_acl();
         let (p, d) = (path.to_string(), data.clone());
-        self.session
-            .call(path, |c| async move { c.create(&p, &d, &CreateMode::Ephemeral.with_acls(Acls::new(&acl))).await })?;
+        self.session.call(path, |c| c.create(&p, &d, Mode::Ephemeral, &acl))?;
         info!("registered {path} (pid {pid})");
         self.session.remember_registration(path, &data);
         self.view.local_created(path, Kind::Registration);

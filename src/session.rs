@@ -1,7 +1,7 @@
 //! The ZooKeeper session of a mount, and the registrations it holds.
 //!
 //! A ZooKeeper session can be lost for good (expired), while a mount must last: this
-//! module keeps one live `zookeeper_client::Client` at a time, replaces it when its
+//! module keeps one live [`zk::Client`] at a time (a real one, or the fake's), replaces it when its
 //! session expires, re-creates the mount's registrations on the new session, and tells
 //! the view (through [`SessionEvent`]) when it must re-arm its watches and re-read
 //! what it shows. The states, and which are terminal:
@@ -24,18 +24,10 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use zookeeper_client::{Acl, Acls, Client, Connector, CreateMode, SessionState as ZkState};
 
 use crate::error::{Error, Result};
 use crate::sync::{Recover, RecoverRw};
-
-fn connector(timeout: Duration, auth: Option<&[u8]>) -> Connector {
-    let connector = Client::connector().with_session_timeout(timeout);
-    match auth {
-        Some(auth) => connector.with_auth("digest", auth),
-        None => connector,
-    }
-}
+use crate::zk::{self, Acl, Client, Connector, Mode, SessionState as ZkState};
 
 /// How long the first connection is retried before the mount gives up.
 const STARTUP_RETRY: Duration = Duration::from_secs(2);
@@ -85,8 +77,10 @@ pub struct Stats {
 pub struct Session {
     rt: Handle,
     connect: String,
-    /// `user:password` for ZooKeeper's digest scheme, if the mount has credentials.
-    auth: Option<Vec<u8>>,
+    /// How sessions are opened (the first and those after an expiry).
+    connector: Connector,
+    /// True if the mount has credentials (ZooKeeper's digest scheme).
+    authenticated: bool,
     timeout: Duration,
     client: RwLock<Option<Client>>,
     state: Mutex<(State, Stats)>,
@@ -116,12 +110,26 @@ impl Session {
         timeout: Duration,
         auth: Option<Vec<u8>>,
     ) -> std::result::Result<Arc<Session>, String> {
+        let authenticated = auth.is_some();
+        let connector = Connector::Real { connect: connect.to_string(), auth };
+        Session::open_with(rt, connector, connect, timeout, authenticated).await
+    }
+
+    /// [`Session::open`] through any connector (the fake's, for tests); `connect` names
+    /// the ensemble in messages.
+    pub async fn open_with(
+        rt: Handle,
+        connector: Connector,
+        connect: &str,
+        timeout: Duration,
+        authenticated: bool,
+    ) -> std::result::Result<Arc<Session>, String> {
         // A server that has just started accepts connections before it serves sessions;
         // retry briefly so that a mount racing its server's start works, while an
         // unreachable ensemble still fails within about two seconds.
         let started = Instant::now();
         let client = loop {
-            match connector(timeout, auth.as_deref()).with_fail_eagerly().connect(connect).await {
+            match connector.connect(timeout, true).await {
                 Ok(client) => break client,
                 Err(e) if started.elapsed() > STARTUP_RETRY => {
                     return Err(format!("cannot connect to ZooKeeper at {connect}: {e}"));
@@ -142,15 +150,16 @@ impl Session {
         }
         info!(
             "connected to ZooKeeper at {connect}, session {:#x}, timeout {:?}",
-            client.session_id().0,
+            client.session_id(),
             client.session_timeout()
         );
         let session = Session {
             rt,
             connect: connect.to_string(),
-            auth,
+            connector,
+            authenticated,
             timeout: client.session_timeout(),
-            past_sessions: Mutex::new(vec![client.session_id().0]),
+            past_sessions: Mutex::new(vec![client.session_id()]),
             client: RwLock::new(Some(client)),
             state: Mutex::new((State::Connected, Stats::default())),
             connected: tokio::sync::watch::Sender::new(State::Connected),
@@ -215,11 +224,11 @@ impl Session {
             if self.is_closed() {
                 return false;
             }
-            let attempt = connector(self.timeout, self.auth.as_deref()).connect(&self.connect).await;
+            let attempt = self.connector.connect(self.timeout, false).await;
             match attempt {
                 Ok(client) => {
-                    info!("new ZooKeeper session {:#x}", client.session_id().0);
-                    self.past_sessions.locked().push(client.session_id().0);
+                    info!("new ZooKeeper session {:#x}", client.session_id());
+                    self.past_sessions.locked().push(client.session_id());
                     let mut slot = self.client.write_locked();
                     if slot.is_none() {
                         return false; // closed meanwhile; dropping `client` closes it
@@ -265,25 +274,24 @@ impl Session {
         for _ in 0..10 {
             let client = self.client()?;
             let acl = self.registration_acl();
-            let opts = CreateMode::Ephemeral.with_acls(Acls::new(&acl));
-            match client.create(path, data, &opts).await {
+            match client.create(path, data, Mode::Ephemeral, &acl).await {
                 Ok(_) => return Ok(()),
-                Err(zookeeper_client::Error::NodeExists) => {
+                Err(zk::Error::NodeExists) => {
                     let Some(stat) = client.check_stat(path).await.map_err(|e| Error::from_zk(e, path))? else {
                         continue;
                     };
-                    if stat.ephemeral_owner == client.session_id().0 {
+                    if stat.ephemeral_owner == client.session_id() {
                         return Ok(());
                     }
                     if !self.was_ours(stat.ephemeral_owner) {
                         return Err(Error::Exists(format!("{path} is held by session {:#x}", stat.ephemeral_owner)));
                     }
                     match client.delete(path, Some(stat.version)).await {
-                        Ok(()) | Err(zookeeper_client::Error::NoNode) | Err(zookeeper_client::Error::BadVersion) => {}
+                        Ok(()) | Err(zk::Error::NoNode) | Err(zk::Error::BadVersion) => {}
                         Err(e) => return Err(Error::from_zk(e, path)),
                     }
                 }
-                Err(zookeeper_client::Error::NoNode) => {
+                Err(zk::Error::NoNode) => {
                     return Err(Error::NotFound(format!("{path}: its parent no longer exists")));
                 }
                 Err(e) => return Err(Error::from_zk(e, path)),
@@ -330,12 +338,12 @@ impl Session {
 
     /// The id of the current session (the owner of this mount's registrations).
     pub fn session_id(&self) -> i64 {
-        self.current().map(|c| c.session_id().0).unwrap_or(0)
+        self.current().map(|c| c.session_id()).unwrap_or(0)
     }
 
     /// True if the mount authenticated with credentials.
     pub fn authenticated(&self) -> bool {
-        self.auth.is_some()
+        self.authenticated
     }
 
     /// The ACL for a registration this mount creates (see `auth.rs`).
@@ -343,7 +351,7 @@ impl Session {
         if self.authenticated() {
             crate::auth::registration_acl()
         } else {
-            Acls::anyone_all().to_vec()
+            crate::auth::anyone_all()
         }
     }
 
@@ -370,7 +378,7 @@ impl Session {
     pub fn call<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+        Fut: Future<Output = std::result::Result<T, zk::Error>>,
     {
         crate::wait::may_wait()?;
         self.rt.block_on(self.call_async(path, f))
@@ -388,7 +396,7 @@ impl Session {
     pub async fn call_async<T, F, Fut>(&self, path: &str, f: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+        Fut: Future<Output = std::result::Result<T, zk::Error>>,
     {
         let started = Instant::now();
         if self.in_outage() {
@@ -406,7 +414,7 @@ impl Session {
     async fn call_once<T, F, Fut>(&self, path: &str, f: F, started: Instant) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = std::result::Result<T, zookeeper_client::Error>>,
+        Fut: Future<Output = std::result::Result<T, zk::Error>>,
     {
         // The request is sent only once the session is connected: zookeeper-client
         // keeps a request made while disconnected and sends it after reconnecting, so

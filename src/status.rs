@@ -12,7 +12,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use zookeeper_client::Stat;
+use crate::zk::Stat;
 
 use crate::session::{Session, State};
 

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
-use zookeeper_client::Stat;
+use crate::zk::Stat;
 
 use crate::flight::Flights;
 use crate::inodes::{child_path, split_path, InodeKind, Inodes};

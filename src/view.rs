@@ -80,9 +80,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::zk::{EventType, Stat, WatchedEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use zookeeper_client::{AddWatchMode, EventType, Stat, WatchedEvent};
 
 use crate::error::{Error, Result};
 use crate::flight::Join;
@@ -351,10 +351,7 @@ impl View {
     /// Sets the persistent recursive watch on the root and starts forwarding its
     /// events; replaces (and so removes) the previous one.
     pub async fn arm(&self) -> Result<()> {
-        let mut watcher = self
-            .session
-            .call_async("/", |c| async move { c.watch("/", AddWatchMode::PersistentRecursive).await })
-            .await?;
+        let mut watcher = self.session.call_async("/", |c| c.watch_tree()).await?;
         let changes = self.changes.clone();
         let events_seen = Arc::clone(&self.events_seen);
         let task = self.session.runtime().spawn(async move {

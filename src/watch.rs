@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::zk::{EventType, WatchedEvent};
 use log::{debug, warn};
 use tokio::sync::mpsc;
-use zookeeper_client::{EventType, WatchedEvent};
 
 use crate::error::{Error, Result};
 use crate::flight::Join;
@@ -140,7 +140,7 @@ impl View {
                             Some(echoed) => self.data_read(path, node_view(data, stat), echoed),
                             None => self.data_heard(path, node_view(data, stat)),
                         },
-                        Ok(Err(zookeeper_client::Error::NoNode)) => self.node_gone(path),
+                        Ok(Err(crate::zk::Error::NoNode)) => self.node_gone(path),
                         Ok(Err(e)) => warn!("cannot re-read {path}: {e}"),
                         Err(_) => warn!("re-reading {path} timed out"),
                     }
