@@ -174,12 +174,19 @@ impl Session {
     /// reports to `events`. Ends when the session is closed.
     pub fn supervise(self: &Arc<Self>, events: mpsc::UnboundedSender<SessionEvent>) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        self.rt.spawn(async move { this.supervisor(events).await })
+        // Watched from now, not from the task's first poll: a state change in between
+        // would go unseen (a watcher reports only later changes).
+        let watcher = self.current().map(|c| c.state_watcher());
+        self.rt.spawn(async move { this.supervisor(watcher, events).await })
     }
 
-    async fn supervisor(self: Arc<Self>, events: mpsc::UnboundedSender<SessionEvent>) {
+    async fn supervisor(
+        self: Arc<Self>,
+        watcher: Option<zk::StateWatcher>,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) {
+        let Some(mut watcher) = watcher else { return };
         loop {
-            let Some(mut watcher) = self.current().map(|c| c.state_watcher()) else { return };
             let mut was_disconnected = false;
             let terminal = loop {
                 let state = watcher.changed().await;
@@ -209,36 +216,39 @@ impl Session {
             }
             error!("ZooKeeper session ended ({terminal:?}); opening a new session");
             self.set_state(State::Expired, Some(format!("session {terminal:?}")));
-            if !self.reopen().await {
-                return;
-            }
+            // Watched from before the new session is in use: an expiry of it meanwhile
+            // would otherwise go unseen (the watcher reports only later changes).
+            let Some(next) = self.reopen().await else { return };
+            watcher = next;
             self.recreate_registrations().await;
             let _ = events.send(SessionEvent::NewSession);
         }
     }
 
-    /// Opens sessions until one works or the mount closes. False when closed.
-    async fn reopen(&self) -> bool {
+    /// Opens sessions until one works or the mount closes; the new session's state
+    /// watcher. `None` when closed.
+    async fn reopen(&self) -> Option<zk::StateWatcher> {
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.is_closed() {
-                return false;
+                return None;
             }
             let attempt = self.connector.connect(self.timeout, false).await;
             match attempt {
                 Ok(client) => {
                     info!("new ZooKeeper session {:#x}", client.session_id());
                     self.past_sessions.locked().push(client.session_id());
+                    let watcher = client.state_watcher();
                     let mut slot = self.client.write_locked();
                     if slot.is_none() {
-                        return false; // closed meanwhile; dropping `client` closes it
+                        return None; // closed meanwhile; dropping `client` closes it
                     }
                     *slot = Some(client);
                     drop(slot);
                     self.state.locked().1.new_sessions += 1;
                     self.set_outage(false);
                     self.set_state(State::Connected, None);
-                    return true;
+                    return Some(watcher);
                 }
                 Err(e) => {
                     warn!("cannot open a new ZooKeeper session yet: {e}");

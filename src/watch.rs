@@ -2,7 +2,7 @@
 //! the cache and queues what the kernel must be told (see `view.rs` for the design).
 //! It is the only writer of changes heard from ZooKeeper, so they apply in order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -102,9 +102,18 @@ impl View {
         // request when its future is created), and echo data changes right away.
         let mut stats = VecDeque::new();
         let mut reads = VecDeque::new();
+        // Nodes an earlier event of this batch deletes: known now, gone by the time a
+        // later creation of the same name is applied (`rmdir a; mkdir a` faster than
+        // this task), so that creation must be read like any other.
+        let mut deleted = HashSet::new();
         for (i, (path, kind)) in events.iter().enumerate() {
             match kind {
-                EventType::NodeCreated if self.awaits_child(path) => stats.push_back((i, client.check_stat(path))),
+                EventType::NodeDeleted => {
+                    deleted.insert(path.as_str());
+                }
+                EventType::NodeCreated if deleted.contains(path.as_str()) || self.awaits_child(path) => {
+                    stats.push_back((i, client.check_stat(path)))
+                }
                 EventType::NodeDataChanged => match self.data_changing(path) {
                     Some(echoed) => reads.push_back((i, Some(echoed), client.get_data(path))),
                     // Never read here, but the kernel may know its file: read, then echo.

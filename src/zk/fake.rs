@@ -3,8 +3,8 @@
 //! owners, sessions with their states, and persistent recursive watches on the root.
 //!
 //! It can misbehave the ways a real ensemble does, on a test's command:
-//! [`Server::disconnect`] (every call fails with `ConnectionLoss`, sessions are
-//! `Disconnected`, events meanwhile are lost as with ZOOKEEPER-4698), [`Server::expire`]
+//! [`Server::disconnect`] (the session's calls fail with `ConnectionLoss`, it is
+//! `Disconnected`, and events meanwhile are lost to it, as with ZOOKEEPER-4698), [`Server::expire`]
 //! (the session's ephemerals go, its watchers get a terminal event), [`Server::stall`]
 //! (calls hang until [`Server::release`] or their caller's deadline), and
 //! [`Server::hold_events`] (events are delivered only at [`Server::release_events`], so a
@@ -13,7 +13,7 @@
 //! What it leaves out: chroots, sequential and TTL nodes, multi, ACL enforcement, and
 //! the timing of a real session timeout (a session expires only when told to).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +48,8 @@ struct State {
     zxid: i64,
     sessions: HashMap<i64, Sess>,
     next_session: i64,
-    connected: bool,
+    /// Sessions cut off from the server (see [`Server::disconnect`]).
+    cut: HashSet<i64>,
     /// While true, events wait in `held` (see [`Server::hold_events`]).
     holding: bool,
     held: Vec<(i64, WatchedEvent)>,
@@ -119,7 +120,7 @@ impl Server {
             zxid: 0,
             sessions: HashMap::new(),
             next_session: 0x1000,
-            connected: true,
+            cut: HashSet::new(),
             holding: false,
             held: Vec::new(),
         };
@@ -127,14 +128,8 @@ impl Server {
     }
 
     /// Opens a session, as a connector does.
-    ///
-    /// # Notable errors
-    /// `ConnectionLoss` while the server is disconnected.
     pub fn connect(&self, timeout: Duration) -> Result<Client, Error> {
         let mut s = self.0.state.locked();
-        if !s.connected {
-            return Err(Error::ConnectionLoss);
-        }
         s.next_session += 1;
         let id = s.next_session;
         let sess = Sess { state: watch::Sender::new(SessionState::SyncConnected), watchers: Vec::new() };
@@ -147,22 +142,24 @@ impl Server {
         self.0.state.locked().nodes.iter().map(|(p, n)| (p.clone(), (n.data.clone(), n.stat))).collect()
     }
 
-    /// The connection drops: calls fail with `ConnectionLoss`, every session is
-    /// `Disconnected`, and events until [`Server::reconnect`] are lost.
-    pub fn disconnect(&self) {
+    /// Session `id` loses its connection: its calls fail with `ConnectionLoss`, it is
+    /// `Disconnected`, and events until [`Server::reconnect`] are lost to it. Other
+    /// sessions go on changing the tree.
+    pub fn disconnect(&self, id: i64) {
         let mut s = self.0.state.locked();
-        s.connected = false;
-        for sess in s.sessions.values().filter(|x| x.live()) {
+        if let Some(sess) = s.sessions.get(&id).filter(|x| x.live()) {
             sess.state.send_replace(SessionState::Disconnected);
+            s.cut.insert(id);
         }
     }
 
-    /// The connection is back: live sessions are `SyncConnected` again.
-    pub fn reconnect(&self) {
+    /// Session `id` is connected again (`SyncConnected`).
+    pub fn reconnect(&self, id: i64) {
         let mut s = self.0.state.locked();
-        s.connected = true;
-        for sess in s.sessions.values().filter(|x| x.live()) {
-            sess.state.send_replace(SessionState::SyncConnected);
+        if s.cut.remove(&id) {
+            if let Some(sess) = s.sessions.get(&id).filter(|x| x.live()) {
+                sess.state.send_replace(SessionState::SyncConnected);
+            }
         }
     }
 
@@ -229,7 +226,7 @@ impl Server {
                     Some(sess) if sess.live() => {}
                     _ => return Err(Error::SessionExpired),
                 }
-                if !s.connected {
+                if s.cut.contains(&id) {
                     return Err(Error::ConnectionLoss);
                 }
                 op(&mut s, id)
@@ -269,7 +266,7 @@ impl State {
     /// Gives `e` to the watchers of session `id`, unless it is disconnected or over:
     /// as with a real server, a session does not hear what happened meanwhile.
     fn deliver(&mut self, id: i64, e: WatchedEvent) {
-        let connected = self.connected;
+        let connected = !self.cut.contains(&id);
         if let Some(sess) = self.sessions.get_mut(&id).filter(|s| s.live() && connected) {
             sess.watchers.retain(|w| w.send(e.clone()).is_ok());
         }
@@ -527,11 +524,14 @@ mod tests {
             let c = server.connect(Duration::from_secs(1)).expect("connect");
             let Ok(TreeWatcher::Fake(mut events)) = c.watch_tree().await else { panic!("no watcher") };
             let other = server.connect(Duration::from_secs(1)).expect("connect");
-            server.disconnect();
+            let mut state = c.state_watcher();
+            server.disconnect(c.session_id());
             assert_eq!(c.check_stat("/").await, Err(Error::ConnectionLoss));
-            // The tree still changes (a client of another server) while we are cut off.
-            server.0.state.locked().create("/lost", vec![], Mode::Persistent, acl(), 0).expect("create");
-            server.reconnect();
+            assert!(state.changed().await.is_ok());
+            assert_eq!(*state.borrow(), SessionState::Disconnected);
+            other.create("/lost", b"", Mode::Persistent, &acl()).await.expect("create");
+            server.reconnect(c.session_id());
+            assert_eq!(c.check_stat("/lost").await.map(|s| s.is_some()), Ok(true));
             other.create("/heard", b"", Mode::Persistent, &acl()).await.expect("create");
             let paths: Vec<_> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.path).collect();
             assert_eq!(paths, vec!["/heard".to_string()]);
