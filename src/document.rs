@@ -208,6 +208,7 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn complete(p: Result<Progress>) -> Properties {
@@ -311,20 +312,14 @@ mod tests {
         }
     }
 
-    /// Model: however a document is split into writes, it comes to what serde_json
-    /// says of the whole — applied at the last write, refused at some write, or
-    /// refused at close — and a refusal is never later than the last write.
-    #[test]
-    fn any_split_of_a_document_comes_to_what_the_whole_document_is() {
+    fn documents() -> Vec<Vec<u8>> {
         let big: Vec<u8> = {
             let fields: Vec<String> = (0..5000).map(|i| format!("\"k{i}\": \"}}{{[\\\"{i}]\"")).collect();
             format!("{{{}}}", fields.join(",\n")).into_bytes()
         };
         assert!(big.len() > EAGER_PARSE_BYTES);
-        let big_unterminated = &big[..big.len() - 1];
-        let docs: [&[u8]; 10] = [
-            &big,
-            big_unterminated,
+        let big_unterminated = big[..big.len() - 1].to_vec();
+        let small: [&[u8]; 8] = [
             b"{\"a\": 1, \"b\": [1, 2, {\"c\": \"}{\"}], \"d\": \"\\\"\"}\n",
             b"  {\n  \"nested\": {\"deep\": {\"er\": null}},\n  \"t\": true\n}\n\n",
             b"{}",
@@ -334,39 +329,64 @@ mod tests {
             b"\"just a string\"",
             b"{\"unterminated\": \"abc",
         ];
-        let mut rng = crate::testing::Rng(0x9e3779b97f4a7c15);
-        for doc in docs {
-            let expected = oracle(doc);
-            let shown = String::from_utf8_lossy(&doc[..doc.len().min(60)]).into_owned();
-            let rounds = if doc.len() > EAGER_PARSE_BYTES { 20 } else { 300 };
-            for round in 0..rounds {
-                let mut d = Document::new();
-                let mut rest = doc;
-                let mut outcome = None;
-                while !rest.is_empty() {
-                    // The first round writes the whole document at once.
-                    let n = if round == 0 { rest.len() } else { 1 + rng.below(rest.len()) };
-                    let (piece, tail) = rest.split_at(n);
-                    rest = tail;
-                    match d.write(None, piece) {
-                        Err(e) => {
-                            outcome = Some(Err(e.errno()));
-                            break;
-                        }
-                        Ok(Progress::Complete(m)) => outcome = Some(Ok(Some(m))),
-                        Ok(_) => outcome = Some(Ok(None)),
-                    }
+        [big, big_unterminated].into_iter().chain(small.iter().map(|d| d.to_vec())).collect()
+    }
+
+    /// Writes `doc` in pieces (each cut at `cuts[i]` of what is left; at the end of
+    /// the cuts, the rest at once) and checks it comes to what the whole document is.
+    fn split_comes_to_the_whole(doc: &[u8], cuts: &[prop::sample::Index]) -> std::result::Result<(), TestCaseError> {
+        let expected = oracle(doc);
+        let shown = String::from_utf8_lossy(&doc[..doc.len().min(60)]).into_owned();
+        let mut d = Document::new();
+        let mut rest = doc;
+        let mut outcome = None;
+        let mut cuts = cuts.iter();
+        while !rest.is_empty() {
+            let n = cuts.next().map_or(rest.len(), |c| 1 + c.index(rest.len()));
+            let (piece, tail) = rest.split_at(n);
+            rest = tail;
+            match d.write(None, piece) {
+                Err(e) => {
+                    outcome = Some(Err(e.errno()));
+                    break;
                 }
-                match (&expected, outcome) {
-                    (Expected::Applied(m), Some(Ok(Some(got)))) => {
-                        assert_eq!(m, &got, "{shown}");
-                        assert!(rest.is_empty(), "{shown}: applied before the last write");
-                    }
-                    (Expected::Refused, Some(Err(errno))) => assert_eq!(errno, libc::EINVAL, "{shown}"),
-                    (Expected::IncompleteAtClose, Some(Ok(None))) => assert!(d.finish().is_err(), "{shown}"),
-                    (e, got) => panic!("{shown}: expected {e:?}, got {got:?} in round {round}"),
-                }
+                Ok(Progress::Complete(m)) => outcome = Some(Ok(Some(m))),
+                Ok(_) => outcome = Some(Ok(None)),
             }
+        }
+        match (&expected, outcome) {
+            (Expected::Applied(m), Some(Ok(Some(got)))) => {
+                prop_assert_eq!(m, &got, "{}", shown);
+                prop_assert!(rest.is_empty(), "{}: applied before the last write", shown);
+            }
+            (Expected::Refused, Some(Err(errno))) => prop_assert_eq!(errno, libc::EINVAL, "{}", shown),
+            (Expected::IncompleteAtClose, Some(Ok(None))) => prop_assert!(d.finish().is_err(), "{}", shown),
+            (e, got) => prop_assert!(false, "{}: expected {:?}, got {:?}", shown, e, got),
+        }
+        Ok(())
+    }
+
+    /// Each document written whole.
+    #[test]
+    fn a_document_written_at_once_comes_to_what_it_is() {
+        for doc in documents() {
+            split_comes_to_the_whole(&doc, &[]).map_err(|e| e.to_string()).unwrap();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Model: however a document is split into writes, it comes to what serde_json
+        /// says of the whole — applied at the last write, refused at some write, or
+        /// refused at close — and a refusal is never later than the last write.
+        #[test]
+        fn any_split_of_a_document_comes_to_what_the_whole_document_is(
+            which in 0..10usize,
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..300),
+        ) {
+            let docs = documents();
+            split_comes_to_the_whole(&docs[which % docs.len()], &cuts)?;
         }
     }
 }

@@ -77,20 +77,3 @@ pub mod view;
 pub mod wait;
 pub mod watch;
 pub mod zk;
-
-/// What the model tests beside the code share.
-#[cfg(test)]
-mod testing {
-    /// A small deterministic generator (xorshift), so that a failure replays exactly.
-    pub(crate) struct Rng(pub(crate) u64);
-
-    impl Rng {
-        /// A number below `n`.
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-    }
-}

@@ -679,40 +679,40 @@ mod tests {
         assert!(granted(&ask(&locks, 1, LockKind::Exclusive, false)));
     }
 
-    #[test]
-    fn model_many_owners_random_operations_keep_flock_rules() {
-        let mut rng = crate::testing::Rng(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..200 {
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Steps: an owner (1–4) asks for a shared or exclusive lock, or releases.
+        #[test]
+        fn model_many_owners_random_operations_keep_flock_rules(
+            steps in proptest::collection::vec((1u64..5, 0..3usize, proptest::bool::ANY), 1..40),
+        ) {
             let locks = Locks::new();
             // Model: owner → kind held.
             let mut model: HashMap<u64, LockKind> = HashMap::new();
-            for _ in 0..40 {
-                let owner = rng.below(4) as u64 + 1;
-                match rng.below(3) {
-                    0 | 1 => {
-                        let kind = if rng.below(2) == 0 { LockKind::Shared } else { LockKind::Exclusive };
-                        let others_conflict = model
-                            .iter()
-                            .any(|(o, k)| *o != owner && (kind == LockKind::Exclusive || *k == LockKind::Exclusive));
-                        let result = ask(&locks, owner, kind, false).try_recv().unwrap();
-                        assert_eq!(result.is_ok(), !others_conflict, "owner {owner} {kind:?} with {model:?}");
-                        if others_conflict {
-                            model.remove(&owner);
-                        } else {
-                            model.insert(owner, kind);
-                        }
+            for (owner, action, shared) in steps {
+                if action < 2 {
+                    let kind = if shared { LockKind::Shared } else { LockKind::Exclusive };
+                    let others_conflict = model
+                        .iter()
+                        .any(|(o, k)| *o != owner && (kind == LockKind::Exclusive || *k == LockKind::Exclusive));
+                    let result = ask(&locks, owner, kind, false).try_recv().unwrap();
+                    proptest::prop_assert_eq!(result.is_ok(), !others_conflict, "owner {} {:?} with {:?}", owner, kind, model);
+                    if others_conflict {
+                        model.remove(&owner);
+                    } else {
+                        model.insert(owner, kind);
                     }
-                    _ => {
-                        let freed = locks.release(1, owner * 10);
-                        let had = model.remove(&owner).is_some();
-                        assert_eq!(freed.is_some(), had && model.is_empty());
-                    }
+                } else {
+                    let freed = locks.release(1, owner * 10);
+                    let had = model.remove(&owner).is_some();
+                    proptest::prop_assert_eq!(freed.is_some(), had && model.is_empty());
                 }
                 let mut held = locks.holders(1);
                 held.sort();
                 let mut expected: Vec<u32> = model.keys().map(|o| *o as u32).collect();
                 expected.sort();
-                assert_eq!(held, expected);
+                proptest::prop_assert_eq!(held, expected);
             }
         }
     }

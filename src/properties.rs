@@ -213,6 +213,7 @@ fn to_json(v: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn obj(v: Value) -> Properties {
@@ -300,75 +301,64 @@ mod tests {
         assert_eq!(set_data(data), data);
     }
 
+    fn ws() -> impl Strategy<Value = &'static str> + Clone {
+        prop::sample::select(vec![" ", "", "\n  ", "\t"])
+    }
+
+    /// A JSON object's text, its values from `value`.
+    fn object_of(value: impl Strategy<Value = String> + Clone) -> impl Strategy<Value = String> + Clone {
+        (prop::collection::vec((ws(), 0..5usize, ws(), ws(), value), 0..4), ws()).prop_map(|(members, end)| {
+            let members: Vec<String> =
+                members.into_iter().map(|(w1, k, w2, w3, v)| format!("{w1}\"k{k}\"{w2}:{w3}{v}")).collect();
+            format!("{{{}{end}}}", members.join(","))
+        })
+    }
+
     /// Random JSON text: odd spacing, numbers in every form, escapes, nesting.
-    fn random_value(rng: &mut crate::testing::Rng, depth: usize, out: &mut String) {
-        let ws = |rng: &mut crate::testing::Rng| [" ", "", "\n  ", "\t"][rng.below(4)];
-        match if depth > 6 { rng.below(4) } else { rng.below(7) } {
-            0 => out.push_str(["1E2", "1.10", "-0", "123456789012345678901234567890", "2e-3", "7"][rng.below(6)]),
-            1 => out.push_str([r#""a""#, r#""\u00e9\/""#, r#""x\"y""#, r#""""#][rng.below(4)]),
-            2 => out.push_str(["true", "null", "false"][rng.below(3)]),
-            3 => out.push_str("[]"),
-            4 | 5 => {
-                out.push('{');
-                for i in 0..rng.below(4) {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(ws(rng));
-                    out.push_str(&format!("\"k{}\"", rng.below(5)));
-                    out.push_str(ws(rng));
-                    out.push(':');
-                    out.push_str(ws(rng));
-                    random_value(rng, depth + 1, out);
-                }
-                out.push_str(ws(rng));
-                out.push('}');
-            }
-            _ => {
-                out.push('[');
-                for i in 0..rng.below(4) {
-                    if i > 0 {
-                        out.push(',');
-                        out.push_str(ws(rng));
-                    }
-                    random_value(rng, depth + 1, out);
-                }
-                out.push(']');
-            }
-        }
+    fn json_text() -> impl Strategy<Value = String> + Clone {
+        let leaf = prop_oneof![
+            prop::sample::select(vec!["1E2", "1.10", "-0", "123456789012345678901234567890", "2e-3", "7"]),
+            prop::sample::select(vec![r#""a""#, r#""\u00e9\/""#, r#""x\"y""#, r#""""#]),
+            prop::sample::select(vec!["true", "null", "false"]),
+            Just("[]"),
+        ]
+        .prop_map(String::from);
+        leaf.prop_recursive(6, 64, 4, |inner| {
+            let array = prop::collection::vec((inner.clone(), ws()), 0..4).prop_map(|items| {
+                let items: Vec<String> = items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (v, w))| if i == 0 { v } else { format!("{w}{v}") })
+                    .collect();
+                format!("[{}]", items.join(","))
+            });
+            prop_oneof![2 => object_of(inner), 1 => array]
+        })
     }
 
-    fn random_object(rng: &mut crate::testing::Rng) -> String {
-        loop {
-            let mut text = String::new();
-            random_value(rng, 0, &mut text);
-            if text.starts_with('{') {
-                return text;
-            }
-        }
-    }
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
 
-    #[test]
-    fn model_rendering_and_merging_agree_with_serde_json() {
-        let mut rng = crate::testing::Rng(0x9e3779b97f4a7c15);
-        for _ in 0..1500 {
-            let old = random_object(&mut rng);
-            let written = random_object(&mut rng);
+        #[test]
+        fn model_rendering_and_merging_agree_with_serde_json(
+            old in object_of(json_text()),
+            written in object_of(json_text()),
+        ) {
             let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
 
             let shown = render(old.as_bytes());
-            assert!(shown.len() <= render_budget(old.len()), "{old}");
-            assert_eq!(parse(&shown), parse(old.as_bytes()), "render of {old}");
+            prop_assert!(shown.len() <= render_budget(old.len()), "{}", old);
+            prop_assert_eq!(parse(&shown), parse(old.as_bytes()), "render of {}", old);
 
             let merged = merge_data(old.as_bytes(), written.as_bytes()).unwrap();
             let want = encode(&merge(decode(old.as_bytes()), decode(written.as_bytes())));
-            assert_eq!(decode(&merged), decode(&want), "{old} >> {written}");
+            prop_assert_eq!(decode(&merged), decode(&want), "{} >> {}", old, written);
             // Every member not written is there byte for byte.
             let merged = String::from_utf8(merged).unwrap();
             let written_keys = decode(written.as_bytes());
             if let Some(text) = jsontext::object_text(old.as_bytes()) {
                 for m in jsontext::members(text).1.iter().filter(|m| !written_keys.contains_key(&m.key)) {
-                    assert!(merged.contains(&text[m.value.clone()]), "{old} >> {written}: {merged}");
+                    prop_assert!(merged.contains(&text[m.value.clone()]), "{} >> {}: {}", old, written, merged);
                 }
             }
         }

@@ -361,6 +361,7 @@ mod tests {
     //! checked against what ZooKeeper holds and what the kernel was told.
 
     use super::*;
+    use proptest::prelude::*;
     use std::collections::VecDeque;
 
     fn stat() -> Stat {
@@ -567,49 +568,62 @@ mod tests {
         assert_eq!(notes.len(), 3, "the kernel drops the three inodes: {notes:?}");
     }
 
-    #[test]
-    fn children_settle_to_what_zookeeper_holds_whatever_the_interleaving() {
-        let mut rng = crate::testing::Rng(0x2545f4914f6cdd1d);
-        for round in 0..2000 {
+    /// One step of the model test.
+    #[derive(Debug, Clone)]
+    enum Step {
+        RemoteAdd(usize, Kind),
+        RemoteRemove(usize),
+        LocalCreate(usize, Kind, bool),
+        LocalRemove(usize, bool),
+        /// The next echo arrives, or (true) fails.
+        Deliver(bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let name = 0..NAMES.len();
+        let kind = prop::bool::weighted(1.0 / 3.0).prop_map(|dir| if dir { Kind::Dir } else { Kind::Registration });
+        prop_oneof![
+            1 => (name.clone(), kind.clone()).prop_map(|(n, k)| Step::RemoteAdd(n, k)),
+            1 => name.clone().prop_map(Step::RemoteRemove),
+            1 => (name.clone(), kind, any::<bool>()).prop_map(|(n, k, e)| Step::LocalCreate(n, k, e)),
+            1 => (name, any::<bool>()).prop_map(|(n, e)| Step::LocalRemove(n, e)),
+            2 => prop::bool::weighted(0.125).prop_map(Step::Deliver),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn children_settle_to_what_zookeeper_holds_whatever_the_interleaving(
+            steps in prop::collection::vec(step(), 1..40),
+            drain in prop::collection::vec(prop::bool::weighted(0.125), 1..8),
+        ) {
             let mut w = World::new();
-            for _ in 0..40 {
-                let name = NAMES[rng.below(NAMES.len())];
-                let kind = if rng.below(3) == 0 { Kind::Dir } else { Kind::Registration };
-                let step = match rng.below(6) {
-                    0 => {
-                        w.remote_add(name, kind);
-                        "remote add"
-                    }
-                    1 => {
-                        w.remote_remove(name);
-                        "remote remove"
-                    }
-                    2 => {
-                        w.local_create(name, kind, rng.below(2) == 0);
-                        "local create"
-                    }
-                    3 => {
-                        w.local_remove(name, rng.below(2) == 0);
-                        "local remove"
-                    }
-                    _ => {
-                        w.deliver(rng.below(8) == 0);
-                        "echo"
-                    }
-                };
-                w.check(&format!("round {round}, {step} {name}"));
+            for (i, step) in steps.iter().enumerate() {
+                match *step {
+                    Step::RemoteAdd(n, kind) => w.remote_add(NAMES[n], kind),
+                    Step::RemoteRemove(n) => w.remote_remove(NAMES[n]),
+                    Step::LocalCreate(n, kind, event_first) => w.local_create(NAMES[n], kind, event_first),
+                    Step::LocalRemove(n, event_first) => w.local_remove(NAMES[n], event_first),
+                    Step::Deliver(fails) => w.deliver(fails),
+                }
+                w.check(&format!("step {i}, {step:?}"));
             }
-            while !w.queue.is_empty() {
-                w.deliver(rng.below(8) == 0);
-                w.check(&format!("round {round}, draining"));
+            for fails in drain.iter().cycle() {
+                if w.queue.is_empty() {
+                    break;
+                }
+                w.deliver(*fails);
+                w.check("draining");
             }
             let shown: BTreeMap<String, Kind> =
                 w.tree.nodes[DIR].children.as_ref().unwrap().iter().map(|(n, c)| (n.clone(), c.kind)).collect();
-            assert_eq!(shown, w.zk, "round {round}: the view does not match ZooKeeper");
+            prop_assert_eq!(&shown, &w.zk, "the view does not match ZooKeeper");
             for (name, c) in w.tree.nodes[DIR].children.as_ref().unwrap() {
-                assert_eq!(c.presence, Presence::Present, "round {round}: {name} still pending");
+                prop_assert_eq!(c.presence, Presence::Present, "{} still pending", name);
             }
-            assert!(w.kernel.keys().all(|n| w.zk.contains_key(n)), "round {round}: stale dentries {:?}", w.kernel);
+            prop_assert!(w.kernel.keys().all(|n| w.zk.contains_key(n)), "stale dentries {:?}", w.kernel);
         }
     }
 }
