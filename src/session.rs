@@ -412,16 +412,21 @@ impl Session {
         if self.in_outage() {
             return Err(Error::Unavailable(format!("{path}: no ZooKeeper server answers")));
         }
-        let result = self.call_once(path, f, started).await;
+        let mut sent_on = None;
+        let result = self.call_once(path, f, started, &mut sent_on).await;
         match &result {
             Ok(_) => self.set_outage(false),
+            // The failure of a session since replaced (expired while the request was
+            // out) says nothing of the new one, which must not be taken as out.
+            Err(Error::Unavailable(_)) if sent_on.is_some_and(|id| id != self.session_id()) => {}
             Err(Error::Unavailable(_)) => self.set_outage(true),
             Err(_) => {}
         }
         result
     }
 
-    async fn call_once<T, F, Fut>(&self, path: &str, f: F, started: Instant) -> Result<T>
+    /// `sent_on`: the session the request went out on, if it went out.
+    async fn call_once<T, F, Fut>(&self, path: &str, f: F, started: Instant, sent_on: &mut Option<i64>) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, zk::Error>>,
@@ -440,6 +445,7 @@ impl Session {
             Err(_) => return Err(unavailable()),
         }
         let client = self.client()?;
+        *sent_on = Some(client.session_id());
         match tokio::time::timeout_at(deadline, f(client)).await {
             Ok(result) => result.map_err(|e| Error::from_zk(e, path)),
             Err(_) => Err(unavailable()),
