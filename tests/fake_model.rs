@@ -25,8 +25,9 @@ use zkfs::session::{Session, State};
 use zkfs::view::{KernelNote, View};
 use zkfs::zk::{self, fake, Connector, Mode};
 
-/// The mount's session timeout: how long a call may wait for a stalled server.
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// The mount's session timeout: how long a call may wait for a stalled server, and
+/// how long a change waits before it fails while the connection is lost.
+const TIMEOUT: Duration = Duration::from_millis(400);
 /// How long the view may take to show a change.
 const SETTLE: Duration = Duration::from_secs(5);
 const PID: u32 = 4242;
@@ -109,6 +110,8 @@ enum Op {
     Reorder { dir: usize, key: usize, value: i64 },
     /// The server stalls for a moment under a local mkdir.
     Stall { dir: usize, name: usize },
+    /// A local mkdir while the connection is lost: it fails (EIO) and changes nothing.
+    Offline { dir: usize, name: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -128,7 +131,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (i.clone(), n.clone()).prop_map(|(dir, name)| Op::Blip { dir, name }),
         1 => Just(Op::Expire),
         1 => (i.clone(), n.clone(), -5i64..5).prop_map(|(dir, key, value)| Op::Reorder { dir, key, value }),
-        1 => (i, n).prop_map(|(dir, name)| Op::Stall { dir, name }),
+        1 => (i.clone(), n.clone()).prop_map(|(dir, name)| Op::Stall { dir, name }),
+        1 => (i, n).prop_map(|(dir, name)| Op::Offline { dir, name }),
     ]
 }
 
@@ -438,6 +442,17 @@ fn step(m: &Mount, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             m.remote(m.other.delete(&path, None));
             model.nodes.remove(&path);
             model.ours.remove(&path);
+        }
+        Op::Offline { dir, name } => {
+            let parent = Model::pick(&dirs, dir).unwrap_or_else(|| "/".into());
+            let ino = m.ino(&parent);
+            let id = m.session.session_id();
+            m.server.disconnect(id);
+            m.await_state(State::Disconnected)?;
+            let got = errno(ino.and_then(|ino| m.fs.mkdir(ino, DIRS[name])));
+            m.server.reconnect(id);
+            m.await_state(State::Connected)?;
+            prop_assert_eq!(got, libc::EIO, "mkdir {}/{} while disconnected", parent, DIRS[name]);
         }
         Op::Expire => {
             let old = m.session.session_id();
