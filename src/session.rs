@@ -474,6 +474,20 @@ impl Session {
         self.registrations.locked().insert(path.to_string(), Registration { data: data.to_vec(), owner });
     }
 
+    /// True if this mount holds a registration at `path`.
+    pub fn holds(&self, path: &str) -> bool {
+        self.registrations.locked().contains_key(path)
+    }
+
+    /// The data of `path`, held by session `owner`, is now `data` (changed by this
+    /// mount or by another client): a registration of this mount is re-created with it
+    /// after an expiry, its latest data.
+    pub fn registration_changed(&self, path: &str, data: &[u8], owner: i64) {
+        if let Some(r) = self.registrations.locked().get_mut(path).filter(|r| r.owner == owner) {
+            r.data = data.to_vec();
+        }
+    }
+
     /// Forgets a registration removed by this mount.
     pub fn forget_registration(&self, path: &str) {
         self.registrations.locked().remove(path);

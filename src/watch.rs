@@ -102,6 +102,7 @@ impl View {
         // request when its future is created), and echo data changes right away.
         let mut stats = VecDeque::new();
         let mut reads = VecDeque::new();
+        let mut held = VecDeque::new();
         // Nodes an earlier event of this batch deletes: known now, gone by the time a
         // later creation of the same name is applied (`rmdir a; mkdir a` faster than
         // this task), so that creation must be read like any other.
@@ -118,6 +119,9 @@ impl View {
                     Some(echoed) => reads.push_back((i, Some(echoed), client.get_data(path))),
                     // Never read here, but the kernel may know its file: read, then echo.
                     None if self.kernel_knows(path) => reads.push_back((i, None, client.get_data(path))),
+                    // A registration of this mount changed by another client: its data
+                    // is what an expiry must re-create (see `Session`).
+                    None if self.session.holds(path) => held.push_back((i, client.get_data(path))),
                     None => {}
                 },
                 _ => {}
@@ -140,15 +144,26 @@ impl View {
                     }
                 }
                 EventType::NodeDataChanged => {
+                    if held.front().is_some_and(|(j, _)| *j == i) {
+                        if let Some((_, read)) = held.pop_front() {
+                            if let Ok(Ok((data, stat))) = tokio::time::timeout_at(deadline, read).await {
+                                self.session.registration_changed(path, &data, stat.ephemeral_owner);
+                            }
+                        }
+                        continue;
+                    }
                     let next = if reads.front().is_some_and(|(j, _, _)| *j == i) { reads.pop_front() } else { None };
                     let Some((_, echoed, read)) = next else {
                         continue;
                     };
                     match tokio::time::timeout_at(deadline, read).await {
-                        Ok(Ok((data, stat))) => match echoed {
-                            Some(echoed) => self.data_read(path, node_view(data, stat), echoed),
-                            None => self.data_heard(path, node_view(data, stat)),
-                        },
+                        Ok(Ok((data, stat))) => {
+                            self.session.registration_changed(path, &data, stat.ephemeral_owner);
+                            match echoed {
+                                Some(echoed) => self.data_read(path, node_view(data, stat), echoed),
+                                None => self.data_heard(path, node_view(data, stat)),
+                            }
+                        }
                         Ok(Err(crate::zk::Error::NoNode)) => self.node_gone(path),
                         Ok(Err(e)) => warn!("cannot re-read {path}: {e}"),
                         Err(_) => warn!("re-reading {path} timed out"),

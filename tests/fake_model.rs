@@ -112,6 +112,11 @@ enum Op {
     Stall { dir: usize, name: usize },
     /// A local mkdir while the connection is lost: it fails (EIO) and changes nothing.
     Offline { dir: usize, name: usize },
+    /// `echo '{"kN": V}' >> REG`: the mount's own registration changes, another
+    /// session's is refused (EPERM).
+    WriteReg { reg: usize, key: usize, value: i64 },
+    /// Another client sets a registration's data (its own or the mount's).
+    RemoteSetReg { reg: usize, key: usize, value: i64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -132,7 +137,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Expire),
         1 => (i.clone(), n.clone(), -5i64..5).prop_map(|(dir, key, value)| Op::Reorder { dir, key, value }),
         1 => (i.clone(), n.clone()).prop_map(|(dir, name)| Op::Stall { dir, name }),
-        1 => (i, n).prop_map(|(dir, name)| Op::Offline { dir, name }),
+        1 => (i.clone(), n.clone()).prop_map(|(dir, name)| Op::Offline { dir, name }),
+        2 => (i.clone(), n.clone(), -5i64..5).prop_map(|(reg, key, value)| Op::WriteReg { reg, key, value }),
+        1 => (i, n, -5i64..5).prop_map(|(reg, key, value)| Op::RemoteSetReg { reg, key, value }),
     ]
 }
 
@@ -255,7 +262,10 @@ impl Mount {
     }
 
     fn write_props(&self, dir: &str, text: &str, append: bool) -> zkfs::error::Result<()> {
-        let ino = self.fs.lookup(self.ino(dir)?, "properties.json")?.ino;
+        self.write_file(self.fs.lookup(self.ino(dir)?, "properties.json")?.ino, text, append)
+    }
+
+    fn write_file(&self, ino: u64, text: &str, append: bool) -> zkfs::error::Result<()> {
         let mode = if append { OpenMode::Update } else { OpenMode::Set };
         let opened = self.fs.open(ino, mode)?;
         let written = self.fs.write(opened.fh, 0, text.as_bytes()).and_then(|_| self.fs.flush(opened.fh));
@@ -443,6 +453,25 @@ fn step(m: &Mount, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             model.nodes.remove(&path);
             model.ours.remove(&path);
         }
+        Op::WriteReg { reg, key, value } => {
+            let Some(path) = Model::pick(&regs, reg) else { return Ok(()) };
+            let key = format!("k{key}");
+            let text = json!({ key.clone(): value }).to_string();
+            let got = errno(m.ino(&path).and_then(|ino| m.write_file(ino, &text, true)));
+            let want = if model.ours.contains(&path) { 0 } else { libc::EPERM };
+            prop_assert_eq!(got, want, "write {}", path);
+            if let (0, Some(Shown::Reg(props))) = (want, model.nodes.get_mut(&path)) {
+                if let Some(obj) = props.as_object_mut() {
+                    obj.insert(key, json!(value));
+                }
+            }
+        }
+        Op::RemoteSetReg { reg, key, value } => {
+            let Some(path) = Model::pick(&regs, reg) else { return Ok(()) };
+            let props = json!({ format!("k{key}"): value });
+            m.remote(m.other.set_data(&path, props.to_string().as_bytes(), None));
+            model.nodes.insert(path, Shown::Reg(props));
+        }
         Op::Offline { dir, name } => {
             let parent = Model::pick(&dirs, dir).unwrap_or_else(|| "/".into());
             let ino = m.ino(&parent);
@@ -526,4 +555,12 @@ fn regression_rmdir_then_mkdir_of_one_name_within_one_batch_of_events() {
     std::thread::sleep(Duration::from_millis(100));
     m.server.release();
     check(m.settle(&model));
+}
+
+/// Found by the model test: a registration of the mount changed by another client
+/// was re-created after an expiry with the mount's older data, not its latest.
+#[test]
+fn regression_a_registration_changed_elsewhere_is_re_created_with_that_data() {
+    let ops = [Op::Register { dir: 0, name: 0 }, Op::RemoteSetReg { reg: 0, key: 0, value: 1 }, Op::Expire];
+    run(&ops).map_err(|e| e.to_string()).expect("expire");
 }
