@@ -8,6 +8,12 @@
 //! ephemeral one a registration file). Memory grows with what has been looked at, not
 //! with the ensemble.
 //!
+//! A kind costs a read of the child, so it is learnt when the kernel is to be shown
+//! the child, not when its directory is listed: a lookup reads the one child it asks
+//! for (its stat says its kind), a `readdir` learns the kinds it lacks in one
+//! pipelined batch. A child still of unknown kind was never shown to the kernel, so
+//! its removal needs no echo (see the README, "Large trees").
+//!
 //! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
 //! set before anything is read, reports every creation, deletion and data change below
 //! it, with its path; events for nodes the kernel does not know cost a hash lookup.
@@ -52,7 +58,8 @@
 //! entry, so the view is right even when no event can be given.
 //!
 //! Every change the kernel could know of is heard: every directory the kernel has an
-//! inode for is listed — looked up directories are listed by their lookup, and a
+//! inode for is listed — a looked up directory is listed by its lookup (names only, in
+//! the round trip that reads it), and a
 //! directory made by `mkdir` here or echoed from elsewhere is *adopted*: listed by the
 //! event task, its children created since the directory itself shown as created
 //! (echoed). A data change is echoed for every node whose file the kernel may know (its
@@ -231,10 +238,33 @@ impl View {
     }
 
     /// The children of `path` that are shown, with their kinds, listed (and watched)
-    /// the first time.
+    /// the first time; the kinds not known yet are learnt in one batch.
     pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
         self.listed(path)?;
+        let unknown: Vec<String> = match self.tree().nodes.get(path) {
+            Some(n) => n.unknown.iter().cloned().collect(),
+            None => Vec::new(),
+        };
+        if !unknown.is_empty() {
+            crate::wait::may_wait()?;
+            let kinds = self.session.runtime().block_on(self.kinds(path, unknown, &BTreeMap::new()))?;
+            self.learnt(path, kinds);
+        }
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+    }
+
+    /// Kinds of listed children learnt: they are shown from now on, unless an event
+    /// took them meanwhile (a name no longer waiting for its kind is left alone: its
+    /// deletion or re-creation was applied after the read).
+    fn learnt(&self, parent: &str, kinds: BTreeMap<String, Kind>) {
+        let mut tree = self.tree();
+        let Some(node) = tree.nodes.get_mut(parent) else { return };
+        let Some(children) = node.children.as_mut() else { return };
+        for (name, kind) in kinds {
+            if node.unknown.remove(&name) {
+                children.insert(name, Child { kind, presence: Presence::Present });
+            }
+        }
     }
 
     /// Lists `path` unless it is listed.
@@ -246,12 +276,55 @@ impl View {
         self.session.runtime().block_on(self.ensure_children(path))
     }
 
-    /// Child `name` of `parent` if it is shown (a child on its way in is not).
+    /// Child `name` of `parent` if it is shown (a child on its way in is not). A child
+    /// listed whose kind is not known yet is read: one request, not one per sibling.
     pub fn child(&self, parent: &str, name: &str) -> Result<Option<Child>> {
         self.listed(parent)?;
+        let path = child_path(parent, name);
+        {
+            let tree = self.tree();
+            let Some(node) = tree.nodes.get(parent) else { return Ok(None) };
+            let child = node.children.as_ref().and_then(|c| c.get(name)).copied();
+            if let Some(child) = child {
+                return Ok(Some(child).filter(|c| c.presence != Presence::PendingCreate));
+            }
+            if !node.unknown.contains(name) {
+                return Ok(None);
+            }
+        }
+        crate::wait::may_wait()?;
+        match self.session.runtime().block_on(self.ensure(&path)) {
+            Ok(()) => {}
+            Err(Error::NotFound(_)) => return Ok(None), // its deletion event follows
+            Err(e) => return Err(e),
+        }
+        let kind = self.tree().nodes.get(&path).map(|n| n.view.kind);
+        let Some(kind) = kind else { return Ok(None) };
+        self.learnt(parent, BTreeMap::from([(name.to_string(), kind)]));
         let tree = self.tree();
         let child = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).and_then(|c| c.get(name)).copied();
         Ok(child.filter(|c| c.presence != Presence::PendingCreate))
+    }
+
+    /// [`View::child`] for a lookup, which shows the child to the kernel: a directory
+    /// is listed too (its names, in the same round trip as its read when both are
+    /// needed), so that children made in it from now on are heard and echoed.
+    pub fn lookup(&self, parent: &str, name: &str) -> Result<Option<Child>> {
+        let path = child_path(parent, name);
+        let unread = self.tree().nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
+        if unread && !self.tree().nodes.contains_key(&path) {
+            // Read and list it at once; a registration's listing is empty.
+            crate::wait::may_wait()?;
+            match self.session.runtime().block_on(self.ensure_children(&path)) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let child = self.child(parent, name)?;
+        if child.is_some_and(|c| c.kind == Kind::Dir && c.presence == Presence::Present) {
+            self.listed(&path)?;
+        }
+        Ok(child)
     }
 
     fn visible_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
@@ -384,38 +457,39 @@ impl View {
         Ok(())
     }
 
+    /// Lists the names of the children of `path` (their kinds are learnt when needed),
+    /// reading the node itself in the same round trip if it is not cached.
     async fn ensure_children(&self, path: &str) -> Result<()> {
-        self.ensure(path).await?;
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
             let join = {
                 let mut tree = self.tree();
-                match tree.nodes.get(path) {
-                    Some(n) if n.children.is_some() => return Ok(()),
-                    Some(_) => {}
-                    None => return Err(Error::NotFound(path.to_string())),
+                if tree.nodes.get(path).is_some_and(|n| n.children.is_some()) {
+                    return Ok(());
                 }
                 tree.lists.join(path)
             };
             match join {
                 Join::Follow(rx) => self.follow(rx, path, deadline).await?,
                 Join::Lead(tx) => {
-                    let listed = self.list(path, &BTreeMap::new()).await;
+                    let (read, listed) = tokio::join!(self.ensure(path), self.list_names(path));
                     let (outcome, relist) = {
                         let mut tree = self.tree();
                         let dirty = tree.lists.finish(path);
-                        match listed {
-                            Ok(listed) => {
-                                if let Some(n) = tree.nodes.get_mut(path).filter(|n| n.children.is_none()) {
-                                    let children = listed
-                                        .into_iter()
-                                        .map(|(n, kind)| (n, Child { kind, presence: Presence::Present }))
-                                        .collect();
-                                    n.children = Some(children);
+                        match (read, listed) {
+                            (Err(e), _) | (_, Err(e)) => (Err(e), dirty),
+                            (Ok(()), Ok(names)) => match tree.nodes.get_mut(path) {
+                                Some(n) if n.children.is_none() => {
+                                    // A registration has no children: left unlisted.
+                                    if n.view.kind == Kind::Dir {
+                                        n.children = Some(BTreeMap::new());
+                                        n.unknown = names.into_iter().collect();
+                                    }
+                                    (Ok(()), dirty)
                                 }
-                                (Ok(()), dirty)
-                            }
-                            Err(e) => (Err(e), dirty),
+                                Some(_) => (Ok(()), dirty),
+                                None => (Err(Error::NotFound(path.to_string())), dirty),
+                            },
                         }
                     };
                     tx.send_replace(Some(outcome.clone()));
@@ -428,11 +502,10 @@ impl View {
         }
     }
 
-    /// Lists the children of `path` with their kinds; `known` kinds are reused.
-    pub(crate) async fn list(&self, path: &str, known: &BTreeMap<String, Kind>) -> Result<BTreeMap<String, Kind>> {
+    /// The names of the children of `path` (and sets the watch; see the module docs).
+    pub(crate) async fn list_names(&self, path: &str) -> Result<Vec<String>> {
         let p = path.to_string();
-        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
-        self.kinds(path, names, known).await
+        self.session.call_async(path, |c| async move { c.list_children(&p).await }).await
     }
 
     /// Looks up the kinds of `names` under `parent` in one pipelined round trip;
@@ -525,6 +598,9 @@ impl View {
         let Some((parent, name)) = split_path(path) else { return };
         {
             let mut tree = self.tree();
+            if let Some(n) = tree.nodes.get_mut(parent) {
+                n.unknown.remove(name);
+            }
             if let Some(children) = tree.children_mut(parent) {
                 children.insert(name.to_string(), Child { kind, presence: Presence::Present });
             }
