@@ -2,7 +2,7 @@
 //! stands between ZooKeeper and the kernel (see `view.rs` for the design), and the
 //! notes the kernel must be given. Plain data and rules, no I/O.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
@@ -179,6 +179,9 @@ pub(crate) struct Tree {
     /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
     /// seen it: an event for such a node may be the echo of that very write.
     pub(crate) written: HashMap<String, i64>,
+    /// Paths whose creation was heard while a change through this mount was in flight
+    /// on them, and not read (see `LocalChange`'s drop).
+    pub(crate) heard_local: HashSet<String>,
     /// Node reads in flight (see `flight.rs`).
     pub(crate) reads: Flights,
     /// Listings in flight.

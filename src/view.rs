@@ -132,6 +132,19 @@ impl Drop for LocalChange<'_> {
                 tree.local.remove(&self.path);
             }
         }
+        // A creation heard while this change flew was not read (see `watch.rs`): the
+        // mount's own create shows it. If that create failed (another client made the
+        // node in the same instant) or this was a removal, the directory is listed
+        // again, which shows — and echoes — what is there now.
+        let relist = tree.heard_local.remove(&self.path) && !tree.is_local(&self.path) && {
+            let (parent, name) = split_path(&self.path).unwrap_or(("/", ""));
+            let shown = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).map(|c| c.contains_key(name));
+            shown == Some(false)
+        };
+        drop(tree);
+        if let Some((parent, _)) = split_path(&self.path).filter(|_| relist) {
+            self.view.queue(Change::Relist(parent.to_string()));
+        }
     }
 }
 

@@ -104,7 +104,9 @@ impl View {
         let mut reads = VecDeque::new();
         for (i, (path, kind)) in events.iter().enumerate() {
             match kind {
-                EventType::NodeCreated if self.awaits_child(path) => stats.push_back((i, client.check_stat(path))),
+                EventType::NodeCreated if self.awaits_child(path) && !self.created_locally(path) => {
+                    stats.push_back((i, client.check_stat(path)))
+                }
                 EventType::NodeDataChanged => match self.data_changing(path) {
                     Some(echoed) => reads.push_back((i, Some(echoed), client.get_data(path))),
                     // Never read here, but the kernel may know its file: read, then echo.
@@ -163,6 +165,18 @@ impl View {
         // A name listed before its kind was learnt is no news.
         !node.unknown.contains(name)
             && !matches!(children.get(name), Some(Child { presence: Presence::Present | Presence::PendingCreate, .. }))
+    }
+
+    /// True if `path` has a change through this mount in flight: its creation needs
+    /// no read, as the mount's own create (whose reply follows this event) shows the
+    /// child; the change's end checks that it did (see `LocalChange`).
+    fn created_locally(&self, path: &str) -> bool {
+        let mut tree = self.tree();
+        let local = tree.is_local(path);
+        if local {
+            tree.heard_local.insert(path.to_string());
+        }
+        local
     }
 
     /// A child appeared in a listed directory. A directory echoed as created is
