@@ -89,7 +89,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use zookeeper_client::{AddWatchMode, EventType, Stat, WatchedEvent};
+use zookeeper_client::{AddWatchMode, EventType, MultiReadResult, Stat, WatchedEvent};
 
 use crate::error::{Error, Result};
 use crate::flight::Join;
@@ -102,6 +102,11 @@ use crate::tree::{node_view, Node, Tree};
 /// How long after a change of its data a file is read past the kernel's page cache
 /// (see `Fs::open`).
 pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Children whose kinds one multi-read learns: each answer carries the child's data,
+/// so a batch's answer stays small enough for the usual small registrations and
+/// properties (at most this many times ZooKeeper's 1 MB node limit for huge ones).
+const KIND_BATCH: usize = 100;
 
 /// What the event task works through, in order.
 #[derive(Debug)]
@@ -521,8 +526,10 @@ impl View {
         self.session.call_async(path, |c| async move { c.list_children(&p).await }).await
     }
 
-    /// Looks up the kinds of `names` under `parent` in one pipelined round trip;
-    /// `known` kinds are reused.
+    /// Looks up the kinds of `names` under `parent`; `known` kinds are reused. Read
+    /// in multi-reads of [`KIND_BATCH`] children, all sent before the first answer
+    /// is awaited: a handful of requests and about one round trip for thousands of
+    /// children (ZooKeeper ≥ 3.6, which the root watch needs anyway).
     pub(crate) async fn kinds(
         &self,
         parent: &str,
@@ -531,29 +538,45 @@ impl View {
     ) -> Result<BTreeMap<String, Kind>> {
         let client = self.session.client()?;
         let mut out = BTreeMap::new();
-        let mut pending = Vec::new();
+        let mut unknown = Vec::new();
         for name in names {
             match known.get(&name) {
                 Some(kind) => {
                     out.insert(name, *kind);
                 }
-                None => {
-                    // zookeeper-client sends a request when its future is created, so
-                    // creating them all first pipelines the round trips.
-                    let fut = client.check_stat(&child_path(parent, &name));
-                    pending.push((name, fut));
-                }
+                None => unknown.push(name),
             }
         }
+        // zookeeper-client sends a request when its future is created, so creating
+        // them all first pipelines the batches.
+        let mut pending = Vec::new();
+        for chunk in unknown.chunks(KIND_BATCH) {
+            let mut reader = client.new_multi_reader();
+            for name in chunk {
+                let path = child_path(parent, name);
+                reader.add_get_data(&path).map_err(|e| Error::from_zk(e, &path))?;
+            }
+            pending.push((chunk, reader.commit()));
+        }
         let deadline = tokio::time::Instant::now() + self.session.timeout();
-        for (name, fut) in pending {
-            match tokio::time::timeout_at(deadline, fut).await {
-                Ok(Ok(Some(stat))) => {
-                    out.insert(name, Kind::of(&stat));
+        let late = || Error::Unavailable(format!("{parent}: listing timed out"));
+        for (chunk, fut) in pending {
+            let results = match tokio::time::timeout_at(deadline, fut).await {
+                Ok(Ok(results)) if results.len() == chunk.len() => results,
+                Ok(Ok(_)) => return Err(Error::Unavailable(format!("{parent}: a multi-read answered amiss"))),
+                Ok(Err(e)) => return Err(Error::from_zk(e, parent)),
+                Err(_) => return Err(late()),
+            };
+            for (name, result) in chunk.iter().zip(results) {
+                match result {
+                    MultiReadResult::Data { stat, .. } => {
+                        out.insert(name.clone(), Kind::of(&stat));
+                    }
+                    // Gone meanwhile; its parent's watch will say so.
+                    MultiReadResult::Error { err: zookeeper_client::Error::NoNode } => {}
+                    MultiReadResult::Error { err } => return Err(Error::from_zk(err, &child_path(parent, name))),
+                    _ => {} // not asked for
                 }
-                Ok(Ok(None)) => {} // gone meanwhile; its parent's watch will say so
-                Ok(Err(e)) => return Err(Error::from_zk(e, &child_path(parent, &name))),
-                Err(_) => return Err(Error::Unavailable(format!("{parent}: listing timed out"))),
             }
         }
         Ok(out)
