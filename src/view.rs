@@ -58,8 +58,8 @@
 //! entry, so the view is right even when no event can be given.
 //!
 //! Every change the kernel could know of is heard: every directory the kernel has an
-//! inode for is listed — a looked up directory is listed by its lookup (names only, in
-//! the round trip that reads it), and a
+//! inode for is listed — a looked up directory is listed by its lookup (names only;
+//! no request when the stat just read says it has no children), and a
 //! directory made by `mkdir` here or echoed from elsewhere is *adopted*: listed by the
 //! event task, its children created since the directory itself shown as created
 //! (echoed). A data change is echoed for every node whose file the kernel may know (its
@@ -325,13 +325,13 @@ impl View {
     }
 
     /// [`View::child`] for a lookup, which shows the child to the kernel: a directory
-    /// is listed too (its names, in the same round trip as its read when both are
-    /// needed), so that children made in it from now on are heard and echoed.
+    /// is listed too (its names; none when its stat says it has no children), so that
+    /// children made in it from now on are heard and echoed.
     pub fn lookup(&self, parent: &str, name: &str) -> Result<Option<Child>> {
         let path = child_path(parent, name);
         let unread = self.tree().nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
         if unread && !self.tree().nodes.contains_key(&path) {
-            // Read and list it at once; a registration's listing is empty.
+            // Read it, and list it if it is a directory with children.
             crate::wait::may_wait()?;
             match self.session.runtime().block_on(self.ensure_children(&path)) {
                 Ok(()) | Err(Error::NotFound(_)) => {}
@@ -391,12 +391,17 @@ impl View {
     }
 
     async fn ensure(&self, path: &str) -> Result<()> {
+        self.ensure_led(path).await.map(|_| ())
+    }
+
+    /// [`View::ensure`]; true if this call read the node and cached what it read.
+    async fn ensure_led(&self, path: &str) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
             let join = {
                 let mut tree = self.tree();
                 match tree.nodes.get(path) {
-                    Some(n) if !n.stale => return Ok(()),
+                    Some(n) if !n.stale => return Ok(false),
                     Some(_) => None,
                     None => Some(tree.reads.join(path)),
                 }
@@ -406,7 +411,7 @@ impl View {
                 // timeout the last data known.
                 None => {
                     self.wait_fresh(path, deadline).await;
-                    return Ok(());
+                    return Ok(false);
                 }
                 Some(Join::Follow(rx)) => self.follow(rx, path, deadline).await?,
                 Some(Join::Lead(tx)) => {
@@ -415,14 +420,17 @@ impl View {
                         let mut tree = self.tree();
                         let dirty = tree.reads.finish(path);
                         match read {
-                            Ok(view) => {
-                                tree.nodes.entry(path.to_string()).or_insert_with(|| Node::new(view));
-                                (Ok(()), dirty)
-                            }
+                            Ok(view) => match tree.nodes.entry(path.to_string()) {
+                                std::collections::btree_map::Entry::Vacant(e) => {
+                                    e.insert(Node::new(view));
+                                    (Ok(true), dirty)
+                                }
+                                std::collections::btree_map::Entry::Occupied(_) => (Ok(false), dirty),
+                            },
                             Err(e) => (Err(e), dirty),
                         }
                     };
-                    tx.send_replace(Some(outcome.clone()));
+                    tx.send_replace(Some(outcome.clone().map(|_| ())));
                     if recheck {
                         self.queue(Change::Recheck(path.to_string()));
                     }
@@ -476,7 +484,7 @@ impl View {
     }
 
     /// Lists the names of the children of `path` (their kinds are learnt when needed),
-    /// reading the node itself in the same round trip if it is not cached.
+    /// reading the node itself first if it is not cached.
     async fn ensure_children(&self, path: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
@@ -490,7 +498,29 @@ impl View {
             match join {
                 Join::Follow(rx) => self.follow(rx, path, deadline).await?,
                 Join::Lead(tx) => {
-                    let (read, listed) = tokio::join!(self.ensure(path), self.list_names(path));
+                    // A node read here, after this listing began, whose stat says it has
+                    // no children needs no listing: a child made since is heard (the
+                    // event task marks this flight). A read led by another request may
+                    // be older than that, so then the names are listed.
+                    let cached = self.tree().nodes.contains_key(path);
+                    let (read, listed) = if cached {
+                        (Ok(()), self.list_names(path).await)
+                    } else {
+                        match self.ensure_led(path).await {
+                            Ok(led) => {
+                                let empty = self
+                                    .tree()
+                                    .nodes
+                                    .get(path)
+                                    .map(|n| (n.view.kind, n.view.stat.num_children == 0 && led));
+                                match empty {
+                                    Some((Kind::Registration, _)) | Some((_, true)) => (Ok(()), Ok(Vec::new())),
+                                    _ => (Ok(()), self.list_names(path).await),
+                                }
+                            }
+                            Err(e) => (Err(e), Ok(Vec::new())),
+                        }
+                    };
                     let (outcome, relist) = {
                         let mut tree = self.tree();
                         let dirty = tree.lists.finish(path);
