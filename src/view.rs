@@ -141,7 +141,8 @@ impl Drop for LocalChange<'_> {
         // mount's own create shows it. If that create failed (another client made the
         // node in the same instant) or this was a removal, the directory is listed
         // again, which shows — and echoes — what is there now.
-        let relist = tree.heard_local.remove(&self.path) && !tree.is_local(&self.path) && {
+        // Checked by the last change in flight on the path, which alone can tell.
+        let relist = !tree.is_local(&self.path) && tree.heard_local.remove(&self.path) && {
             let (parent, name) = split_path(&self.path).unwrap_or(("/", ""));
             let shown = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).map(|c| c.contains_key(name));
             shown == Some(false)
