@@ -325,7 +325,7 @@ impl Fs {
             let ino = self.view.ino(&dir, InodeKind::Properties);
             return self.attr(ino, &Inode { path: dir, kind: InodeKind::Properties });
         }
-        let Some(child) = self.view.child(&dir, name)? else {
+        let Some(child) = self.view.lookup(&dir, name)? else {
             return self.link_attr(&dir, name)?.ok_or_else(|| Error::NotFound(child_path(&dir, name)));
         };
         let path = child_path(&dir, name);

@@ -60,8 +60,9 @@ pub struct Pending(HashMap<String, Option<String>>);
 pub(crate) fn changed_elsewhere(tree: &mut Tree, dir: &str, dir_ino: u64, old: &[u8], new: &[u8]) -> Vec<KernelNote> {
     let (old, new) = (links(old), links(new));
     let has = |list: &[(String, String)], name: &str| list.iter().any(|(n, _)| n == name);
-    let children: Vec<String> = match tree.nodes.get(dir).and_then(|n| n.children.as_ref()) {
-        Some(c) => c.keys().cloned().collect(),
+    // Children whose kind is not learnt yet hide their links too.
+    let children: Vec<String> = match tree.nodes.get(dir) {
+        Some(n) => n.children.iter().flat_map(|c| c.keys()).chain(&n.unknown).cloned().collect(),
         None => Vec::new(),
     };
     let mut notes = Vec::new();

@@ -2,7 +2,7 @@
 //! stands between ZooKeeper and the kernel (see `view.rs` for the design), and the
 //! notes the kernel must be given. Plain data and rules, no I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,8 +148,12 @@ pub struct NodeView {
 /// A cached node.
 pub(crate) struct Node {
     pub(crate) view: NodeView,
-    /// Its children once listed.
+    /// Its children once listed, those whose kind is known (see `unknown`).
     pub(crate) children: Option<BTreeMap<String, Child>>,
+    /// Children listed whose kind is not learnt yet: never shown to the kernel (a
+    /// lookup reads the child, a listing learns every kind first), so they need no
+    /// echo; learning a kind costs a read, which a listing makes in one batch.
+    pub(crate) unknown: BTreeSet<String>,
     /// Changed in ZooKeeper, re-read in progress: readers wait for it.
     pub(crate) stale: bool,
     /// When its data last changed, as far as the view knows (see `Fs::open`).
@@ -159,7 +163,7 @@ pub(crate) struct Node {
 impl Node {
     /// A node just read, children not listed.
     pub(crate) fn new(view: NodeView) -> Node {
-        Node { view, children: None, stale: false, changed: None }
+        Node { view, children: None, unknown: BTreeSet::new(), stale: false, changed: None }
     }
 }
 
@@ -175,6 +179,9 @@ pub(crate) struct Tree {
     /// The mzxid of data this mount wrote, per path, until a watch event's re-read has
     /// seen it: an event for such a node may be the echo of that very write.
     pub(crate) written: HashMap<String, i64>,
+    /// Paths whose creation was heard while a change through this mount was in flight
+    /// on them, and not read (see `LocalChange`'s drop).
+    pub(crate) heard_local: HashSet<String>,
     /// Node reads in flight (see `flight.rs`).
     pub(crate) reads: Flights,
     /// Listings in flight.
@@ -225,8 +232,11 @@ impl Tree {
                 notes.push(KernelNote::InvalInode { ino });
             }
         }
-        if let Some(children) = self.children_mut(parent) {
-            children.remove(name);
+        if let Some(n) = self.nodes.get_mut(parent) {
+            n.unknown.remove(name);
+            if let Some(children) = n.children.as_mut() {
+                children.remove(name);
+            }
         }
     }
 
@@ -262,6 +272,9 @@ impl Tree {
         let path = child_path(parent, name);
         let local = self.is_local(&path);
         let dir_ino = self.inodes.existing(parent, InodeKind::Dir);
+        if let Some(n) = self.nodes.get_mut(parent) {
+            n.unknown.remove(name);
+        }
         let Some(children) = self.children_mut(parent) else { return };
         match children.get_mut(name) {
             Some(Child { presence: Presence::PendingRemove { recreate }, .. }) => *recreate = Some(kind),

@@ -8,6 +8,12 @@
 //! ephemeral one a registration file). Memory grows with what has been looked at, not
 //! with the ensemble.
 //!
+//! A kind costs a read of the child, so it is learnt when the kernel is to be shown
+//! the child, not when its directory is listed: a lookup reads the one child it asks
+//! for (its stat says its kind), a `readdir` learns the kinds it lacks in one
+//! pipelined batch. A child still of unknown kind was never shown to the kernel, so
+//! its removal needs no echo (see the README, "Large trees").
+//!
 //! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
 //! set before anything is read, reports every creation, deletion and data change below
 //! it, with its path; events for nodes the kernel does not know cost a hash lookup.
@@ -52,7 +58,8 @@
 //! entry, so the view is right even when no event can be given.
 //!
 //! Every change the kernel could know of is heard: every directory the kernel has an
-//! inode for is listed — looked up directories are listed by their lookup, and a
+//! inode for is listed — a looked up directory is listed by its lookup (names only;
+//! no request when the stat just read says it has no children), and a
 //! directory made by `mkdir` here or echoed from elsewhere is *adopted*: listed by the
 //! event task, its children created since the directory itself shown as created
 //! (echoed). A data change is echoed for every node whose file the kernel may know (its
@@ -96,6 +103,11 @@ use crate::tree::{node_view, Node, Tree};
 /// (see `Fs::open`).
 pub const SETTLE: Duration = Duration::from_secs(1);
 
+/// Children whose kinds one multi-read learns: each answer carries the child's data,
+/// so a batch's answer stays small enough for the usual small registrations and
+/// properties (at most this many times ZooKeeper's 1 MB node limit for huge ones).
+const KIND_BATCH: usize = 100;
+
 /// What the event task works through, in order.
 #[derive(Debug)]
 pub enum Change {
@@ -124,6 +136,20 @@ impl Drop for LocalChange<'_> {
             if *n == 0 {
                 tree.local.remove(&self.path);
             }
+        }
+        // A creation heard while this change flew was not read (see `watch.rs`): the
+        // mount's own create shows it. If that create failed (another client made the
+        // node in the same instant) or this was a removal, the directory is listed
+        // again, which shows — and echoes — what is there now.
+        // Checked by the last change in flight on the path, which alone can tell.
+        let relist = !tree.is_local(&self.path) && tree.heard_local.remove(&self.path) && {
+            let (parent, name) = split_path(&self.path).unwrap_or(("/", ""));
+            let shown = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).map(|c| c.contains_key(name));
+            shown == Some(false)
+        };
+        drop(tree);
+        if let Some((parent, _)) = split_path(&self.path).filter(|_| relist) {
+            self.view.queue(Change::Relist(parent.to_string()));
         }
     }
 }
@@ -231,10 +257,33 @@ impl View {
     }
 
     /// The children of `path` that are shown, with their kinds, listed (and watched)
-    /// the first time.
+    /// the first time; the kinds not known yet are learnt in one batch.
     pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
         self.listed(path)?;
+        let unknown: Vec<String> = match self.tree().nodes.get(path) {
+            Some(n) => n.unknown.iter().cloned().collect(),
+            None => Vec::new(),
+        };
+        if !unknown.is_empty() {
+            crate::wait::may_wait()?;
+            let kinds = self.session.runtime().block_on(self.kinds(path, unknown, &BTreeMap::new()))?;
+            self.learnt(path, kinds);
+        }
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+    }
+
+    /// Kinds of listed children learnt: they are shown from now on, unless an event
+    /// took them meanwhile (a name no longer waiting for its kind is left alone: its
+    /// deletion or re-creation was applied after the read).
+    fn learnt(&self, parent: &str, kinds: BTreeMap<String, Kind>) {
+        let mut tree = self.tree();
+        let Some(node) = tree.nodes.get_mut(parent) else { return };
+        let Some(children) = node.children.as_mut() else { return };
+        for (name, kind) in kinds {
+            if node.unknown.remove(&name) {
+                children.insert(name, Child { kind, presence: Presence::Present });
+            }
+        }
     }
 
     /// Lists `path` unless it is listed.
@@ -246,12 +295,55 @@ impl View {
         self.session.runtime().block_on(self.ensure_children(path))
     }
 
-    /// Child `name` of `parent` if it is shown (a child on its way in is not).
+    /// Child `name` of `parent` if it is shown (a child on its way in is not). A child
+    /// listed whose kind is not known yet is read: one request, not one per sibling.
     pub fn child(&self, parent: &str, name: &str) -> Result<Option<Child>> {
         self.listed(parent)?;
+        let path = child_path(parent, name);
+        {
+            let tree = self.tree();
+            let Some(node) = tree.nodes.get(parent) else { return Ok(None) };
+            let child = node.children.as_ref().and_then(|c| c.get(name)).copied();
+            if let Some(child) = child {
+                return Ok(Some(child).filter(|c| c.presence != Presence::PendingCreate));
+            }
+            if !node.unknown.contains(name) {
+                return Ok(None);
+            }
+        }
+        crate::wait::may_wait()?;
+        match self.session.runtime().block_on(self.ensure(&path)) {
+            Ok(()) => {}
+            Err(Error::NotFound(_)) => return Ok(None), // its deletion event follows
+            Err(e) => return Err(e),
+        }
+        let kind = self.tree().nodes.get(&path).map(|n| n.view.kind);
+        let Some(kind) = kind else { return Ok(None) };
+        self.learnt(parent, BTreeMap::from([(name.to_string(), kind)]));
         let tree = self.tree();
         let child = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).and_then(|c| c.get(name)).copied();
         Ok(child.filter(|c| c.presence != Presence::PendingCreate))
+    }
+
+    /// [`View::child`] for a lookup, which shows the child to the kernel: a directory
+    /// is listed too (its names; none when its stat says it has no children), so that
+    /// children made in it from now on are heard and echoed.
+    pub fn lookup(&self, parent: &str, name: &str) -> Result<Option<Child>> {
+        let path = child_path(parent, name);
+        let unread = self.tree().nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
+        if unread && !self.tree().nodes.contains_key(&path) {
+            // Read it, and list it if it is a directory with children.
+            crate::wait::may_wait()?;
+            match self.session.runtime().block_on(self.ensure_children(&path)) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let child = self.child(parent, name)?;
+        if child.is_some_and(|c| c.kind == Kind::Dir && c.presence == Presence::Present) {
+            self.listed(&path)?;
+        }
+        Ok(child)
     }
 
     fn visible_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
@@ -300,12 +392,17 @@ impl View {
     }
 
     async fn ensure(&self, path: &str) -> Result<()> {
+        self.ensure_led(path).await.map(|_| ())
+    }
+
+    /// [`View::ensure`]; true if this call read the node and cached what it read.
+    async fn ensure_led(&self, path: &str) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
             let join = {
                 let mut tree = self.tree();
                 match tree.nodes.get(path) {
-                    Some(n) if !n.stale => return Ok(()),
+                    Some(n) if !n.stale => return Ok(false),
                     Some(_) => None,
                     None => Some(tree.reads.join(path)),
                 }
@@ -315,7 +412,7 @@ impl View {
                 // timeout the last data known.
                 None => {
                     self.wait_fresh(path, deadline).await;
-                    return Ok(());
+                    return Ok(false);
                 }
                 Some(Join::Follow(rx)) => self.follow(rx, path, deadline).await?,
                 Some(Join::Lead(tx)) => {
@@ -324,14 +421,17 @@ impl View {
                         let mut tree = self.tree();
                         let dirty = tree.reads.finish(path);
                         match read {
-                            Ok(view) => {
-                                tree.nodes.entry(path.to_string()).or_insert_with(|| Node::new(view));
-                                (Ok(()), dirty)
-                            }
+                            Ok(view) => match tree.nodes.entry(path.to_string()) {
+                                std::collections::btree_map::Entry::Vacant(e) => {
+                                    e.insert(Node::new(view));
+                                    (Ok(true), dirty)
+                                }
+                                std::collections::btree_map::Entry::Occupied(_) => (Ok(false), dirty),
+                            },
                             Err(e) => (Err(e), dirty),
                         }
                     };
-                    tx.send_replace(Some(outcome.clone()));
+                    tx.send_replace(Some(outcome.clone().map(|_| ())));
                     if recheck {
                         self.queue(Change::Recheck(path.to_string()));
                     }
@@ -381,38 +481,61 @@ impl View {
         Ok(())
     }
 
+    /// Lists the names of the children of `path` (their kinds are learnt when needed),
+    /// reading the node itself first if it is not cached.
     async fn ensure_children(&self, path: &str) -> Result<()> {
-        self.ensure(path).await?;
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
             let join = {
                 let mut tree = self.tree();
-                match tree.nodes.get(path) {
-                    Some(n) if n.children.is_some() => return Ok(()),
-                    Some(_) => {}
-                    None => return Err(Error::NotFound(path.to_string())),
+                if tree.nodes.get(path).is_some_and(|n| n.children.is_some()) {
+                    return Ok(());
                 }
                 tree.lists.join(path)
             };
             match join {
                 Join::Follow(rx) => self.follow(rx, path, deadline).await?,
                 Join::Lead(tx) => {
-                    let listed = self.list(path, &BTreeMap::new()).await;
+                    // A node read here, after this listing began, whose stat says it has
+                    // no children needs no listing: a child made since is heard (the
+                    // event task marks this flight). A read led by another request may
+                    // be older than that, so then the names are listed.
+                    let cached = self.tree().nodes.contains_key(path);
+                    let (read, listed) = if cached {
+                        (Ok(()), self.list_names(path).await)
+                    } else {
+                        match self.ensure_led(path).await {
+                            Ok(led) => {
+                                let empty = self
+                                    .tree()
+                                    .nodes
+                                    .get(path)
+                                    .map(|n| (n.view.kind, n.view.stat.num_children == 0 && led));
+                                match empty {
+                                    Some((Kind::Registration, _)) | Some((_, true)) => (Ok(()), Ok(Vec::new())),
+                                    _ => (Ok(()), self.list_names(path).await),
+                                }
+                            }
+                            Err(e) => (Err(e), Ok(Vec::new())),
+                        }
+                    };
                     let (outcome, relist) = {
                         let mut tree = self.tree();
                         let dirty = tree.lists.finish(path);
-                        match listed {
-                            Ok(listed) => {
-                                if let Some(n) = tree.nodes.get_mut(path).filter(|n| n.children.is_none()) {
-                                    let children = listed
-                                        .into_iter()
-                                        .map(|(n, kind)| (n, Child { kind, presence: Presence::Present }))
-                                        .collect();
-                                    n.children = Some(children);
+                        match (read, listed) {
+                            (Err(e), _) | (_, Err(e)) => (Err(e), dirty),
+                            (Ok(()), Ok(names)) => match tree.nodes.get_mut(path) {
+                                Some(n) if n.children.is_none() => {
+                                    // A registration has no children: left unlisted.
+                                    if n.view.kind == Kind::Dir {
+                                        n.children = Some(BTreeMap::new());
+                                        n.unknown = names.into_iter().collect();
+                                    }
+                                    (Ok(()), dirty)
                                 }
-                                (Ok(()), dirty)
-                            }
-                            Err(e) => (Err(e), dirty),
+                                Some(_) => (Ok(()), dirty),
+                                None => (Err(Error::NotFound(path.to_string())), dirty),
+                            },
                         }
                     };
                     tx.send_replace(Some(outcome.clone()));
@@ -425,15 +548,16 @@ impl View {
         }
     }
 
-    /// Lists the children of `path` with their kinds; `known` kinds are reused.
-    pub(crate) async fn list(&self, path: &str, known: &BTreeMap<String, Kind>) -> Result<BTreeMap<String, Kind>> {
+    /// The names of the children of `path` (and sets the watch; see the module docs).
+    pub(crate) async fn list_names(&self, path: &str) -> Result<Vec<String>> {
         let p = path.to_string();
-        let names = self.session.call_async(path, |c| async move { c.list_children(&p).await }).await?;
-        self.kinds(path, names, known).await
+        self.session.call_async(path, |c| async move { c.list_children(&p).await }).await
     }
 
-    /// Looks up the kinds of `names` under `parent` in one pipelined round trip;
-    /// `known` kinds are reused.
+    /// Looks up the kinds of `names` under `parent`; `known` kinds are reused. Read
+    /// in multi-reads of [`KIND_BATCH`] children, all sent before the first answer
+    /// is awaited: a handful of requests and about one round trip for thousands of
+    /// children (ZooKeeper ≥ 3.6, which the root watch needs anyway).
     pub(crate) async fn kinds(
         &self,
         parent: &str,
@@ -442,29 +566,40 @@ impl View {
     ) -> Result<BTreeMap<String, Kind>> {
         let client = self.session.client()?;
         let mut out = BTreeMap::new();
-        let mut pending = Vec::new();
+        let mut unknown = Vec::new();
         for name in names {
             match known.get(&name) {
                 Some(kind) => {
                     out.insert(name, *kind);
                 }
-                None => {
-                    // zookeeper-client sends a request when its future is created, so
-                    // creating them all first pipelines the round trips.
-                    let fut = client.check_stat(&child_path(parent, &name));
-                    pending.push((name, fut));
-                }
+                None => unknown.push(name),
             }
         }
+        // zookeeper-client sends a request when its future is created, so creating
+        // them all first pipelines the batches.
+        let mut pending = Vec::new();
+        for chunk in unknown.chunks(KIND_BATCH) {
+            let paths: Vec<String> = chunk.iter().map(|name| child_path(parent, name)).collect();
+            pending.push((chunk, client.get_data_many(&paths)));
+        }
         let deadline = tokio::time::Instant::now() + self.session.timeout();
-        for (name, fut) in pending {
-            match tokio::time::timeout_at(deadline, fut).await {
-                Ok(Ok(Some(stat))) => {
-                    out.insert(name, Kind::of(&stat));
+        let late = || Error::Unavailable(format!("{parent}: listing timed out"));
+        for (chunk, fut) in pending {
+            let results = match tokio::time::timeout_at(deadline, fut).await {
+                Ok(Ok(results)) if results.len() == chunk.len() => results,
+                Ok(Ok(_)) => return Err(Error::Unavailable(format!("{parent}: a multi-read answered amiss"))),
+                Ok(Err(e)) => return Err(Error::from_zk(e, parent)),
+                Err(_) => return Err(late()),
+            };
+            for (name, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok((_, stat)) => {
+                        out.insert(name.clone(), Kind::of(&stat));
+                    }
+                    // Gone meanwhile; its parent's watch will say so.
+                    Err(crate::zk::Error::NoNode) => {}
+                    Err(err) => return Err(Error::from_zk(err, &child_path(parent, name))),
                 }
-                Ok(Ok(None)) => {} // gone meanwhile; its parent's watch will say so
-                Ok(Err(e)) => return Err(Error::from_zk(e, &child_path(parent, &name))),
-                Err(_) => return Err(Error::Unavailable(format!("{parent}: listing timed out"))),
             }
         }
         Ok(out)
@@ -522,6 +657,9 @@ impl View {
         let Some((parent, name)) = split_path(path) else { return };
         {
             let mut tree = self.tree();
+            if let Some(n) = tree.nodes.get_mut(parent) {
+                n.unknown.remove(name);
+            }
             if let Some(children) = tree.children_mut(parent) {
                 children.insert(name.to_string(), Child { kind, presence: Presence::Present });
             }

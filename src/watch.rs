@@ -2,7 +2,7 @@
 //! the cache and queues what the kernel must be told (see `view.rs` for the design).
 //! It is the only writer of changes heard from ZooKeeper, so they apply in order.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -112,7 +112,9 @@ impl View {
                 EventType::NodeDeleted => {
                     deleted.insert(path.as_str());
                 }
-                EventType::NodeCreated if deleted.contains(path.as_str()) || self.awaits_child(path) => {
+                EventType::NodeCreated
+                    if (deleted.contains(path.as_str()) || self.awaits_child(path)) && !self.created_locally(path) =>
+                {
                     stats.push_back((i, client.check_stat(path)))
                 }
                 EventType::NodeDataChanged => match self.data_changing(path) {
@@ -157,13 +159,10 @@ impl View {
                         continue;
                     };
                     match tokio::time::timeout_at(deadline, read).await {
-                        Ok(Ok((data, stat))) => {
-                            self.session.registration_changed(path, &data, stat.ephemeral_owner);
-                            match echoed {
-                                Some(echoed) => self.data_read(path, node_view(data, stat), echoed),
-                                None => self.data_heard(path, node_view(data, stat)),
-                            }
-                        }
+                        Ok(Ok((data, stat))) => match echoed {
+                            Some(echoed) => self.data_read(path, node_view(data, stat), echoed),
+                            None => self.data_heard(path, node_view(data, stat)),
+                        },
                         Ok(Err(crate::zk::Error::NoNode)) => self.node_gone(path),
                         Ok(Err(e)) => warn!("cannot re-read {path}: {e}"),
                         Err(_) => warn!("re-reading {path} timed out"),
@@ -182,8 +181,23 @@ impl View {
     fn awaits_child(&self, path: &str) -> bool {
         let Some((parent, name)) = split_path(path) else { return false };
         let tree = self.tree();
-        let Some(children) = tree.nodes.get(parent).and_then(|n| n.children.as_ref()) else { return false };
-        !matches!(children.get(name), Some(Child { presence: Presence::Present | Presence::PendingCreate, .. }))
+        let Some(node) = tree.nodes.get(parent) else { return false };
+        let Some(children) = node.children.as_ref() else { return false };
+        // A name listed before its kind was learnt is no news.
+        !node.unknown.contains(name)
+            && !matches!(children.get(name), Some(Child { presence: Presence::Present | Presence::PendingCreate, .. }))
+    }
+
+    /// True if `path` has a change through this mount in flight: its creation needs
+    /// no read, as the mount's own create (whose reply follows this event) shows the
+    /// child; the change's end checks that it did (see `LocalChange`).
+    fn created_locally(&self, path: &str) -> bool {
+        let mut tree = self.tree();
+        let local = tree.is_local(path);
+        if local {
+            tree.heard_local.insert(path.to_string());
+        }
+        local
     }
 
     /// A child appeared in a listed directory. A directory echoed as created is
@@ -214,6 +228,7 @@ impl View {
     /// The data of a node not cached changed, and the kernel may know its file: it is
     /// cached now, and the change echoed.
     fn data_heard(&self, path: &str, view: NodeView) {
+        self.session.registration_changed(path, &view.data, view.stat.ephemeral_owner);
         let mut notes = Vec::new();
         {
             let mut tree = self.tree();
@@ -358,6 +373,8 @@ impl View {
     /// Applies data read from ZooKeeper to the cached node; `echoed`: its change was
     /// already echoed (see [`View::data_changing`]). Called by the event task only.
     fn data_read(&self, path: &str, view: NodeView, echoed: bool) {
+        // A registration of this mount is re-created after an expiry with its latest data.
+        self.session.registration_changed(path, &view.data, view.stat.ephemeral_owner);
         let mut notes = Vec::new();
         {
             let mut tree = self.tree();
@@ -404,28 +421,39 @@ impl View {
     /// Re-lists the children of a cached node (after a reconnect, or a change heard
     /// while it was being listed). Called by the event task only.
     async fn refresh_children(&self, path: &str) -> Result<()> {
-        let known: BTreeMap<String, Kind> = match self.tree().nodes.get(path) {
-            Some(Node { children: Some(c), .. }) => c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(),
+        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) = match self.tree().nodes.get(path) {
+            Some(Node { children: Some(c), unknown, .. }) => {
+                (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
+            }
             _ => return Ok(()),
         };
-        let listed = match self.list(path, &known).await {
-            Ok(listed) => listed,
+        let names = match self.list_names(path).await {
+            Ok(names) => names,
             Err(Error::NotFound(_)) => {
                 self.node_gone(path);
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
+        // Names never shown stay unlearnt; new ones need their kind for their echo.
+        let (unlearnt, names): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| unknown.contains(n));
+        let unlearnt: BTreeSet<String> = unlearnt.into_iter().collect();
+        let listed = self.kinds(path, names, &known).await?;
         let mut notes = Vec::new();
         {
             // Compared with the children as they are now, not as they were before the
             // round trip: a change through this mount may have landed meanwhile.
             let mut tree = self.tree();
+            if let Some(node) = tree.nodes.get_mut(path) {
+                node.unknown.retain(|n| unlearnt.contains(n));
+            }
             let Some(current) = tree.nodes.get(path).and_then(|n| n.children.as_ref()) else { return Ok(()) };
             let gone: Vec<String> = current
                 .iter()
                 .filter(|(n, c)| {
-                    !listed.contains_key(*n) && !matches!(c.presence, Presence::PendingRemove { recreate: None })
+                    !listed.contains_key(*n)
+                        && !unlearnt.contains(*n) // its kind was learnt meanwhile
+                        && !matches!(c.presence, Presence::PendingRemove { recreate: None })
                 })
                 .map(|(n, _)| n.clone())
                 .collect();

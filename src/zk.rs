@@ -20,6 +20,9 @@ pub use zookeeper_client::{Acl, Error, EventType, SessionState, Stat};
 
 pub mod fake;
 
+/// One node's data and stat, or why it could not be read.
+pub type Read = Result<(Vec<u8>, Stat), Error>;
+
 /// The answer to a request already sent.
 pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
 
@@ -90,6 +93,44 @@ impl Client {
         match self {
             Client::Real(c) => Box::pin(c.check_stat(path)),
             Client::Fake(c) => c.check_stat(path),
+        }
+    }
+
+    /// Reads many nodes in one request (a multi-read): for each, its data and stat or
+    /// its error. The answers come in the order of `paths`.
+    pub fn get_data_many(&self, paths: &[String]) -> Reply<Vec<Read>> {
+        match self {
+            Client::Real(c) => {
+                let (c, paths) = (c.clone(), paths.to_vec());
+                let read = async move {
+                    let mut reader = c.new_multi_reader();
+                    for path in &paths {
+                        reader.add_get_data(path)?;
+                    }
+                    let results = reader.commit().await?;
+                    Ok(results
+                        .into_iter()
+                        .map(|r| match r {
+                            zookeeper_client::MultiReadResult::Data { data, stat } => Ok((data, stat)),
+                            zookeeper_client::MultiReadResult::Error { err } => Err(err),
+                            // Only data was asked for.
+                            _ => Err(Error::UnexpectedError("a multi-read answered amiss".into())),
+                        })
+                        .collect())
+                };
+                // The reader's future borrows the client: run it as a task, so that the
+                // request still goes out now and callers pipeline several.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        let task = rt.spawn(read);
+                        Box::pin(
+                            async move { task.await.unwrap_or_else(|e| Err(Error::UnexpectedError(e.to_string()))) },
+                        )
+                    }
+                    Err(_) => Box::pin(read),
+                }
+            }
+            Client::Fake(c) => c.get_data_many(paths),
         }
     }
 

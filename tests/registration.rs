@@ -133,3 +133,38 @@ fn a_change_made_elsewhere_the_instant_a_registration_is_made_is_not_lost() {
         });
     }
 }
+
+#[test]
+fn a_registration_made_elsewhere_while_the_mount_makes_it_is_shown() {
+    // The mount does not read back the nodes it creates; when another client makes the
+    // same node in the same instant and the mount's create fails, it must show anyway.
+    let (_server, zk, mount) = setup();
+    let dir = mount.join("fooservice/providers");
+    let _ = ls(&dir);
+    let mut lost = 0;
+    for i in 0..20 {
+        let name = format!("10.0.2.{}:80", i + 1);
+        let path = format!("/fooservice/providers/{name}");
+        let reg = dir.join(&name);
+        let touched = std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                let opts = zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
+                zk.block_on(zk.client().create(&path, b"", &opts)).is_ok()
+            });
+            let touched = sh(&format!("touch {}", q(&reg))).ok;
+            other.join().unwrap();
+            touched
+        });
+        assert!(zk.stat(&path).is_some(), "one of the two made {path}");
+        if touched {
+            // The mount's create won (or the other's node was echoed before `touch`
+            // looked): not this test's case.
+            continue;
+        }
+        lost += 1;
+        common::wait_until(std::time::Duration::from_secs(5), "the registration shows", || {
+            ls(&dir).contains(&name) && reg.metadata().is_ok_and(|m| m.is_file())
+        });
+    }
+    eprintln!("{lost} of 20 creates lost the race");
+}

@@ -349,6 +349,35 @@ fn events_arrive_under_directories_that_were_only_path_walked() {
 }
 
 #[test]
+fn events_arrive_under_existing_directories_only_path_walked() {
+    // Reading a deep file reads the nodes on its path, not their siblings; the
+    // directories on it are known to the kernel, so changes in them are heard.
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/svc/old/sub");
+    zk.create_ephemeral("/svc/old/10.0.0.9:80", b"");
+    let mount = Mount::new(&server.connect_string());
+    assert_eq!(cat_json(&mount.join("svc/old/sub/properties.json")), json!({}));
+
+    let mut ino = Inotify::new();
+    ino.watch(&mount.join("svc/old"));
+    ino.watch(&mount.join("svc/old/sub"));
+    zk.create_ephemeral("/svc/old/10.0.0.1:80", b"");
+    ino.wait_for(SOON, "IN_CREATE in a directory on the path", |e| e.is(CREATE, "10.0.0.1:80"));
+    zk.create("/svc/old/sub/deeper", b"");
+    ino.wait_for(SOON, "IN_CREATE|IN_ISDIR in the last directory of the path", |e| {
+        e.is(CREATE | libc::IN_ISDIR, "deeper")
+    });
+    zk.delete("/svc/old/10.0.0.1:80");
+    ino.wait_for(SOON, "IN_DELETE of the child made since", |e| e.is(DELETE, "10.0.0.1:80"));
+    assert_eq!(ls(&mount.join("svc/old")), vec!["10.0.0.9:80", "properties.json", "sub"]);
+    // Listed now: a child that was there before is heard going too.
+    zk.delete("/svc/old/10.0.0.9:80");
+    ino.wait_for(SOON, "IN_DELETE of a listed child", |e| e.is(DELETE, "10.0.0.9:80"));
+    assert_eq!(ls(&mount.join("svc/old")), vec!["properties.json", "sub"]);
+}
+
+#[test]
 fn a_data_change_of_a_file_never_read_here_gives_in_modify() {
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());

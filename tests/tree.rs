@@ -102,3 +102,53 @@ fn find_walks_every_directory_although_their_link_count_is_1() {
         std::process::Command::new("find").arg(&root).arg("-type").arg("f").arg("-name").arg("h:1").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), root.join("a/b/h:1").display().to_string());
 }
+
+#[test]
+fn a_cold_cat_of_a_deep_file_and_a_cold_listing_show_every_kind_right() {
+    // Reading one deep file reads the nodes on its path, not every sibling; what is
+    // shown afterwards — siblings looked up one by one, listings — must still be right.
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/a/b/c");
+    zk.set("/a/b/c", br#"{"deep": true}"#);
+    for i in 0..20 {
+        zk.create(&format!("/a/b/dir{i:02}"), br#"{"x": 1}"#);
+        zk.create_ephemeral(&format!("/a/b/10.0.0.{i}:80"), br#"{"pid": 1}"#);
+    }
+    zk.create_ephemeral("/a/h:1", b"");
+    let mount = Mount::new(&server.connect_string());
+
+    assert_eq!(cat_json(&mount.join("a/b/c/properties.json")), json!({"deep": true}));
+    // Siblings never listed, looked up one by one: each has its kind.
+    let reg = mount.join("a/b/10.0.0.7:80").metadata().unwrap();
+    assert!(reg.is_file(), "an ephemeral sibling is a file");
+    assert_eq!(reg.permissions().mode() & 0o222, 0);
+    assert_eq!(cat_json(&mount.join("a/b/10.0.0.7:80")), json!({"pid": 1}));
+    assert!(mount.join("a/b/dir03").metadata().unwrap().is_dir(), "a persistent sibling is a directory");
+    assert!(mount.join("a/h:1").metadata().unwrap().is_file());
+    assert_eq!(
+        mount.join("a/b/nosuch").metadata().unwrap_err().raw_os_error(),
+        Some(libc::ENOENT),
+        "a child ZooKeeper does not have"
+    );
+    // A cold listing: the kinds readdir reports (d_type, no stat) are right.
+    let mut kinds: Vec<(String, bool)> = std::fs::read_dir(mount.join("a/b"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), e.file_type().unwrap().is_dir())
+        })
+        .collect();
+    kinds.sort();
+    let mut expected: Vec<(String, bool)> = vec![("c".into(), true), ("properties.json".into(), false)];
+    for i in 0..20 {
+        expected.push((format!("dir{i:02}"), true));
+        expected.push((format!("10.0.0.{i}:80"), false));
+    }
+    expected.sort();
+    assert_eq!(kinds, expected);
+    // A child made elsewhere after the walk shows, with its kind.
+    zk.create("/a/b/c/later", b"");
+    common::wait_until(Duration::from_secs(3), "the new directory shows", || mount.join("a/b/c/later").is_dir());
+    assert_eq!(ls(&mount.join("a/b/c")), vec!["later", "properties.json"]);
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Acl, Error, EventType, Mode, Reply, SessionState, Stat, TreeWatcher, WatchedEvent};
+use super::{Acl, Error, EventType, Mode, Read, Reply, SessionState, Stat, TreeWatcher, WatchedEvent};
 use crate::sync::Recover;
 
 /// One znode.
@@ -415,6 +415,13 @@ impl Client {
             Ok(n) => Ok(Some(n.stat)),
             Err(Error::NoNode) => Ok(None),
             Err(e) => Err(e),
+        })
+    }
+
+    pub(crate) fn get_data_many(&self, paths: &[String]) -> Reply<Vec<Read>> {
+        let paths = paths.to_vec();
+        self.0.server.request(self.0.id, move |s, _| {
+            Ok(paths.iter().map(|p| s.node(p).map(|n| (n.data.clone(), n.stat))).collect())
         })
     }
 
