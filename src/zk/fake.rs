@@ -10,8 +10,9 @@
 //! [`Server::hold_events`] (events are delivered only at [`Server::release_events`], so a
 //! reply can overtake the event of its own change — the reordering ZooKeeper forbids).
 //!
-//! What it leaves out: chroots, sequential and TTL nodes, multi, ACL enforcement, and
-//! the timing of a real session timeout (a session expires only when told to).
+//! What it leaves out: chroots, sequential and TTL nodes, multi-writes, ACL
+//! enforcement, and the timing of a real session timeout (a session expires only when
+//! told to).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
