@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::options;
+
 /// Default ZooKeeper session timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -121,40 +123,6 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     Ok(Command::Mount(config))
 }
 
-pub(crate) const KERNEL_FLAGS: &[&str] =
-    &["nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "atime", "sync", "async", "dirsync"];
-/// Accepted for mount(8) and fstab, with no meaning for zkfs (or passed by mount(8) as
-/// text although the kernel handles them for every filesystem alike).
-pub(crate) const IGNORED: &[&str] = &[
-    "defaults",
-    "auto",
-    "noauto",
-    "user",
-    "nouser",
-    "users",
-    "owner",
-    "group",
-    "_netdev",
-    "_rnetdev",
-    "nofail",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "diratime",
-    "nodiratime",
-    "iversion",
-    "noiversion",
-    "mand",
-    "nomand",
-    "silent",
-    "loud",
-    "symfollow",
-    "nosymfollow",
-];
-
 fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
     let (key, value) = match option.split_once('=') {
         Some((k, v)) => (k, Some(v)),
@@ -175,8 +143,8 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
         }
         ("credentials", Some(v)) if !v.is_empty() => config.credentials = Some(PathBuf::from(v)),
         ("log_file", Some(v)) if !v.is_empty() => config.log_file = Some(PathBuf::from(v)),
-        (k, None) if KERNEL_FLAGS.contains(&k) => config.kernel_flags.push(k.to_string()),
-        (k, None) if IGNORED.contains(&k) => {}
+        (k, None) if options::KERNEL_FLAGS.contains(&k) => config.kernel_flags.push(k.to_string()),
+        (k, None) if options::FSTAB_WORDS.contains(&k) => {}
         ("fsname" | "subtype" | "comment" | "user", Some(_)) => {}
         ("remount", None) => {
             return Err("remount is not supported: umount the mount and mount it again".into());

@@ -335,33 +335,7 @@ mod tests {
     use proptest::strategy::ValueTree;
 
     /// zc.zk's README example tree (src/zc/zk/README.txt, 2.1.0).
-    pub(crate) const ZC_ZK_EXAMPLE: &str = "
-/lb : ipvs
-  /pools
-    /cms
-      # The address is fixed because it's
-      # exposed externally
-      address = '1.2.3.4:80'
-      providers -> /cms/providers
-    /retail
-      address = '1.2.3.5:80'
-      providers -> /cms/providers
-
-/cms : z4m cms
-  threads = 3
-  /providers
-  /databases
-    /main
-      /providers
-
-/retail : z4m retail
-  threads = 1
-  /providers
-  /databases
-    main -> /cms/databases/main
-    /ugc
-      /providers
-";
+    pub(crate) const ZC_ZK_EXAMPLE: &str = include_str!("../tests/data/zc_zk_example.tree");
 
     fn s(v: &str) -> Value {
         Value::Str(v.into())

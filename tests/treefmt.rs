@@ -14,33 +14,7 @@ use common::{Mount, Zk, ZkServer};
 use serde_json::json;
 
 /// The example tree of zc.zk's README (src/zc/zk/README.txt, 2.1.0).
-const EXAMPLE: &str = "\
-/lb : ipvs
-  /pools
-    /cms
-      # The address is fixed because it's
-      # exposed externally
-      address = '1.2.3.4:80'
-      providers -> /cms/providers
-    /retail
-      address = '1.2.3.5:80'
-      providers -> /cms/providers
-
-/cms : z4m cms
-  threads = 3
-  /providers
-  /databases
-    /main
-      /providers
-
-/retail : z4m retail
-  threads = 1
-  /providers
-  /databases
-    main -> /cms/databases/main
-    /ugc
-      /providers
-";
+const EXAMPLE: &str = include_str!("data/zc_zk_example.tree");
 
 /// zc.zk's README: "Let's update our textual description".
 const UPDATED: &str = "\
