@@ -33,7 +33,7 @@
 //! * [`status`] — node stat and mount state as extended attributes, `zkfs status`.
 //! * [`cli`] — the command line and mount options; [`options`] — their one description,
 //!   from which `--help`, the man page, the README's tables and the completion come;
-//!   [`logging`] — where the log goes (stderr, syslog, `log_file=`); [`mountpoint`] —
+//!   [`logging`] — where the log goes (stderr, syslog, `log_file=`); [`mountinfo`] — the one reader of the mount table; [`mountpoint`] —
 //!   the directory to mount on, and the dead zkfs mount replaced there.
 //!   [`transfer`] — `zkfs export`, `import` and `validate`, through a mount's files.
 //! * [`sync`] — the one policy for a poisoned lock.
@@ -58,6 +58,7 @@ pub mod links;
 pub mod literal;
 pub mod locks;
 pub mod logging;
+pub mod mountinfo;
 pub mod mountpoint;
 pub mod names;
 pub mod notify;

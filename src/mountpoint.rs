@@ -11,11 +11,13 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use log::warn;
+
+use crate::mountinfo;
 
 /// The filesystem type zkfs mounts as (`subtype=zkfs`).
 const ZKFS_TYPE: &str = "fuse.zkfs";
@@ -72,36 +74,7 @@ fn mount_key(path: &Path) -> PathBuf {
 
 /// The types of the mounts at `key`, in mount order (topmost last).
 fn mount_types(key: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let at = unescape(fields.get(4)?);
-            (at == key).then(|| fields.get(sep + 1).map(|t| t.to_string())).flatten()
-        })
-        .collect()
-}
-
-/// A mountinfo path: spaces, tabs, newlines and backslashes come as `\ooo`.
-fn unescape(field: &str) -> PathBuf {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|o| b[i] == b'\\' && o.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(o) => {
-                out.push((o[0] - b'0') * 64 + (o[1] - b'0') * 8 + (o[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    mountinfo::current().into_iter().filter(|e| e.mount_point == key).map(|e| e.fstype).collect()
 }
 
 /// Detaches the mount at `key`: umount2(MNT_DETACH) as root, `fusermount3 -u -z`
@@ -130,13 +103,6 @@ fn detach(key: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape(r"/mnt/a\040b\134c"), PathBuf::from(r"/mnt/a b\c"));
-        assert_eq!(unescape(r"/plain"), PathBuf::from("/plain"));
-        assert_eq!(unescape(r"/trailing\04"), PathBuf::from(r"/trailing\04"));
-    }
 
     #[test]
     fn ordinary_problems_are_one_clear_line() {

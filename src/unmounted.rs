@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use log::{info, warn};
 
+use crate::mountinfo;
 use crate::session::Session;
 
 /// Starts the thread that closes `session` when the zkfs mount at `mountpoint` is
@@ -41,8 +42,7 @@ pub fn close_session_when_unmounted(mountpoint: &Path, session: Arc<Session>) {
 
 fn wait_until_unmounted(mountpoint: &Path) -> std::io::Result<()> {
     let mut table = File::open("/proc/self/mountinfo")?;
-    let target = escape(mountpoint);
-    let id = mount_id(&read(&mut table)?, &target)
+    let id = mount_id(&read(&mut table)?, mountpoint)
         .ok_or_else(|| std::io::Error::other(format!("{} is not in the mount table", mountpoint.display())))?;
     loop {
         let mut fd = libc::pollfd { fd: table.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
@@ -69,34 +69,17 @@ fn read(table: &mut File) -> std::io::Result<String> {
     Ok(text)
 }
 
-/// The id of the newest zkfs mount at `target` (mountinfo's escaped path).
-fn mount_id(table: &str, target: &str) -> Option<String> {
-    table
-        .lines()
+/// The id of the newest zkfs mount at `target`.
+fn mount_id(table: &str, target: &Path) -> Option<String> {
+    mountinfo::parse(table)
+        .into_iter()
         .rev()
-        .find(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let fstype = l.split(" - ").nth(1).and_then(|rest| rest.split(' ').next());
-            f.get(4) == Some(&target) && fstype.is_some_and(|t| t == "fuse.zkfs" || t == "fuse")
-        })
-        .and_then(|l| l.split(' ').next())
-        .map(String::from)
+        .find(|e| e.mount_point == target && (e.fstype == "fuse.zkfs" || e.fstype == "fuse"))
+        .map(|e| e.id)
 }
 
 fn has_mount(table: &str, id: &str) -> bool {
-    table.lines().any(|l| l.split(' ').next() == Some(id))
-}
-
-/// A path as mountinfo writes it: space, tab, newline and backslash in octal.
-fn escape(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.to_string_lossy().chars() {
-        match c {
-            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    mountinfo::parse(table).iter().any(|e| e.id == id)
 }
 
 #[cfg(test)]
@@ -111,10 +94,10 @@ mod tests {
 ";
 
     #[test]
-    fn finds_the_newest_zkfs_mount_at_an_escaped_path() {
-        assert_eq!(mount_id(TABLE, &escape(Path::new("/mnt/zk"))).as_deref(), Some("104"));
-        assert_eq!(mount_id(TABLE, &escape(Path::new("/mnt/my zk"))).as_deref(), Some("98"));
-        assert_eq!(mount_id(TABLE, "/proc"), None, "not a zkfs mount");
+    fn finds_the_newest_zkfs_mount_at_a_path() {
+        assert_eq!(mount_id(TABLE, Path::new("/mnt/zk")).as_deref(), Some("104"));
+        assert_eq!(mount_id(TABLE, Path::new("/mnt/my zk")).as_deref(), Some("98"));
+        assert_eq!(mount_id(TABLE, Path::new("/proc")), None, "not a zkfs mount");
         assert!(has_mount(TABLE, "104"));
         assert!(!has_mount(TABLE, "10"));
     }
