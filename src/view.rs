@@ -8,11 +8,15 @@
 //! ephemeral one a registration file). Memory grows with what has been looked at, not
 //! with the ensemble.
 //!
-//! A kind costs a read of the child, so it is learnt when the kernel is to be shown
-//! the child, not when its directory is listed: a lookup reads the one child it asks
-//! for (its stat says its kind), a `readdir` learns the kinds it lacks in one
-//! pipelined batch. A child still of unknown kind was never shown to the kernel, so
-//! its removal needs no echo (see the README, "Large trees").
+//! A kind costs a read of the child, so nothing that is to be shown waits for more
+//! kinds than it shows: a lookup reads the one child it asks for (its stat says its
+//! kind), a `readdir` learns the kinds it lacks in one pipelined batch. The kinds a
+//! listing lacks are also learnt in the background right after it
+//! ([`View::learn_kinds`]), which nothing waits for: the echo of a removal elsewhere
+//! needs the kind (`unlink` or `rmdir`, and the type its lookup answers), also for a
+//! child never shown. A removal heard while that batch flies waits for it; a child
+//! removed before the batch could read it has no kind left to learn, and its removal
+//! only invalidates the kernel's entry (see the README, "Every change is heard").
 //!
 //! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
 //! set before anything is read, reports every creation, deletion and data change below
@@ -84,9 +88,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use log::debug;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use zookeeper_client::{AddWatchMode, EventType, MultiReadResult, Stat, WatchedEvent};
@@ -156,6 +161,8 @@ impl Drop for LocalChange<'_> {
 
 /// The cached, watched view of the tree.
 pub struct View {
+    /// Itself, for the tasks it starts in the background ([`View::learn_kinds`]).
+    me: Weak<View>,
     pub(crate) session: Arc<Session>,
     /// Everything cached. A std mutex: held only for lookups and updates in memory,
     /// never across a round trip or an await, and no other lock is taken inside it
@@ -179,7 +186,8 @@ impl View {
         notes: std::sync::mpsc::Sender<KernelNote>,
     ) -> (Arc<View>, mpsc::UnboundedReceiver<Change>) {
         let (changes, rx) = mpsc::unbounded_channel();
-        let view = View {
+        let view = |me: &Weak<View>| View {
+            me: me.clone(),
             session,
             tree: Mutex::default(),
             settled: watch::Sender::new(0),
@@ -188,7 +196,7 @@ impl View {
             notes,
             events_seen: Arc::default(),
         };
-        (Arc::new(view), rx)
+        (Arc::new_cyclic(view), rx)
     }
 
     /// Queues work for the event task.
@@ -260,16 +268,66 @@ impl View {
     /// the first time; the kinds not known yet are learnt in one batch.
     pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
         self.listed(path)?;
+        if self.tree().nodes.get(path).is_some_and(|n| !n.unknown.is_empty()) {
+            crate::wait::may_wait()?;
+            self.session.runtime().block_on(self.learn_now(path))?;
+        }
+        self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+    }
+
+    /// Learns the kinds of the children of `path` not known yet; the answer of a
+    /// background batch in flight is waited for rather than asked again.
+    async fn learn_now(&self, path: &str) -> Result<()> {
+        let flying = self.tree().learning.follow(path);
+        if let Some(rx) = flying {
+            self.follow(rx, path, tokio::time::Instant::now() + self.session.timeout()).await?;
+        }
         let unknown: Vec<String> = match self.tree().nodes.get(path) {
             Some(n) => n.unknown.iter().cloned().collect(),
             None => Vec::new(),
         };
         if !unknown.is_empty() {
-            crate::wait::may_wait()?;
-            let kinds = self.session.runtime().block_on(self.kinds(path, unknown, &BTreeMap::new()))?;
+            let kinds = self.kinds(path, unknown, &BTreeMap::new()).await?;
             self.learnt(path, kinds);
         }
-        self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+        Ok(())
+    }
+
+    /// Starts learning, in the background, the kinds of the children of `path` that
+    /// were listed without them (one batch of multi-reads, as a `readdir` makes), so
+    /// that a child removed elsewhere can be echoed although nobody listed the
+    /// directory. Nothing waits for it: not the lookup or read that listed the names,
+    /// only a removal heard meanwhile (see `watch.rs`) and a `readdir`, which would
+    /// ask the same. A failed batch leaves the kinds unknown until the next listing or
+    /// resynchronisation.
+    pub(crate) fn learn_kinds(&self, path: &str) {
+        let Some(view) = self.me.upgrade() else { return };
+        let (names, tx) = {
+            let mut tree = self.tree();
+            let names: Vec<String> = match tree.nodes.get(path) {
+                Some(n) if !n.unknown.is_empty() => n.unknown.iter().cloned().collect(),
+                _ => return,
+            };
+            match tree.learning.join(path) {
+                Join::Lead(tx) => (names, tx),
+                Join::Follow(_) => return, // one already asks
+            }
+        };
+        let path = path.to_string();
+        self.session.runtime().spawn(async move {
+            let outcome = match view.kinds(&path, names, &BTreeMap::new()).await {
+                Ok(kinds) => {
+                    view.learnt(&path, kinds);
+                    Ok(())
+                }
+                Err(e) => {
+                    debug!("cannot learn the kinds of the children of {path}: {e}");
+                    Err(e)
+                }
+            };
+            view.tree().learning.finish(&path);
+            tx.send_replace(Some(outcome));
+        });
     }
 
     /// Kinds of listed children learnt: they are shown from now on, unless an event
@@ -360,7 +418,7 @@ impl View {
 
     /// Waits for the outcome of a load led by another request, until `deadline`.
     /// `Ok(())` when the leader is done (or gone): look again.
-    async fn follow(
+    pub(crate) async fn follow(
         &self,
         mut rx: watch::Receiver<crate::flight::Outcome>,
         path: &str,
@@ -484,8 +542,9 @@ impl View {
         Ok(())
     }
 
-    /// Lists the names of the children of `path` (their kinds are learnt when needed),
-    /// reading the node itself first if it is not cached.
+    /// Lists the names of the children of `path` (their kinds are learnt when needed,
+    /// and in the background: [`View::learn_kinds`]), reading the node itself first if
+    /// it is not cached.
     async fn ensure_children(&self, path: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
@@ -544,6 +603,9 @@ impl View {
                     tx.send_replace(Some(outcome.clone()));
                     if relist {
                         self.queue(Change::Relist(path.to_string()));
+                    }
+                    if outcome.is_ok() {
+                        self.learn_kinds(path);
                     }
                     return outcome;
                 }

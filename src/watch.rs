@@ -149,9 +149,36 @@ impl View {
                     // Readers waiting for the re-read get the last data known if it failed.
                     self.unstale(path);
                 }
-                EventType::NodeDeleted => self.node_gone(path),
+                EventType::NodeDeleted => {
+                    self.kind_learnt(path).await;
+                    self.node_gone(path)
+                }
                 // A recursive watch reports children as creations and deletions.
                 EventType::NodeChildrenChanged | EventType::Session => {}
+            }
+        }
+    }
+
+    /// Waits for the background batch learning the kind of `path` (see
+    /// [`View::learn_kinds`]) if `path` is listed without its kind and one is in flight,
+    /// so that its removal can be echoed: ZooKeeper answered that batch before this
+    /// event if it read the child before the removal, and only the task storing the
+    /// answer may be behind. If the batch found the child gone (the removal reached
+    /// ZooKeeper first), its kind cannot be read any more: the removal only
+    /// invalidates the kernel's entry, which the kernel never had.
+    async fn kind_learnt(&self, path: &str) {
+        let Some((parent, name)) = split_path(path) else { return };
+        let flying = {
+            let tree = self.tree();
+            if !tree.nodes.get(parent).is_some_and(|n| n.unknown.contains(name)) {
+                return;
+            }
+            tree.learning.follow(parent)
+        };
+        if let Some(rx) = flying {
+            let deadline = tokio::time::Instant::now() + self.session.timeout();
+            if let Err(e) = self.follow(rx, parent, deadline).await {
+                debug!("the kinds of the children of {parent} are not known: {e}");
             }
         }
     }
@@ -454,6 +481,8 @@ impl View {
             }
         }
         self.send(notes);
+        // Names still unlearnt (a batch failed, say) are learnt now.
+        self.learn_kinds(path);
         Ok(())
     }
 
