@@ -60,11 +60,6 @@ impl Flights {
         self.map.get(path).is_some_and(|f| f.done.has_changed().is_ok())
     }
 
-    /// The outcome of the load of `path` in flight, to wait for; `None` if none flies.
-    pub(crate) fn follow(&self, path: &str) -> Option<watch::Receiver<Outcome>> {
-        self.map.get(path).filter(|f| f.done.has_changed().is_ok()).map(|f| f.done.clone())
-    }
-
     /// A change to `path` was heard: a load in flight may not show it.
     pub(crate) fn mark(&mut self, path: &str) {
         if let Some(f) = self.map.get_mut(path) {

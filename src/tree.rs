@@ -191,6 +191,8 @@ pub(crate) struct Tree {
     /// Background batches learning the kinds of a directory's `unknown` children, by
     /// directory (see `View::learn_kinds`).
     pub(crate) learning: Flights,
+    /// Directories whose `unknown` kinds a `readdir` is learning, and how many.
+    pub(crate) eager: HashMap<String, usize>,
     /// Links changed elsewhere on their way to the kernel (see `links.rs`).
     pub(crate) links: crate::links::Pending,
 }

@@ -168,8 +168,8 @@ pub struct View {
     /// never across a round trip or an await, and no other lock is taken inside it
     /// (sending a note to the echo thread happens after it is released).
     tree: Mutex<Tree>,
-    /// Counts re-reads done: readers of a stale node wait for it to change (a watch
-    /// channel, not a lock: nothing is held while waiting).
+    /// Counts re-reads done (and batches of kinds learnt): readers of a stale node wait
+    /// for it to change (a watch channel, not a lock: nothing is held while waiting).
     settled: watch::Sender<u64>,
     /// The task forwarding the root watch's events.
     watch: Mutex<Option<AbortHandle>>,
@@ -275,22 +275,40 @@ impl View {
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
-    /// Learns the kinds of the children of `path` not known yet; the answer of a
-    /// background batch in flight is waited for rather than asked again.
+    /// Learns the kinds of the children of `path` not known yet, all multi-reads sent
+    /// at once; a background batch learning them (one multi-read at a time) stops.
     async fn learn_now(&self, path: &str) -> Result<()> {
-        let flying = self.tree().learning.follow(path);
-        if let Some(rx) = flying {
-            self.follow(rx, path, tokio::time::Instant::now() + self.session.timeout()).await?;
-        }
-        let unknown: Vec<String> = match self.tree().nodes.get(path) {
-            Some(n) => n.unknown.iter().cloned().collect(),
-            None => Vec::new(),
+        let unknown: Vec<String> = {
+            let mut tree = self.tree();
+            let unknown: Vec<String> = match tree.nodes.get(path) {
+                Some(n) => n.unknown.iter().cloned().collect(),
+                None => Vec::new(),
+            };
+            if unknown.is_empty() {
+                return Ok(());
+            }
+            *tree.eager.entry(path.to_string()).or_default() += 1;
+            unknown
         };
-        if !unknown.is_empty() {
-            let kinds = self.kinds(path, unknown, &BTreeMap::new()).await?;
-            self.learnt(path, kinds);
+        let learnt = match self.kinds(path, unknown, &BTreeMap::new()).await {
+            Ok(kinds) => {
+                self.learnt(path, kinds);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        {
+            let mut tree = self.tree();
+            if let Some(n) = tree.eager.get_mut(path) {
+                *n -= 1;
+                if *n == 0 {
+                    tree.eager.remove(path);
+                }
+            }
         }
-        Ok(())
+        // Wakes a removal waiting for its kind (see `watch.rs`).
+        self.settle();
+        learnt
     }
 
     /// Starts learning, in the background, the kinds of the children of `path` that
@@ -298,8 +316,8 @@ impl View {
     /// that a child removed elsewhere can be echoed although nobody listed the
     /// directory. Nothing waits for it: not the lookup or read that listed the names,
     /// only a removal heard meanwhile (see `watch.rs`) and a `readdir`, which would
-    /// ask the same. A failed batch leaves the kinds unknown until the next listing or
-    /// resynchronisation.
+    /// ask the same (and takes over). A failed batch leaves the kinds unknown until the
+    /// next listing or resynchronisation.
     pub(crate) fn learn_kinds(&self, path: &str) {
         let Some(view) = self.me.upgrade() else { return };
         let (names, tx) = {
@@ -315,17 +333,34 @@ impl View {
         };
         let path = path.to_string();
         self.session.runtime().spawn(async move {
-            let outcome = match view.kinds(&path, names, &BTreeMap::new()).await {
-                Ok(kinds) => {
-                    view.learnt(&path, kinds);
-                    Ok(())
+            // One multi-read at a time, not all at once: ZooKeeper answers a session's
+            // requests in order, so a cold read sent meanwhile waits behind at most one
+            // (100 children), not behind the whole directory. The server reads them one
+            // after another anyway: for a big directory this costs about a round trip
+            // per 100 children more than a `readdir`'s batch.
+            let mut outcome = Ok(());
+            for chunk in names.chunks(KIND_BATCH) {
+                let still: Vec<String> = {
+                    let tree = view.tree();
+                    if tree.eager.contains_key(&path) {
+                        break; // a `readdir` asks for all of them at once
+                    }
+                    let Some(n) = tree.nodes.get(&path) else { break };
+                    chunk.iter().filter(|c| n.unknown.contains(*c)).cloned().collect()
+                };
+                match view.kinds(&path, still, &BTreeMap::new()).await {
+                    Ok(kinds) => view.learnt(&path, kinds),
+                    Err(e) => {
+                        debug!("cannot learn the kinds of the children of {path}: {e}");
+                        outcome = Err(e);
+                        break;
+                    }
                 }
-                Err(e) => {
-                    debug!("cannot learn the kinds of the children of {path}: {e}");
-                    Err(e)
-                }
-            };
+                // Wakes a removal waiting for its kind (see `watch.rs`).
+                view.settle();
+            }
             view.tree().learning.finish(&path);
+            view.settle();
             tx.send_replace(Some(outcome));
         });
     }
@@ -418,7 +453,7 @@ impl View {
 
     /// Waits for the outcome of a load led by another request, until `deadline`.
     /// `Ok(())` when the leader is done (or gone): look again.
-    pub(crate) async fn follow(
+    async fn follow(
         &self,
         mut rx: watch::Receiver<crate::flight::Outcome>,
         path: &str,
@@ -435,6 +470,11 @@ impl View {
                 self.session.timeout()
             ))),
         }
+    }
+
+    /// A receiver woken whenever a re-read or a kind learnt settles something.
+    pub(crate) fn settled(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
     }
 
     /// Waits until `path` is no longer stale, or `deadline`.
