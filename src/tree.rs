@@ -151,8 +151,10 @@ pub(crate) struct Node {
     /// Its children once listed, those whose kind is known (see `unknown`).
     pub(crate) children: Option<BTreeMap<String, Child>>,
     /// Children listed whose kind is not learnt yet: never shown to the kernel (a
-    /// lookup reads the child, a listing learns every kind first), so they need no
-    /// echo; learning a kind costs a read, which a listing makes in one batch.
+    /// lookup reads the child, a listing learns every kind first). Learning a kind
+    /// costs a read, so they are learnt in one batch in the background right after the
+    /// listing (`View::learn_kinds`): a removal elsewhere is echoed, which needs the
+    /// kind, although nothing waits for it.
     pub(crate) unknown: BTreeSet<String>,
     /// Changed in ZooKeeper, re-read in progress: readers wait for it.
     pub(crate) stale: bool,
@@ -186,6 +188,11 @@ pub(crate) struct Tree {
     pub(crate) reads: Flights,
     /// Listings in flight.
     pub(crate) lists: Flights,
+    /// Background batches learning the kinds of a directory's `unknown` children, by
+    /// directory (see `View::learn_kinds`).
+    pub(crate) learning: Flights,
+    /// Directories whose `unknown` kinds a `readdir` is learning, and how many.
+    pub(crate) eager: HashMap<String, usize>,
     /// Links changed elsewhere on their way to the kernel (see `links.rs`).
     pub(crate) links: crate::links::Pending,
 }

@@ -8,11 +8,15 @@
 //! ephemeral one a registration file). Memory grows with what has been looked at, not
 //! with the ensemble.
 //!
-//! A kind costs a read of the child, so it is learnt when the kernel is to be shown
-//! the child, not when its directory is listed: a lookup reads the one child it asks
-//! for (its stat says its kind), a `readdir` learns the kinds it lacks in one
-//! pipelined batch. A child still of unknown kind was never shown to the kernel, so
-//! its removal needs no echo (see the README, "Large trees").
+//! A kind costs a read of the child, so nothing that is to be shown waits for more
+//! kinds than it shows: a lookup reads the one child it asks for (its stat says its
+//! kind), a `readdir` learns the kinds it lacks in one pipelined batch. The kinds a
+//! listing lacks are also learnt in the background right after it
+//! ([`View::learn_kinds`]), which nothing waits for: the echo of a removal elsewhere
+//! needs the kind (`unlink` or `rmdir`, and the type its lookup answers), also for a
+//! child never shown. A removal heard while that batch flies waits for it; a child
+//! removed before the batch could read it has no kind left to learn, and its removal
+//! only invalidates the kernel's entry (see the README, "Every change is heard").
 //!
 //! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
 //! set before anything is read, reports every creation, deletion and data change below
@@ -84,10 +88,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::zk::{EventType, Stat, WatchedEvent};
+use log::debug;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -98,6 +102,7 @@ use crate::session::Session;
 use crate::sync::Recover;
 pub use crate::tree::{data_file, Child, KernelNote, Kind, NodeView, Presence};
 use crate::tree::{node_view, Node, Tree};
+use crate::zk::{EventType, Stat, WatchedEvent};
 
 /// How long after a change of its data a file is read past the kernel's page cache
 /// (see `Fs::open`).
@@ -156,13 +161,15 @@ impl Drop for LocalChange<'_> {
 
 /// The cached, watched view of the tree.
 pub struct View {
+    /// Itself, for the tasks it starts in the background ([`View::learn_kinds`]).
+    me: Weak<View>,
     pub(crate) session: Arc<Session>,
     /// Everything cached. A std mutex: held only for lookups and updates in memory,
     /// never across a round trip or an await, and no other lock is taken inside it
     /// (sending a note to the echo thread happens after it is released).
     tree: Mutex<Tree>,
-    /// Counts re-reads done: readers of a stale node wait for it to change (a watch
-    /// channel, not a lock: nothing is held while waiting).
+    /// Counts re-reads done (and batches of kinds learnt): readers of a stale node wait
+    /// for it to change (a watch channel, not a lock: nothing is held while waiting).
     settled: watch::Sender<u64>,
     /// The task forwarding the root watch's events.
     watch: Mutex<Option<AbortHandle>>,
@@ -179,7 +186,8 @@ impl View {
         notes: std::sync::mpsc::Sender<KernelNote>,
     ) -> (Arc<View>, mpsc::UnboundedReceiver<Change>) {
         let (changes, rx) = mpsc::unbounded_channel();
-        let view = View {
+        let view = |me: &Weak<View>| View {
+            me: me.clone(),
             session,
             tree: Mutex::default(),
             settled: watch::Sender::new(0),
@@ -188,7 +196,7 @@ impl View {
             notes,
             events_seen: Arc::default(),
         };
-        (Arc::new(view), rx)
+        (Arc::new_cyclic(view), rx)
     }
 
     /// Queues work for the event task.
@@ -260,16 +268,101 @@ impl View {
     /// the first time; the kinds not known yet are learnt in one batch.
     pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
         self.listed(path)?;
-        let unknown: Vec<String> = match self.tree().nodes.get(path) {
-            Some(n) => n.unknown.iter().cloned().collect(),
-            None => Vec::new(),
-        };
-        if !unknown.is_empty() {
+        if self.tree().nodes.get(path).is_some_and(|n| !n.unknown.is_empty()) {
             crate::wait::may_wait()?;
-            let kinds = self.session.runtime().block_on(self.kinds(path, unknown, &BTreeMap::new()))?;
-            self.learnt(path, kinds);
+            self.session.runtime().block_on(self.learn_now(path))?;
         }
         self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+    }
+
+    /// Learns the kinds of the children of `path` not known yet, all multi-reads sent
+    /// at once; a background batch learning them (one multi-read at a time) stops.
+    async fn learn_now(&self, path: &str) -> Result<()> {
+        let unknown: Vec<String> = {
+            let mut tree = self.tree();
+            let unknown: Vec<String> = match tree.nodes.get(path) {
+                Some(n) => n.unknown.iter().cloned().collect(),
+                None => Vec::new(),
+            };
+            if unknown.is_empty() {
+                return Ok(());
+            }
+            *tree.eager.entry(path.to_string()).or_default() += 1;
+            unknown
+        };
+        let learnt = match self.kinds(path, unknown, &BTreeMap::new()).await {
+            Ok(kinds) => {
+                self.learnt(path, kinds);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        {
+            let mut tree = self.tree();
+            if let Some(n) = tree.eager.get_mut(path) {
+                *n -= 1;
+                if *n == 0 {
+                    tree.eager.remove(path);
+                }
+            }
+        }
+        // Wakes a removal waiting for its kind (see `watch.rs`).
+        self.settle();
+        learnt
+    }
+
+    /// Starts learning, in the background, the kinds of the children of `path` that
+    /// were listed without them (one batch of multi-reads, as a `readdir` makes), so
+    /// that a child removed elsewhere can be echoed although nobody listed the
+    /// directory. Nothing waits for it: not the lookup or read that listed the names,
+    /// only a removal heard meanwhile (see `watch.rs`) and a `readdir`, which would
+    /// ask the same (and takes over). A failed batch leaves the kinds unknown until the
+    /// next listing or resynchronisation.
+    pub(crate) fn learn_kinds(&self, path: &str) {
+        let Some(view) = self.me.upgrade() else { return };
+        let (names, tx) = {
+            let mut tree = self.tree();
+            let names: Vec<String> = match tree.nodes.get(path) {
+                Some(n) if !n.unknown.is_empty() => n.unknown.iter().cloned().collect(),
+                _ => return,
+            };
+            match tree.learning.join(path) {
+                Join::Lead(tx) => (names, tx),
+                Join::Follow(_) => return, // one already asks
+            }
+        };
+        let path = path.to_string();
+        self.session.runtime().spawn(async move {
+            // One multi-read at a time, not all at once: ZooKeeper answers a session's
+            // requests in order, so a cold read sent meanwhile waits behind at most one
+            // (100 children), not behind the whole directory. The server reads them one
+            // after another anyway: for a big directory this costs about a round trip
+            // per 100 children more than a `readdir`'s batch.
+            let mut outcome = Ok(());
+            for chunk in names.chunks(KIND_BATCH) {
+                let still: Vec<String> = {
+                    let tree = view.tree();
+                    if tree.eager.contains_key(&path) {
+                        break; // a `readdir` asks for all of them at once
+                    }
+                    let Some(n) = tree.nodes.get(&path) else { break };
+                    chunk.iter().filter(|c| n.unknown.contains(*c)).cloned().collect()
+                };
+                match view.kinds(&path, still, &BTreeMap::new()).await {
+                    Ok(kinds) => view.learnt(&path, kinds),
+                    Err(e) => {
+                        debug!("cannot learn the kinds of the children of {path}: {e}");
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+                // Wakes a removal waiting for its kind (see `watch.rs`).
+                view.settle();
+            }
+            view.tree().learning.finish(&path);
+            view.settle();
+            tx.send_replace(Some(outcome));
+        });
     }
 
     /// Kinds of listed children learnt: they are shown from now on, unless an event
@@ -379,6 +472,11 @@ impl View {
         }
     }
 
+    /// A receiver woken whenever a re-read or a kind learnt settles something.
+    pub(crate) fn settled(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
+    }
+
     /// Waits until `path` is no longer stale, or `deadline`.
     async fn wait_fresh(&self, path: &str, deadline: tokio::time::Instant) {
         // Subscribed before looking, so that a re-read finishing in between still wakes.
@@ -481,8 +579,9 @@ impl View {
         Ok(())
     }
 
-    /// Lists the names of the children of `path` (their kinds are learnt when needed),
-    /// reading the node itself first if it is not cached.
+    /// Lists the names of the children of `path` (their kinds are learnt when needed,
+    /// and in the background: [`View::learn_kinds`]), reading the node itself first if
+    /// it is not cached.
     async fn ensure_children(&self, path: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         loop {
@@ -541,6 +640,9 @@ impl View {
                     tx.send_replace(Some(outcome.clone()));
                     if relist {
                         self.queue(Change::Relist(path.to_string()));
+                    }
+                    if outcome.is_ok() {
+                        self.learn_kinds(path);
                     }
                     return outcome;
                 }

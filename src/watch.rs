@@ -170,9 +170,41 @@ impl View {
                     // Readers waiting for the re-read get the last data known if it failed.
                     self.unstale(path);
                 }
-                EventType::NodeDeleted => self.node_gone(path),
+                EventType::NodeDeleted => {
+                    self.kind_learnt(path).await;
+                    self.node_gone(path)
+                }
                 // A recursive watch reports children as creations and deletions.
                 EventType::NodeChildrenChanged | EventType::Session => {}
+            }
+        }
+    }
+
+    /// Waits for the background batch learning the kind of `path` (see
+    /// [`View::learn_kinds`]), or a `readdir`'s, if `path` is listed without its kind
+    /// and one is in flight,
+    /// until its multi-read holding `path` is stored, so that its removal can be
+    /// echoed: ZooKeeper answered that read before this event if it read the child
+    /// before the removal, and only the task storing the answer may be behind. If it
+    /// found the child gone (the removal reached ZooKeeper first), its kind cannot be
+    /// read any more: the removal only invalidates the kernel's entry, which the
+    /// kernel never had (see the README, "Every change is heard").
+    async fn kind_learnt(&self, path: &str) {
+        let Some((parent, name)) = split_path(path) else { return };
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        // Subscribed before looking, so that a batch stored in between still wakes.
+        let mut settled = self.settled();
+        loop {
+            {
+                let tree = self.tree();
+                let unknown = tree.nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
+                if !unknown || !(tree.learning.flying(parent) || tree.eager.contains_key(parent)) {
+                    return;
+                }
+            }
+            if !matches!(tokio::time::timeout_at(deadline, settled.changed()).await, Ok(Ok(()))) {
+                debug!("the kind of {path} is not known: its removal gives no event");
+                return;
             }
         }
     }
@@ -478,6 +510,8 @@ impl View {
             }
         }
         self.send(notes);
+        // Names still unlearnt (a batch failed, say) are learnt now.
+        self.learn_kinds(path);
         Ok(())
     }
 

@@ -354,7 +354,7 @@ fn events_arrive_under_existing_directories_only_path_walked() {
     // directories on it are known to the kernel, so changes in them are heard.
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());
-    zk.mkdir_p("/svc/old/sub");
+    zk.mkdir_p("/svc/old/1sub");
     zk.create_ephemeral("/svc/old/10.0.0.9:80", b"");
     let mount = Mount::new(&server.connect_string());
     assert_eq!(cat_json(&mount.join("svc/old/sub/properties.json")), json!({}));
@@ -403,4 +403,36 @@ fn a_data_change_of_a_file_never_read_here_gives_in_modify() {
         e.is(MODIFY, "properties.json") && e.watched.ends_with("quiet")
     });
     assert_eq!(cat_json(&mount.join("quiet/properties.json")), json!({"y": 2}));
+}
+
+#[test]
+fn children_there_before_the_mount_of_a_directory_only_path_walked_are_heard_going() {
+    // Reading DIR/properties.json lists DIR's names but not their kinds (a read each);
+    // the kinds are learnt behind the read's back, so that another client's removal
+    // of a child the kernel was never shown (no ls, no stat) still gives IN_DELETE,
+    // with IN_ISDIR for a directory.
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/svc/old/1sub");
+    zk.set("/svc/old", br#"{"a": 1}"#);
+    zk.create_ephemeral("/svc/old/10.0.0.1:80", br#"{"pid": 1}"#);
+    // More children than one multi-read learns; the two removed sort into the first,
+    // which is sent before the walk returns (a removal that reaches ZooKeeper before
+    // the read of its child's kind is the README's one gap).
+    for i in 0..120 {
+        zk.create_ephemeral(&format!("/svc/old/20.1.0.{i}:80"), b"");
+    }
+    let mount = Mount::new(&server.connect_string());
+    assert_eq!(cat_json(&mount.join("svc/old/properties.json")), json!({"a": 1}));
+
+    let mut ino = Inotify::new();
+    ino.watch(&mount.join("svc/old"));
+    zk.delete("/svc/old/10.0.0.1:80");
+    zk.delete("/svc/old/1sub");
+    let reg = ino.wait_for(SOON, "IN_DELETE of a registration never shown", |e| e.is(DELETE, "10.0.0.1:80"));
+    assert_eq!(reg.mask & libc::IN_ISDIR, 0, "a registration is a file: {reg:?}");
+    ino.wait_for(SOON, "IN_DELETE|IN_ISDIR of a directory never shown", |e| e.is(DELETE | libc::IN_ISDIR, "1sub"));
+    let left = ls(&mount.join("svc/old"));
+    assert_eq!(left.len(), 121, "120 registrations and properties.json: {left:?}");
+    assert!(!left.iter().any(|n| n == "1sub" || n == "10.0.0.1:80"), "{left:?}");
 }
