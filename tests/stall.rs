@@ -354,7 +354,7 @@ fn events_arrive_under_existing_directories_only_path_walked() {
     // directories on it are known to the kernel, so changes in them are heard.
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());
-    zk.mkdir_p("/svc/old/1sub");
+    zk.mkdir_p("/svc/old/sub");
     zk.create_ephemeral("/svc/old/10.0.0.9:80", b"");
     let mount = Mount::new(&server.connect_string());
     assert_eq!(cat_json(&mount.join("svc/old/sub/properties.json")), json!({}));
