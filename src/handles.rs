@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::zk::Error as ZkError;
 use log::{debug, warn};
 
 use crate::document::{Document, Progress};
@@ -188,15 +187,7 @@ impl Handles {
                 _ => properties::merge_data(&old, text)?,
             };
             let data = sized(new, path)?;
-            let (p, d) = (path.to_string(), data.clone());
-            let version = stat.version;
-            let outcome = session.call(path, |c| async move {
-                match c.set_data(&p, &d, Some(version)).await {
-                    Ok(stat) => Ok(Some(stat)),
-                    Err(ZkError::BadVersion) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })?;
+            let outcome = session.set_if_version(path, &data, stat.version)?;
             if let Some(stat) = outcome {
                 if registration {
                     session.remember_registration(path, &data);

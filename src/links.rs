@@ -32,7 +32,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::zk::Error as ZkError;
 use log::{debug, info};
 
 use crate::error::{Error, Result};
@@ -349,14 +348,7 @@ impl Fs {
                 _ => {}
             }
             let data = with_link(&old, dir, name, target)?;
-            let (p, d, version) = (dir.to_string(), data.clone(), stat.version);
-            let outcome = session.call(dir, |c| async move {
-                match c.set_data(&p, &d, Some(version)).await {
-                    Ok(stat) => Ok(Some(stat)),
-                    Err(ZkError::BadVersion) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })?;
+            let outcome = session.set_if_version(dir, &data, stat.version)?;
             if let Some(stat) = outcome {
                 self.view.local_data(dir, data, stat);
                 // properties.json shows the new data: the kernel must drop its size and pages.

@@ -394,6 +394,19 @@ impl Session {
         self.rt.block_on(self.call_async(path, f))
     }
 
+    /// Sets the data of `path` if its version is still `version` (a read-modify-write's
+    /// second half): `Ok(None)` when another writer got there first, to retry.
+    pub fn set_if_version(&self, path: &str, data: &[u8], version: i32) -> Result<Option<zk::Stat>> {
+        let (p, d) = (path.to_string(), data.to_vec());
+        self.call(path, |c| async move {
+            match c.set_data(&p, &d, Some(version)).await {
+                Ok(stat) => Ok(Some(stat)),
+                Err(zk::Error::BadVersion) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// [`Session::call`] for async callers.
     ///
     /// # Notable behaviours
