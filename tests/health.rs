@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, wait_until, Mount, Zk, ZkServer};
+use common::{free_port, wait_until, Mount};
 use serde_json::json;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/health/zkfs-health");
@@ -22,14 +22,6 @@ const REG: &str = "/fooservice/providers/10.0.0.5:8080";
 const AT_ONCE: Duration = Duration::from_secs(3);
 /// Generous for a registration that needs a few checks first.
 const CHECKS: Duration = Duration::from_secs(15);
-
-fn setup() -> (ZkServer, Zk, Mount) {
-    let server = ZkServer::start();
-    let zk = Zk::connect(&server.connect_string());
-    zk.mkdir_p("/fooservice/providers");
-    let mount = Mount::new(&server.connect_string());
-    (server, zk, mount)
-}
 
 /// A process group (a checker, or a service with its flock), SIGKILLed when dropped.
 struct Group(Child);
@@ -106,7 +98,7 @@ const FAST: &[&str] = &["--rise", "2", "--fall", "2", "--interval", "0.1", "--ti
 
 #[test]
 fn an_http_checked_server_is_registered_while_healthy_and_a_dead_checker_deregisters() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let docroot = tempfile::tempdir().unwrap();
     let health = docroot.path().join("health");
     std::fs::write(&health, "ok").unwrap();
@@ -129,7 +121,7 @@ fn an_http_checked_server_is_registered_while_healthy_and_a_dead_checker_deregis
 
 #[test]
 fn a_tcp_checked_server_follows_its_listener() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
     let mut checker = checker(&mount, FAST, &["--tcp", &target]);
@@ -141,7 +133,7 @@ fn a_tcp_checked_server_follows_its_listener() {
 
 #[test]
 fn rise_fall_and_hold_keep_a_flapping_server_from_churning_the_registry() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("up");
     let flag_s = flag.display().to_string();
@@ -175,7 +167,7 @@ fn rise_fall_and_hold_keep_a_flapping_server_from_churning_the_registry() {
 
 #[test]
 fn a_checker_refuses_to_take_another_sessions_registration() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     zk.create_ephemeral(REG, br#"{"pid": 1}"#);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
@@ -204,7 +196,7 @@ fn exec_start(unit: &str, mount: &Mount, replace: &[(&str, String)]) -> Vec<Stri
 
 #[test]
 fn the_systemd_unit_registers_the_service_for_exactly_as_long_as_it_runs() {
-    let (server, zk, mount) = setup();
+    let (server, zk, mount) = common::fooservice();
     let other_host = Mount::new(&server.connect_string());
     let port = free_port();
     let service = format!("python3 -m http.server {port} --bind 127.0.0.1 --directory /nonexistent");
@@ -229,7 +221,7 @@ fn the_systemd_unit_registers_the_service_for_exactly_as_long_as_it_runs() {
 
 #[test]
 fn the_health_unit_registers_while_healthy_and_stops_with_its_service() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let docroot = tempfile::tempdir().unwrap();
     std::fs::write(docroot.path().join("health"), "ok").unwrap();
     let http = Http::start(docroot.path());

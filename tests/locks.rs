@@ -23,14 +23,6 @@ const AT_ONCE: Duration = Duration::from_secs(3);
 
 const REG: &str = "/fooservice/providers/10.0.0.5:8080";
 
-fn setup() -> (ZkServer, Zk, Mount) {
-    let server = ZkServer::start();
-    let zk = Zk::connect(&server.connect_string());
-    zk.mkdir_p("/fooservice/providers");
-    let mount = Mount::new(&server.connect_string());
-    (server, zk, mount)
-}
-
 /// A bash script run in the background in its own process group, talking line by
 /// line; the group is killed (SIGKILL) and the script reaped when dropped.
 struct Script {
@@ -126,7 +118,7 @@ fn shown_gone(reg: &Path) {
 
 #[test]
 fn flock_command_registers_for_exactly_as_long_as_its_command_runs() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     let stop = tempfile::tempdir().unwrap();
     let flag = stop.path().join("stop");
@@ -154,7 +146,7 @@ fn flock_command_registers_for_exactly_as_long_as_its_command_runs() {
 
 #[test]
 fn kill_9_of_the_holder_removes_the_registration_at_once() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let mut holding = holder(&mount.join(REG));
     assert!(zk.exists(REG));
     holding.kill9();
@@ -164,7 +156,7 @@ fn kill_9_of_the_holder_removes_the_registration_at_once() {
 
 #[test]
 fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     let mut s = Script::start(&format!(
         "exec 9>>{r} && flock -s 9 && echo locked && read x && flock -u 9 && echo unlocked && read y \
@@ -187,7 +179,7 @@ fn explicit_unlock_removes_the_registration_while_the_file_stays_open() {
 
 #[test]
 fn a_registration_never_locked_keeps_the_mounts_lifetime() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     sh_ok(&format!("touch {r} && cat {r} >/dev/null && echo '{{}}' >> {r}", r = q(&reg)));
     std::thread::sleep(Duration::from_millis(300));
@@ -200,7 +192,7 @@ fn a_registration_never_locked_keeps_the_mounts_lifetime() {
 
 #[test]
 fn locks_conflict_as_on_a_local_disk_and_a_waiter_takes_over() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     let mut first = holder(&reg);
 
@@ -230,7 +222,7 @@ fn locks_conflict_as_on_a_local_disk_and_a_waiter_takes_over() {
 
 #[test]
 fn a_second_mount_and_this_one_see_the_removal_as_in_delete() {
-    let (server, zk, mount) = setup();
+    let (server, zk, mount) = common::fooservice();
     let other = Mount::new(&server.connect_string());
     let mut holding = holder(&mount.join(REG));
     let other_dir = other.join("/fooservice/providers");
@@ -248,7 +240,7 @@ fn a_second_mount_and_this_one_see_the_removal_as_in_delete() {
 
 #[test]
 fn a_lock_on_another_sessions_registration_never_succeeds() {
-    let (server, zk, mount) = setup();
+    let (server, zk, mount) = common::fooservice();
     let other = Mount::new(&server.connect_string());
     // Held by a plain ZooKeeper client, and by another mount's lock.
     zk.create_ephemeral("/fooservice/providers/10.0.0.9:80", br#"{"pid": 42}"#);
@@ -286,7 +278,7 @@ fn registered_by_touch(mount: &Mount, zk: &Zk) -> PathBuf {
 
 #[test]
 fn sigterm_on_a_busy_mount_removes_its_registrations_at_once() {
-    let (_server, zk, mut mount) = setup();
+    let (_server, zk, mut mount) = common::fooservice();
     registered_by_touch(&mount, &zk);
     let mut cwd_inside = busy(&mount);
     // SAFETY: kill(2) on the mount's own process.
@@ -299,7 +291,7 @@ fn sigterm_on_a_busy_mount_removes_its_registrations_at_once() {
 
 #[test]
 fn a_lazy_umount_from_outside_removes_its_registrations_at_once() {
-    let (_server, zk, mut mount) = setup();
+    let (_server, zk, mut mount) = common::fooservice();
     registered_by_touch(&mount, &zk);
     let mut cwd_inside = busy(&mount);
     sh_ok(&format!("umount -l {}", q(mount.path())));
@@ -310,7 +302,7 @@ fn a_lazy_umount_from_outside_removes_its_registrations_at_once() {
 
 #[test]
 fn a_waiter_killed_while_waiting_never_takes_the_registration_over() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     let mut first = holder(&reg);
     // A waiting process must stay interruptible: `timeout` (SIGTERM), `flock -w`
@@ -362,7 +354,7 @@ fn a_locked_registration_survives_a_session_expiry_and_still_goes_with_its_lock(
 
 #[test]
 fn a_lock_on_a_registration_removed_and_registered_again_leaves_the_new_one() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     let mut old = holder(&reg);
     sh_ok(&format!("rm {r} && touch {r}", r = q(&reg)));
@@ -391,7 +383,7 @@ fn only_the_user_who_mounted_can_hold_a_registration_with_a_lock() {
 
 #[test]
 fn flock_killed_between_its_create_and_its_lock_leaves_no_registration() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     // flock(1) opens read-only with O_CREAT, then locks. Stopping it in between (a
     // read-only create by python, which never locks) and killing it must not leave the
@@ -412,7 +404,7 @@ fn flock_killed_between_its_create_and_its_lock_leaves_no_registration() {
 
 #[test]
 fn a_shell_killed_between_its_append_open_and_its_lock_leaves_no_registration() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join(REG);
     // zkfs-health's cycle: register (open to append, lock), deregister (close), then
     // open to register again — and be killed before the lock, as by SIGKILL.

@@ -6,21 +6,13 @@ mod shell;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{Mount, Zk, ZkServer};
+use common::Mount;
 use serde_json::json;
 use shell::{ls, q, sh, sh_ok};
 
-fn setup() -> (ZkServer, Zk, Mount) {
-    let server = ZkServer::start();
-    let zk = Zk::connect(&server.connect_string());
-    zk.mkdir_p("/fooservice/providers");
-    let mount = Mount::new(&server.connect_string());
-    (server, zk, mount)
-}
-
 #[test]
 fn touch_registers_an_ephemeral_node_with_the_pid_of_the_creating_process() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join("fooservice/providers/127.0.0.1:8080");
     let mut touch = Command::new("touch").arg(&reg).spawn().unwrap();
     let pid = touch.id();
@@ -39,7 +31,7 @@ fn touch_registers_an_ephemeral_node_with_the_pid_of_the_creating_process() {
 
 #[test]
 fn writing_json_while_creating_registers_with_those_properties() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let reg = mount.join("fooservice/providers/[::1]:8081");
     let r = sh(&format!(r#"echo '{{"weight": 3}}' > {}"#, q(&reg)));
     assert!(r.ok, "{}", r.stderr);
@@ -53,7 +45,7 @@ fn writing_json_while_creating_registers_with_those_properties() {
 
 #[test]
 fn only_host_port_names_become_registrations() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let dir = mount.join("fooservice/providers");
     // A typo of HOST:PORT is refused, so that nobody believes they registered.
     for bad in ["host:0", "host:70000", "host:http", ":80", "[::1:80"] {
@@ -76,7 +68,7 @@ fn only_host_port_names_become_registrations() {
 
 #[test]
 fn rm_removes_own_registrations_but_not_another_sessions() {
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let dir = mount.join("fooservice/providers");
     sh_ok(&format!("touch {}", q(&dir.join("10.0.0.1:80"))));
     zk.create_ephemeral("/fooservice/providers/10.0.0.2:80", br#"{"pid": 42}"#);
@@ -93,7 +85,7 @@ fn rm_removes_own_registrations_but_not_another_sessions() {
 
 #[test]
 fn registrations_of_one_mount_are_visible_on_another() {
-    let (server, zk, mount_a) = setup();
+    let (server, zk, mount_a) = common::fooservice();
     let mount_b = Mount::new(&server.connect_string());
     sh_ok(&format!("touch {}", q(&mount_a.join("fooservice/providers/a.example:1"))));
     common::wait_until(std::time::Duration::from_secs(2), "mount B shows A's registration", || {
@@ -108,7 +100,7 @@ fn registrations_of_one_mount_are_visible_on_another() {
 fn a_change_made_elsewhere_the_instant_a_registration_is_made_is_not_lost() {
     // zkfs keeps the node its create returned (so `touch` needs no read back); a change
     // made elsewhere right after the create must still win over that copy.
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     for i in 0..20 {
         let name = format!("10.0.1.{}:80", i + 1);
         let path = format!("/fooservice/providers/{name}");
@@ -138,7 +130,7 @@ fn a_change_made_elsewhere_the_instant_a_registration_is_made_is_not_lost() {
 fn a_registration_made_elsewhere_while_the_mount_makes_it_is_shown() {
     // The mount does not read back the nodes it creates; when another client makes the
     // same node in the same instant and the mount's create fails, it must show anyway.
-    let (_server, zk, mount) = setup();
+    let (_server, zk, mount) = common::fooservice();
     let dir = mount.join("fooservice/providers");
     let _ = ls(&dir);
     let mut lost = 0;

@@ -102,6 +102,18 @@ pub fn require(needs: Needs) {
 }
 
 // ---------------------------------------------------------------------------
+// The usual world of a registration test
+
+/// A fresh server holding `/fooservice/providers`, a client and a mount of it.
+pub fn fooservice() -> (ZkServer, Zk, Mount) {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::new(&server.connect_string());
+    (server, zk, mount)
+}
+
+// ---------------------------------------------------------------------------
 // Ports
 
 /// Returns a loopback TCP port that nothing listens on.
