@@ -19,23 +19,18 @@
 mod common;
 #[path = "live/stress.rs"]
 mod stress;
+mod support;
 
-use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs;
 use std::hint::black_box;
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, Mount, Zk, ZkServer};
+use support::{fmt_dur, print_table, ratio, read, verdict, InotifyThread, NativeWatcher, Note, Stats};
 use zookeeper_client as zk;
 
 /// Measured samples per latency series.
@@ -135,338 +130,11 @@ fn bench_data(n: usize) -> Vec<u8> {
 
 /// Kernel, CPUs, ZooKeeper version, zkfs commit, log level.
 fn environment(server: &ZkServer, rust_log: &str) -> String {
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string());
-    let nproc = thread::available_parallelism().map(|n| n.get().to_string());
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let zk_version = common::four_letter(server.port(), "srvr")
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Zookeeper version: "))
-                .map(|v| v.split(['-', ',']).next().unwrap_or(v).to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let commit = Command::new("git")
-        .args(["-C", repo, "rev-parse", "--short", "HEAD"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "?".into());
-    let dirty = Command::new("git")
-        .args(["-C", repo, "status", "--porcelain", "--untracked-files=no"])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    format!(
-        "kernel {}, nproc {}, cpu {cpu}; ZooKeeper {zk_version} standalone on {}; zkfs {commit}{} (release), RUST_LOG={rust_log}",
-        kernel.unwrap_or_else(|_| "?".into()),
-        nproc.unwrap_or_else(|_| "?".into()),
-        server.connect_string(),
-        if dirty { "+uncommitted changes" } else { "" },
-    )
-}
-
-// ---------------------------------------------------------------------------
-// Statistics and printing
-
-/// Sorted samples.
-struct Stats(Vec<Duration>);
-
-impl Stats {
-    fn new(mut samples: Vec<Duration>) -> Stats {
-        assert!(!samples.is_empty(), "no samples");
-        samples.sort();
-        Stats(samples)
-    }
-
-    /// Nearest-rank percentile, `p` in (0, 1].
-    fn pct(&self, p: f64) -> Duration {
-        let n = self.0.len();
-        let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-        self.0[rank - 1]
-    }
-
-    fn median(&self) -> Duration {
-        self.pct(0.5)
-    }
-
-    fn p99(&self) -> Duration {
-        self.pct(0.99)
-    }
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 10.0 {
-        format!("{us:.2} µs")
-    } else if us < 1000.0 {
-        format!("{us:.1} µs")
-    } else if us < 1e6 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn verdict(r: f64, target: f64) -> &'static str {
-    if r <= target {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
-
-/// Prints `rows` as aligned columns: the first left-aligned, the others
-/// right-aligned; a rule after the first `header` rows.
-fn print_table(rows: &[Vec<String>], header: usize) {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let width = |c: usize| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(width).collect();
-    let total = widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1);
-    for (i, row) in rows.iter().enumerate() {
-        let mut line = String::new();
-        for (c, w) in widths.iter().enumerate() {
-            let cell = row.get(c).map(String::as_str).unwrap_or("");
-            let pad = w - cell.chars().count();
-            if c > 0 {
-                line.push_str("  ");
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        println!("  {}", line.trim_end());
-        if i + 1 == header {
-            println!("  {}", "-".repeat(total));
-        }
-    }
+    format!("{}, RUST_LOG={rust_log}", support::environment(server))
 }
 
 // ---------------------------------------------------------------------------
 // (a) Remote change → notification latency
-
-/// One notification an observer saw, stamped when its read/await returned.
-struct Note {
-    at: Instant,
-    /// `providers: IN_CREATE 10.0.0.1:20000`, `NodeDataChanged /bench`, …
-    what: String,
-}
-
-/// An inotify instance read by a dedicated thread with raw libc calls; every event
-/// becomes one [`Note`] per interesting mask bit, labelled with its watch's label.
-struct Inotify {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    // Closed after the thread has been joined (fields drop after `Drop::drop`).
-    _fd: OwnedFd,
-}
-
-impl Inotify {
-    /// Watches each `(label, path, mask)` and starts the reader thread, which sends
-    /// to `tx`.
-    fn start(watches: &[(&str, PathBuf, u32)], tx: Sender<Note>) -> Inotify {
-        // SAFETY: plain syscall; the result is checked.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if raw < 0 {
-            panic!("inotify_init1: {}", io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut labels = HashMap::new();
-        for (label, path, mask) in watches {
-            let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
-            // SAFETY: `c` is a valid NUL-terminated path; the result is checked.
-            let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), *mask) };
-            if wd < 0 {
-                panic!("inotify_add_watch {}: {}", path.display(), io::Error::last_os_error());
-            }
-            labels.insert(wd, label.to_string());
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("inotify-reader".into())
-            .spawn(move || inotify_reader(raw, &labels, &stop2, &tx))
-            .expect("spawn inotify reader");
-        Inotify { stop, thread: Some(thread), _fd: fd }
-    }
-}
-
-impl Drop for Inotify {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn inotify_reader(fd: RawFd, labels: &HashMap<i32, String>, stop: &AtomicBool, tx: &Sender<Note>) {
-    const BITS: [(u32, &str); 6] = [
-        (libc::IN_CREATE, "IN_CREATE"),
-        (libc::IN_DELETE, "IN_DELETE"),
-        (libc::IN_MODIFY, "IN_MODIFY"),
-        (libc::IN_CLOSE_WRITE, "IN_CLOSE_WRITE"),
-        (libc::IN_ATTRIB, "IN_ATTRIB"),
-        (libc::IN_Q_OVERFLOW, "IN_Q_OVERFLOW"),
-    ];
-    let header = std::mem::size_of::<libc::inotify_event>();
-    let mut buf = vec![0u64; 4096]; // 32 KiB, aligned for inotify_event
-    let buf_len = buf.len() * std::mem::size_of::<u64>();
-    while !stop.load(Ordering::SeqCst) {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, 50) };
-        if r <= 0 {
-            continue; // timeout, or EINTR
-        }
-        // SAFETY: `buf` is writable for `buf_len` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf_len) };
-        let at = Instant::now();
-        if n <= 0 {
-            continue; // EAGAIN/EINTR
-        }
-        // SAFETY: the kernel wrote `n` ≤ `buf_len` bytes into `buf`.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-        let mut off = 0;
-        while off + header <= bytes.len() {
-            // SAFETY: a whole header lies at `off`; read_unaligned needs no alignment.
-            let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
-            let end = (off + header + ev.len as usize).min(bytes.len());
-            let name_bytes = &bytes[off + header..end];
-            let name = String::from_utf8_lossy(name_bytes.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
-            off = end;
-            let label = labels.get(&ev.wd).map(String::as_str).unwrap_or("?");
-            for (bit, bit_name) in BITS {
-                if ev.mask & bit != 0 {
-                    let _ = tx.send(Note { at, what: format!("{label}: {bit_name} {name}") });
-                }
-            }
-        }
-    }
-}
-
-/// A second native client holding persistent watches, polled by its own thread.
-struct NativeWatcher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl NativeWatcher {
-    /// Connects, adds `AddWatchMode::Persistent` watches on `a` and `b`, and
-    /// returns once both are in place; events go to `tx`.
-    fn start(connect: &str, a: &str, b: &str, tx: Sender<Note>) -> NativeWatcher {
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        let (connect, a, b) = (connect.to_string(), a.to_string(), b.to_string());
-        let thread = thread::Builder::new()
-            .name("native-watcher".into())
-            .spawn(move || {
-                let zk = Zk::connect(&connect);
-                zk.block_on(async {
-                    let client = zk.client();
-                    let watch = |p: String| async move {
-                        let w = client.watch(&p, zk::AddWatchMode::Persistent).await;
-                        w.unwrap_or_else(|e| panic!("watch {p}: {e}"))
-                    };
-                    let mut wa = watch(a).await;
-                    let mut wb = watch(b).await;
-                    let _ = ready_tx.send(());
-                    while !stop2.load(Ordering::SeqCst) {
-                        let ev = tokio::select! {
-                            ev = wa.changed() => ev,
-                            ev = wb.changed() => ev,
-                            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                        };
-                        let at = Instant::now();
-                        if ev.event_type == zk::EventType::Session {
-                            if ev.session_state.is_terminated() {
-                                break; // `changed` would panic from now on
-                            }
-                            continue;
-                        }
-                        if tx.send(Note { at, what: format!("{} {}", ev.event_type, ev.path) }).is_err() {
-                            break;
-                        }
-                    }
-                });
-                // `zk` drops here and closes its session.
-            })
-            .expect("spawn native watcher");
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            panic!("the native watcher did not start (see its panic above)");
-        }
-        NativeWatcher { stop, thread: Some(thread) }
-    }
-}
-
-impl NativeWatcher {
-    /// Connects, adds an `AddWatchMode::PersistentRecursive` watch on `path`, and
-    /// returns once it is in place; events go to `tx`.
-    fn start_recursive(connect: &str, path: &str, tx: Sender<Note>) -> NativeWatcher {
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        let (connect, path) = (connect.to_string(), path.to_string());
-        let thread = thread::Builder::new()
-            .name("native-watcher".into())
-            .spawn(move || {
-                let zk = Zk::connect(&connect);
-                zk.block_on(async {
-                    let w = zk.client().watch(&path, zk::AddWatchMode::PersistentRecursive).await;
-                    let mut w = w.unwrap_or_else(|e| panic!("watch {path}: {e}"));
-                    let _ = ready_tx.send(());
-                    while !stop2.load(Ordering::SeqCst) {
-                        let ev = tokio::select! {
-                            ev = w.changed() => ev,
-                            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                        };
-                        let at = Instant::now();
-                        if ev.event_type == zk::EventType::Session {
-                            if ev.session_state.is_terminated() {
-                                break; // `changed` would panic from now on
-                            }
-                            continue;
-                        }
-                        if tx.send(Note { at, what: format!("{} {}", ev.event_type, ev.path) }).is_err() {
-                            break;
-                        }
-                    }
-                });
-            })
-            .expect("spawn native watcher");
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            panic!("the native watcher did not start (see its panic above)");
-        }
-        NativeWatcher { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for NativeWatcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// The outcome of one latency series (one observer over a run of changes).
 struct Series {
@@ -617,14 +285,18 @@ fn latency_section(connect: &str, changer: &Zk, mount: &Mount) -> (usize, usize)
     fs::read(mount.join("/bench/properties.json")).expect("cat /bench/properties.json through the mount");
 
     let (tx, rx) = mpsc::channel();
-    let inotify = Inotify::start(
+    let inotify = InotifyThread::notes(
         &[
             ("bench", mount.join("/bench"), libc::IN_MODIFY | libc::IN_CLOSE_WRITE | libc::IN_CREATE | libc::IN_DELETE),
             ("providers", mount.join("/bench/providers"), libc::IN_CREATE | libc::IN_DELETE),
         ],
         tx.clone(),
     );
-    let native = NativeWatcher::start(connect, "/bench", "/bench/providers", tx);
+    let native = NativeWatcher::start(
+        connect,
+        &[("/bench", zk::AddWatchMode::Persistent), ("/bench/providers", zk::AddWatchMode::Persistent)],
+        tx,
+    );
 
     let provider = |i: usize| format!("10.0.0.{}:{}", 1 + i % 250, 20000 + i);
     let ((data, data_other), (child, child_other)) = (
@@ -650,7 +322,9 @@ fn latency_section(connect: &str, changer: &Zk, mount: &Mount) -> (usize, usize)
         EVENT_TIMEOUT.as_secs()
     );
     println!("    A native client makes each change (t0 just before the call). Both observers see every change;");
-    println!("    t1 is when each one's read() / changed().await returns: inotify on the mount (raw libc, own");
+    println!(
+        "    t1 is when each one's read() / changed().await returns: inotify on the mount (the tests' reader, own"
+    );
     println!("    thread) and, as the floor, a second native zookeeper-client holding persistent watches.");
     let mut rows = vec![vec![
         "change".to_string(),
@@ -683,7 +357,7 @@ fn latency_section(connect: &str, changer: &Zk, mount: &Mount) -> (usize, usize)
         };
         rows.push(vec![label.into(), mm, mp, me, nm, np, ne, r, v]);
     }
-    print_table(&rows, 1);
+    print_table(&rows, 1, &[]);
     for (label, series, unmatched) in [("IN_MODIFY", &data, &data_other), ("IN_CREATE", &child, &child_other)] {
         for (observer, s) in ["inotify", "watch"].iter().zip(series) {
             if s.extra > 0 {
@@ -709,10 +383,6 @@ fn list(dir: &Path) -> usize {
         n += 1;
     }
     n
-}
-
-fn read(file: &Path) -> Vec<u8> {
-    fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
 }
 
 /// Runs `f` `warmup` times, then times `iters` runs one by one.
@@ -879,6 +549,6 @@ fn reads_section(admin: &Zk, mount: &Mount) -> (usize, usize) {
         }
         rows.push(row);
     }
-    print_table(&rows, 1);
+    print_table(&rows, 1, &[]);
     (met, cases.len())
 }

@@ -2,15 +2,14 @@
 //! ends of a mount — tested by really stopping servers and freezing processes.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::inotify::Inotify;
 use common::{daemon_of, is_mounted, wait_until, BackgroundMount, Ensemble, Mount, Zk, ZkServer};
-use inotify::Inotify;
 use serde_json::json;
 use shell::{cat_json, ls, q, sh, sh_ok};
 

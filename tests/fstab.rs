@@ -38,7 +38,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    daemon_of, force_unmount, four_letter, is_fuse_mounted, is_mounted, mount_types, wait_until, Zk, ZkServer,
+    daemon_of, force_unmount, four_letter, is_fuse_mounted, is_mounted, mount_types, mounts_at, wait_until, Zk,
+    ZkServer,
 };
 use shell::{q, sh_ok};
 
@@ -298,24 +299,14 @@ impl Drop for MountPoint {
     }
 }
 
-/// The source, type and options /proc/self/mounts shows for `mountpoint` (topmost).
-fn mount_entry(mountpoint: &Path) -> Option<(String, String, Vec<String>)> {
-    let mounts = fs::read_to_string("/proc/self/mounts").expect("read /proc/self/mounts");
-    mounts.lines().rev().find_map(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        (f.len() >= 4 && Path::new(f[1]) == mountpoint)
-            .then(|| (f[0].to_string(), f[2].to_string(), f[3].split(',').map(String::from).collect()))
-    })
-}
-
 /// Checks the mount at `mp` is zkfs's for `connect`, and that fuse3's helper ran the
 /// binary under test as `zkfs CONNECT MOUNTPOINT -o OPTIONS` with exactly `options`
 /// (in any order). Returns the daemon's pid.
 fn check_mounted(mp: &MountPoint, connect: &str, options: &[&str]) -> i32 {
     assert!(is_fuse_mounted(mp.path()), "mount returned before {} was mounted", mp.str());
-    let (source, fstype, _) = mount_entry(mp.path()).expect("a /proc/mounts entry");
-    assert_eq!(fstype, "fuse.zkfs", "type in /proc/mounts");
-    assert_eq!(source, connect, "source in /proc/mounts");
+    let entry = mounts_at(mp.path()).pop().expect("a mount table entry");
+    assert_eq!(entry.fstype, "fuse.zkfs", "type in the mount table");
+    assert_eq!(entry.source, connect, "source in the mount table");
 
     let (pid, argv) = daemon_of(mp.path()).expect("a zkfs process serves the mount");
     let exe = fs::read_link(format!("/proc/{pid}/exe")).expect("the daemon's executable");
@@ -360,7 +351,7 @@ fn mount_t_fuse_zkfs_mounts_through_fuse3s_helper_and_umount_ends_it() {
 
     run_ok("mount", &["-t", "fuse.zkfs", &connect, mp.str(), "-o", "session_timeout=5,allow_other"]);
     let daemon = check_mounted(&mp, &connect, &["rw", "session_timeout=5", "allow_other", "dev", "suid"]);
-    let (_, _, kernel_options) = mount_entry(mp.path()).unwrap();
+    let kernel_options = mounts_at(mp.path()).pop().expect("a mount table entry").fs_options;
     assert!(kernel_options.iter().any(|o| o == "allow_other"), "kernel options {kernel_options:?}");
     let cons = four_letter(server.port(), "cons").unwrap_or_default();
     assert!(cons.contains("to=5000"), "no session with the 5 s timeout asked for:\n{cons}");

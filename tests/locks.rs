@@ -3,7 +3,6 @@
 //! end at once, even while a program has its working directory inside the mount.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::io::{BufRead, BufReader, Write};
@@ -12,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use common::inotify::Inotify;
 use common::{wait_until, Mount, Zk, ZkServer};
-use inotify::Inotify;
 use serde_json::json;
 use shell::{ls, q, sh, sh_ok};
 
