@@ -5,14 +5,23 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{sysconf, Pid, SysconfVar};
 
-/// Sends `sig` to process `pid`; a process already gone is not an error here (the
-/// callers stop what they started, and it may have exited by itself).
-pub fn send_signal(pid: u32, sig: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
+/// Sends `sig` to process `pid` (a `Child::id()` or a pid from /proc); a process
+/// already gone is not an error here (the callers stop what they started, and it may
+/// have exited by itself).
+pub fn send_signal(pid: impl TryInto<i32>, sig: Signal) {
+    if let Ok(pid) = pid.try_into() {
         let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Sends `sig` to the process group `leader` leads (a child started with
+/// `process_group(0)`, and whatever it started).
+pub fn signal_group(leader: impl TryInto<i32>, sig: Signal) {
+    if let Ok(pid) = leader.try_into() {
+        let _ = killpg(Pid::from_raw(pid), sig);
     }
 }
 
