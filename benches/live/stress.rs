@@ -16,8 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::common::{wait_until, Mount, Zk, ZkServer};
-use super::support::{fmt_dur, print_table, read, verdict, InotifyThread, NativeWatcher, Note};
-use super::time_iters;
+use super::support::{fmt_dur, print_table, read, time_iters, verdict, InotifyThread, NativeWatcher, Note};
 
 /// Writes waiting on the frozen server.
 const WRITERS: usize = 16;

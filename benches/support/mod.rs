@@ -122,6 +122,43 @@ pub fn read(file: &Path) -> Vec<u8> {
     fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
 }
 
+/// Runs `f` `warmup` times, then times `iters` runs one by one.
+pub fn time_iters(warmup: usize, iters: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    Stats::new(samples)
+}
+
+/// Like [`time_iters`] for two operations at once, interleaved (ABBAABBA…), so
+/// that drift and background work on the machine weigh on both alike.
+pub fn time_pair(warmup: usize, iters: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Stats, Stats) {
+    for _ in 0..warmup {
+        a();
+        b();
+    }
+    let (mut sa, mut sb) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 0..iters {
+        for first in [i % 2 == 0, i % 2 != 0] {
+            let t = Instant::now();
+            if first {
+                a();
+                sa.push(t.elapsed());
+            } else {
+                b();
+                sb.push(t.elapsed());
+            }
+        }
+    }
+    (Stats::new(sa), Stats::new(sb))
+}
+
 /// Kernel, CPUs, ZooKeeper version, zkfs commit: what a reader of the figures needs
 /// to compare two runs.
 pub fn environment(server: &ZkServer) -> String {
