@@ -114,14 +114,17 @@ fn main() {
                     admin.create_ephemeral(&path, b"{}");
                     None
                 }
-                _ => {
+                // A create for writing, as `touch` makes it: it lives as long as the mount
+                // (an append open closed before any lock would remove it at the close).
+                End::Rm => {
+                    let created = OpenOptions::new().write(true).create(true).truncate(false).open(a.join(&path));
+                    drop(created.expect("create"));
+                    None
+                }
+                End::Close | End::Unlock => {
                     let f = OpenOptions::new().read(true).append(true).create(true).open(a.join(&path)).expect("open");
-                    if matches!(end, End::Rm) {
-                        None // never locked: it stays after the close
-                    } else {
-                        flock(&f, libc::LOCK_EX);
-                        Some(f)
-                    }
+                    flock(&f, libc::LOCK_EX);
+                    Some(f)
                 }
             };
             on_b.wait_for(Duration::from_secs(5), "IN_CREATE on B", |e| e.is(libc::IN_CREATE, &name));
