@@ -103,9 +103,9 @@ impl<C: KernelCache> Echo<C> {
                     self.inval_name(parent, &path);
                 }
             }
-            KernelNote::Change { ino, file, size } => {
+            KernelNote::Change { ino, file, .. } => {
                 self.quiet(self.cache.inval_inode(ino), "inval_inode");
-                if let Err(e) = self.change(&file, size) {
+                if let Err(e) = self.change(&file) {
                     debug!("echo of the change of {file} failed ({e}); its cache was invalidated");
                 }
             }
@@ -154,19 +154,23 @@ impl<C: KernelCache> Echo<C> {
         check(unsafe { libc::unlinkat(dir.raw(), p.as_ptr(), flags) })
     }
 
-    fn change(&self, file: &str, size: u64) -> io::Result<()> {
+    fn change(&self, file: &str) -> io::Result<()> {
         let (dir, p) = self.root.target(file)?;
-        // SAFETY: open/ftruncate/close on a descriptor owned here.
+        // O_TRUNC gives the IN_MODIFY (with FUSE_ATOMIC_O_TRUNC it reaches zkfs inside
+        // the OPEN, acknowledged there): three requests (OPEN, the kernel's
+        // `security.capability` GETXATTR, RELEASE) where a separate ftruncate took a
+        // SETATTR more. The size it leaves in the kernel is no one's: the kernel marks
+        // it stale at once, and the inode was invalidated before.
+        // SAFETY: open/close on a descriptor owned here.
         unsafe {
             let fd = libc::openat(
                 dir.raw(),
                 p.as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
+                libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
             );
             check(fd)?;
-            let truncated = check(libc::ftruncate(fd, size as libc::off_t));
             libc::close(fd);
-            truncated
+            Ok(())
         }
     }
 }
