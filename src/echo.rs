@@ -13,8 +13,8 @@
 //! * absolute paths, and no descriptor on the mount kept open between echoes (it would
 //!   make `fusermount3 -u` fail with EBUSY) — except, for a read-only mount, the
 //!   detached writable clone of `readonly.rs`, which does not pin the visible mount;
-//! * invalidate an inode *before* echoing its data change, or a reader with kept pages
-//!   gets stale bytes;
+//! * a data change's echo must drop the kernel's pages *before* its IN_MODIFY, or a
+//!   reader with kept pages gets stale bytes: its open truncates (O_TRUNC), which does;
 //! * if an echo fails, settle the view and invalidate the entry, so the view is right
 //!   even when no event can be given.
 
@@ -104,9 +104,12 @@ impl<C: KernelCache> Echo<C> {
                 }
             }
             KernelNote::Change { ino, file, .. } => {
-                self.quiet(self.cache.inval_inode(ino), "inval_inode");
+                // The echo's O_TRUNC is the invalidation: before its IN_MODIFY the kernel
+                // drops the file's pages and marks its size and times stale (see
+                // `change`). Only a change that cannot be echoed is invalidated apart.
                 if let Err(e) = self.change(&file) {
-                    debug!("echo of the change of {file} failed ({e}); its cache was invalidated");
+                    debug!("echo of the change of {file} failed ({e}); invalidating instead");
+                    self.quiet(self.cache.inval_inode(ino), "inval_inode");
                 }
             }
         }
@@ -156,11 +159,14 @@ impl<C: KernelCache> Echo<C> {
 
     fn change(&self, file: &str) -> io::Result<()> {
         let (dir, p) = self.root.target(file)?;
-        // O_TRUNC gives the IN_MODIFY (with FUSE_ATOMIC_O_TRUNC it reaches zkfs inside
-        // the OPEN, acknowledged there): three requests (OPEN, the kernel's
-        // `security.capability` GETXATTR, RELEASE) where a separate ftruncate took a
-        // SETATTR more. The size it leaves in the kernel is no one's: the kernel marks
-        // it stale at once, and the inode was invalidated before.
+        // O_TRUNC gives the IN_MODIFY (with FUSE_ATOMIC_O_TRUNC, which `fuse.rs` asks
+        // for, it reaches zkfs inside the OPEN, acknowledged there): three requests
+        // (OPEN, the kernel's `security.capability` GETXATTR, RELEASE) where a separate
+        // ftruncate took a SETATTR more. Before the IN_MODIFY the kernel drops every
+        // cached page of the file, bumps its attribute version (a GETATTR answered
+        // before is not kept) and marks size and times stale: the next `stat` or read
+        // asks zkfs, which answers with the new version. The size 0 it holds meanwhile
+        // is no one's to see.
         // SAFETY: open/close on a descriptor owned here.
         unsafe {
             let fd = libc::openat(
