@@ -103,7 +103,7 @@ impl<C: KernelCache> Echo<C> {
                     self.inval_name(parent, &path);
                 }
             }
-            KernelNote::Change { ino, file, .. } => {
+            KernelNote::Change { ino, file } => {
                 // The echo's O_TRUNC is the invalidation: before its IN_MODIFY the kernel
                 // drops the file's pages and marks its size and times stale (see
                 // `change`). Only a change that cannot be echoed is invalidated apart.
