@@ -13,8 +13,8 @@
 //! * absolute paths, and no descriptor on the mount kept open between echoes (it would
 //!   make `fusermount3 -u` fail with EBUSY) — except, for a read-only mount, the
 //!   detached writable clone of `readonly.rs`, which does not pin the visible mount;
-//! * invalidate an inode *before* echoing its data change, or a reader with kept pages
-//!   gets stale bytes;
+//! * a data change's echo must drop the kernel's pages *before* its IN_MODIFY, or a
+//!   reader with kept pages gets stale bytes: its open truncates (O_TRUNC), which does;
 //! * if an echo fails, settle the view and invalidate the entry, so the view is right
 //!   even when no event can be given.
 
@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use log::debug;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{mkdirat, mknodat, Mode, SFlag};
-use nix::unistd::{ftruncate, symlinkat, unlinkat, UnlinkatFlags};
+use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
 use crate::fs::{Attr, Fs, Opened, ECHO_FH};
@@ -97,10 +97,13 @@ impl<C: KernelCache> Echo<C> {
                     self.inval_name(parent, &path);
                 }
             }
-            KernelNote::Change { ino, file, size } => {
-                self.quiet(self.cache.inval_inode(ino), "inval_inode");
-                if let Err(e) = self.change(&file, size) {
-                    debug!("echo of the change of {file} failed ({e}); its cache was invalidated");
+            KernelNote::Change { ino, file } => {
+                // The echo's O_TRUNC is the invalidation: before its IN_MODIFY the kernel
+                // drops the file's pages and marks its size and times stale (see
+                // `change`). Only a change that cannot be echoed is invalidated apart.
+                if let Err(e) = self.change(&file) {
+                    debug!("echo of the change of {file} failed ({e}); invalidating instead");
+                    self.quiet(self.cache.inval_inode(ino), "inval_inode");
                 }
             }
         }
@@ -145,12 +148,20 @@ impl<C: KernelCache> Echo<C> {
         Ok(unlinkat(&dir, p.as_c_str(), flags)?)
     }
 
-    fn change(&self, file: &str, size: u64) -> io::Result<()> {
+    fn change(&self, file: &str) -> io::Result<()> {
         let (dir, p) = self.root.target(file)?;
-        let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
-        let fd = openat(&dir, p.as_c_str(), flags, Mode::empty())?;
-        // The descriptor closes when `fd` drops, after the truncate.
-        Ok(ftruncate(&fd, size as libc::off_t)?)
+        // O_TRUNC gives the IN_MODIFY (with FUSE_ATOMIC_O_TRUNC, which `fuse.rs` asks
+        // for, it reaches zkfs inside the OPEN, acknowledged there): three requests
+        // (OPEN, the kernel's `security.capability` GETXATTR, RELEASE) where a separate
+        // ftruncate took a SETATTR more. Before the IN_MODIFY the kernel drops every
+        // cached page of the file, bumps its attribute version (a GETATTR answered
+        // before is not kept) and marks size and times stale: the next `stat` or read
+        // asks zkfs, which answers with the new version. The size 0 it holds meanwhile
+        // is no one's to see.
+        let flags = OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        // The descriptor closes when it drops: the RELEASE, and IN_CLOSE_WRITE.
+        drop(openat(&dir, p.as_c_str(), flags, Mode::empty())?);
+        Ok(())
     }
 }
 

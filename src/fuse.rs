@@ -242,6 +242,22 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
+/// The errno for an extended attribute zkfs does not have. zkfs keeps only `user.`
+/// attributes (`status.rs`): another `user.` name is merely absent (ENODATA), while the
+/// `security.`, `system.` and `trusted.` namespaces are not supported at all
+/// (EOPNOTSUPP, as on a filesystem without xattrs or ACLs). The difference is a round
+/// trip per file: `ls -l` asks every file for `security.selinux` and
+/// `system.posix_acl_access`, which the kernel never caches for FUSE; after one
+/// EOPNOTSUPP coreutils stops asking for the rest of the filesystem, while ENODATA
+/// would make it ask again for each file.
+fn xattr_absent(name: &[u8]) -> i32 {
+    if name.starts_with(b"user.") {
+        libc::ENODATA
+    } else {
+        libc::EOPNOTSUPP
+    }
+}
+
 fn name_str<'a>(op: &str, name: &'a OsStr) -> Result<&'a str, Errno> {
     name.to_str().ok_or_else(|| {
         debug!("{op}: name {name:?} is not UTF-8");
@@ -571,8 +587,9 @@ impl Filesystem for ZkFuse {
         // The kernel asks for security.capability on every write and truncate (the
         // echo's too): answer names zkfs does not own without touching the view, which
         // would wait for a re-read in progress.
-        if !crate::status::is_ours(name.as_encoded_bytes()) {
-            return reply.error(Errno::from_i32(libc::ENODATA));
+        let name_bytes = name.as_encoded_bytes();
+        if !crate::status::is_ours(name_bytes) {
+            return reply.error(Errno::from_i32(xattr_absent(name_bytes)));
         }
         self.dispatch("getxattr", Xattrs(reply, size, Some(name.to_owned())), move |fs| fs.xattrs(ino.0));
     }

@@ -225,7 +225,8 @@ pub const ERRNOS: &[(&str, &str)] = &[
     (
         "ENOTSUP",
         "rename of a directory or of a data file onto another, link, mkfifo and device nodes: ZooKeeper has no \
-         such operation",
+         such operation; getfattr of a security., system. or trusted. attribute (SELinux labels, capabilities, \
+         POSIX ACLs): zkfs keeps none",
     ),
     ("ELOOP", "a path through symbolic links that loop"),
     ("EINTR", "a flock that waits for a registration's lock, interrupted by a signal"),
@@ -234,7 +235,7 @@ pub const ERRNOS: &[(&str, &str)] = &[
     ("EISDIR", "a file operation on a directory"),
     ("EIO", "no ZooKeeper server answered within the session timeout"),
     ("ESTALE", "a file handle or inode zkfs no longer knows (its node went while it was open)"),
-    ("ENODATA", "getfattr of an attribute that does not exist"),
+    ("ENODATA", "getfattr of a user. attribute that does not exist"),
     ("ERANGE", "getfattr with a buffer too small"),
     ("ENOTTY", "an ioctl (zkfs has none)"),
     (

@@ -121,14 +121,13 @@ pub enum KernelNote {
         /// The link's path.
         path: String,
     },
-    /// Echo data changed elsewhere: invalidate `ino`, then open-truncate-close `file`.
+    /// Echo data changed elsewhere: open `file` with `O_TRUNC` and close it (which
+    /// invalidates the kernel's caches of it); invalidate `ino` if that cannot be done.
     Change {
         /// The inode of the file showing the data.
         ino: u64,
         /// The file's path in the mount (`/a/properties.json`, `/a/host:1`).
         file: String,
-        /// What `cat` now prints, in bytes.
-        size: u64,
     },
 }
 

@@ -268,12 +268,12 @@ impl View {
                 drop(tree);
                 return self.data_read(path, view, false);
             }
-            let (kind, size) = (view.kind, view.rendered.len() as u64);
+            let kind = view.kind;
             let local = tree.is_local(path);
             tree.nodes.insert(path.to_string(), Node { changed: Some(Instant::now()), ..Node::new(view) });
             if !local {
                 if let Some(ino) = tree.echo_ino(path, kind) {
-                    notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
+                    notes.push(KernelNote::Change { ino, file: data_file(path, kind) });
                 }
             }
         }
@@ -393,9 +393,9 @@ impl View {
             }
             n.stale = true;
             n.changed = Some(Instant::now());
-            let (kind, size) = (n.view.kind, n.view.rendered.len() as u64);
+            let kind = n.view.kind;
             if let Some(ino) = tree.echo_ino(path, kind) {
-                notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
+                notes.push(KernelNote::Change { ino, file: data_file(path, kind) });
             }
         }
         self.send(notes);
@@ -423,7 +423,6 @@ impl View {
                 return;
             }
             let kind = view.kind;
-            let size = view.rendered.len() as u64;
             let (old_data, new_data) = (Arc::clone(&n.view.data), Arc::clone(&view.data));
             n.view = view;
             n.changed = Some(Instant::now());
@@ -438,7 +437,7 @@ impl View {
                 notes.push(if echoed {
                     KernelNote::InvalInode { ino }
                 } else {
-                    KernelNote::Change { ino, file: data_file(path, kind), size }
+                    KernelNote::Change { ino, file: data_file(path, kind) }
                 });
             }
             if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| kind == Kind::Dir) {

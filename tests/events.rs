@@ -105,6 +105,42 @@ fn a_registrations_data_change_elsewhere_modifies_its_file() {
 }
 
 #[test]
+fn right_after_a_remote_data_change_stat_and_read_agree_on_the_new_version() {
+    // Given a file read twice (its pages kept by the kernel) and stat'ed (its size kept).
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"v": 1}"#);
+    let mount = Mount::new(&server.connect_string());
+    let file = mount.join("svc/properties.json");
+    let mut ino = Inotify::new();
+    ino.watch(&mount.join("svc"));
+    for (data, expected) in [
+        (
+            r#"{"v": 2, "longer": "abcdefghijklmnopqrstuvwxyz"}"#,
+            json!({"v": 2, "longer": "abcdefghijklmnopqrstuvwxyz"}),
+        ),
+        (r#"{"v": 3}"#, json!({"v": 3})),
+    ] {
+        // At rest for over a second, so reads go through the kernel's page cache.
+        std::thread::sleep(Duration::from_millis(1200));
+        for _ in 0..2 {
+            let bytes = std::fs::read(&file).expect("read properties.json");
+            assert_eq!(std::fs::metadata(&file).expect("stat").len(), bytes.len() as u64);
+        }
+        // When another client sets longer, then shorter data,
+        zk.set("/svc", data.as_bytes());
+        ino.wait_for(SOON, "IN_MODIFY", |e| e.is(MODIFY, "properties.json"));
+        // then right after the event `stat` gives the size of what a read returns, and
+        // that is the new document: no kept page or size of the old one is used.
+        let size = std::fs::metadata(&file).expect("stat").len();
+        let bytes = std::fs::read(&file).expect("read properties.json");
+        assert_eq!(size, bytes.len() as u64, "stat and read disagree after the change to {data}");
+        let shown: serde_json::Value = serde_json::from_slice(&bytes).expect("one whole JSON document");
+        assert_eq!(shown, expected);
+    }
+}
+
+#[test]
 fn a_local_write_gives_its_own_events_once_and_no_echo() {
     let server = ZkServer::start();
     let zk = Zk::connect(&server.connect_string());

@@ -122,6 +122,57 @@ fn every_node_shows_its_stat_as_extended_attributes() {
     assert!(!r.ok);
 }
 
+/// The errno of `getxattr(path, name)`, or 0 if it answered.
+fn getxattr_errno(path: &std::path::Path, name: &str) -> i32 {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    let n = std::ffi::CString::new(name).expect("name without NUL");
+    // SAFETY: valid C strings; a NULL buffer of size 0 asks for the value's size only.
+    let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    if rc < 0 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+#[test]
+fn security_labels_and_acls_are_unsupported_so_ls_l_and_cp_a_work_as_on_a_plain_filesystem() {
+    // Given a service with registrations.
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/svc", br#"{"a": 1}"#);
+    let mount = Mount::new(&server.connect_string());
+    sh_ok(&format!("cd {} && touch 10.0.0.1:80 10.0.0.2:80 10.0.0.3:80", q(&mount.join("svc"))));
+    let file = mount.join("svc/10.0.0.1:80");
+    // SELinux labels, capabilities, POSIX ACLs, trusted attributes: not supported at all
+    // (EOPNOTSUPP, which `ls -l` remembers for the whole filesystem instead of asking
+    // every file again); an unknown `user.` attribute is only absent.
+    for path in [file.clone(), mount.join("svc"), mount.join("svc/properties.json")] {
+        for name in ["security.selinux", "security.capability", "system.posix_acl_access", "trusted.x"] {
+            assert_eq!(getxattr_errno(&path, name), libc::EOPNOTSUPP, "{name} of {}", path.display());
+        }
+        assert_eq!(getxattr_errno(&path, "user.other"), libc::ENODATA, "user.other of {}", path.display());
+        assert_eq!(getxattr_errno(&path, "user.zk.version"), 0, "user.zk.version of {}", path.display());
+    }
+    assert_eq!(getxattr_errno(&mount.join("svc"), "system.posix_acl_default"), libc::EOPNOTSUPP);
+    // `ls -l` shows every entry with its plain mode: no ACL `+`, no label `.`.
+    let out = sh_ok(&format!("ls -l {}", q(&mount.join("svc"))));
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("total")).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for line in &lines {
+        let mode = line.split_whitespace().next().unwrap_or_default();
+        assert_eq!(mode.len(), 10, "a mode without ACL or label marker: {line}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("-rw-r--r--") && l.ends_with(" 10.0.0.2:80")), "{out}");
+    // `cp -a` (which copies ACLs and attributes) of the whole directory works and
+    // copies the content.
+    let copy = tempfile::tempdir().expect("temp dir");
+    sh_ok(&format!("cp -a {} {}", q(&mount.join("svc")), q(copy.path())));
+    assert_eq!(cat_json(&copy.path().join("svc/properties.json")), json!({"a": 1}));
+    assert!(copy.path().join("svc/10.0.0.3:80").is_file());
+}
+
 #[test]
 fn zkfs_status_reports_the_session_and_what_it_holds() {
     let server = ZkServer::start();
