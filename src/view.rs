@@ -120,6 +120,10 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// properties (at most this many times ZooKeeper's 1 MB node limit for huge ones).
 const KIND_BATCH: usize = 100;
 
+/// How long a `readdir` waits for the first answer of the batch learning the kinds it
+/// lacks (see [`View::listing`]): a round trip and the server's read of 100 nodes.
+const FIRST_ANSWER: Duration = Duration::from_millis(100);
+
 /// Multi-reads sent: the children each asks for, and its answer to come.
 type Sent = Vec<(Vec<String>, crate::zk::Reply<Vec<crate::zk::Read>>)>;
 
@@ -283,17 +287,18 @@ impl View {
         let mut tree = self.tree();
         let node = tree.nodes.get_mut(path).ok_or_else(|| Error::NotFound(path.to_string()))?;
         node.names_shown = true;
-        if !node.unknown.is_empty() && !tree.eager.contains_key(path) {
+        let connected = || self.session.state().0 == crate::session::State::Connected;
+        if !node.unknown.is_empty() && !tree.eager.contains_key(path) && connected() {
             drop(tree);
             // The kinds it lacks are read in the background; this `readdir` waits only
             // until ZooKeeper has answered the first multi-read, so that all of them
             // are out (sent in order on the session before it): a child removed once a
             // program has seen its name was read before its removal, by ZooKeeper's
-            // order, and its removal is echoed (see `watch.rs`).
+            // order, and its removal is echoed (see `watch.rs`). Bounded, so that a
+            // frozen server delays a listing of what the mount knows by no more.
             crate::wait::may_wait()?;
             if let Some(answered) = self.learn_shown_soon(path) {
-                let timeout = self.session.timeout();
-                let _ = self.session.runtime().block_on(async { tokio::time::timeout(timeout, answered).await });
+                let _ = self.session.runtime().block_on(async { tokio::time::timeout(FIRST_ANSWER, answered).await });
             }
             tree = self.tree();
         }
