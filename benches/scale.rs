@@ -22,20 +22,23 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
-use std::ffi::CString;
 use std::fs;
-use std::io::{self, BufRead, BufReader};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::procs::{cpu_time, rss_kib};
 use common::{four_letter, Mount, Zk, ZkServer};
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{futimens, Mode};
+use nix::sys::time::TimeSpec;
+use support::{environment, fmt_dur, median, print_table, ratio, read, InotifyThread, Reaped};
 use zookeeper_client as zk;
 
 /// The sizes of one run.
@@ -309,57 +312,8 @@ impl Rows {
             "".into(),
         ]];
         all.extend(self.rows.iter().cloned());
-        print_table(&all, 1);
+        print_table(&all, 1, &[3]);
     }
-}
-
-/// Prints `rows` as aligned columns: the first two left-aligned... the figures right.
-fn print_table(rows: &[Vec<String>], header: usize) {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let width = |c: usize| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(width).collect();
-    let total = widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1);
-    for (i, row) in rows.iter().enumerate() {
-        let mut line = String::new();
-        for (c, w) in widths.iter().enumerate() {
-            let cell = row.get(c).map(String::as_str).unwrap_or("");
-            let pad = " ".repeat(w - cell.chars().count());
-            if c > 0 {
-                line.push_str("  ");
-            }
-            if c == 0 || c == 3 {
-                line.push_str(cell);
-                line.push_str(&pad);
-            } else {
-                line.push_str(&pad);
-                line.push_str(cell);
-            }
-        }
-        println!("  {}", line.trim_end());
-        if i + 1 == header {
-            println!("  {}", "-".repeat(total));
-        }
-    }
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1000.0 {
-        format!("{us:.0} µs")
-    } else if us < 1e6 {
-        format!("{:.1} ms", us / 1e3)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[(v.len() - 1) / 2]
 }
 
 /// The server's count of requests received so far.
@@ -396,10 +350,6 @@ fn quiet(server: &ZkServer) -> (Duration, u64) {
     }
     // Each poll is a request (srvr) too.
     (last_at - start, last.saturating_sub(first + polls))
-}
-
-fn read(file: &Path) -> Vec<u8> {
-    fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
 }
 
 /// `sh -c SCRIPT` with stdout to /dev/null; panics unless it succeeds.
@@ -580,17 +530,6 @@ fn read_tree(dir: &Path) -> usize {
     n
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn read_everything(server: &ZkServer, mount: &Mount, s: &Scale, rows: &mut Rows) {
     eprintln!("  reading every node...");
     let rss0 = rss_kib(mount.pid()) as f64 / 1024.0;
@@ -625,83 +564,21 @@ fn read_everything(server: &ZkServer, mount: &Mount, s: &Scale, rows: &mut Rows)
 // ---------------------------------------------------------------------------
 // The deletion burst
 
-/// An inotify instance watching one directory for IN_DELETE, counted by a thread.
-struct DeleteCounter {
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-    last: Arc<Mutex<Option<Instant>>>,
-    thread: Option<thread::JoinHandle<()>>,
-    _fd: OwnedFd,
-}
-
-impl DeleteCounter {
-    fn start(dir: &Path) -> DeleteCounter {
-        // SAFETY: plain syscall; the result is checked.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        assert!(raw >= 0, "inotify_init1: {}", io::Error::last_os_error());
-        // SAFETY: `raw` is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let c = CString::new(dir.as_os_str().as_bytes()).expect("path without NUL");
-        // SAFETY: valid NUL-terminated path; the result is checked.
-        let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_DELETE) };
-        assert!(wd >= 0, "inotify_add_watch {}: {}", dir.display(), io::Error::last_os_error());
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicUsize::new(0));
-        let last = Arc::new(Mutex::new(None));
-        let (s, c2, l) = (Arc::clone(&stop), Arc::clone(&count), Arc::clone(&last));
-        let thread = thread::spawn(move || count_deletes(raw, &s, &c2, &l));
-        DeleteCounter { stop, count, last, thread: Some(thread), _fd: fd }
-    }
-}
-
-impl Drop for DeleteCounter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn count_deletes(fd: RawFd, stop: &AtomicBool, count: &AtomicUsize, last: &Mutex<Option<Instant>>) {
-    let header = std::mem::size_of::<libc::inotify_event>();
-    let mut buf = vec![0u64; 8192];
-    let len = buf.len() * 8;
-    while !stop.load(Ordering::SeqCst) {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
-            continue;
-        }
-        // SAFETY: `buf` is writable for `len` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), len) };
-        let at = Instant::now();
-        if n <= 0 {
-            continue;
-        }
-        // SAFETY: the kernel wrote `n` bytes into `buf`.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-        let mut off = 0;
-        let mut got = 0;
-        while off + header <= bytes.len() {
-            // SAFETY: a whole header lies at `off`; read_unaligned needs no alignment.
-            let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
-            off += header + ev.len as usize;
-            if ev.mask & libc::IN_DELETE != 0 {
-                got += 1;
-            }
-        }
-        if got > 0 {
-            count.fetch_add(got, Ordering::SeqCst);
-            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
-        }
-    }
-}
-
 fn burst(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
     eprintln!("  deletion burst...");
     let n = s.burst;
-    let inotify = DeleteCounter::start(&mount.join("/burst"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(Mutex::new(None));
+    let (count2, last2) = (Arc::clone(&count), Arc::clone(&last));
+    let inotify = InotifyThread::start(&[("burst", mount.join("/burst"), libc::IN_DELETE)], move |events| {
+        let got = events.iter().filter(|e| e.mask & libc::IN_DELETE != 0).count();
+        if let Some(e) = events.last().filter(|_| got > 0) {
+            count2.fetch_add(got, Ordering::SeqCst);
+            // The lock only passes the last stamp to the main thread; nothing else is
+            // held while it is taken.
+            *last2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.at);
+        }
+    });
     // The native observer: a second client with a persistent recursive watch.
     let watcher = Zk::connect(&server.connect_string());
     let mut watch = watcher
@@ -734,11 +611,11 @@ fn burst(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Row
         native.join().expect("native watcher thread")
     });
     let deadline = t0 + BURST_TIMEOUT;
-    while inotify.count.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+    while count.load(Ordering::SeqCst) < n && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
-    let got = inotify.count.load(Ordering::SeqCst);
-    let last = inotify.last.lock().unwrap_or_else(|p| p.into_inner()).map(|at| at - t0);
+    let got = count.load(Ordering::SeqCst);
+    let last = last.lock().unwrap_or_else(|p| p.into_inner()).map(|at| at - t0);
     drop(inotify);
     let native = native_done.expect("the native watch saw every deletion");
     let zkfs = match last {
@@ -787,29 +664,6 @@ fn native_watcher_process() {
             }
         }
     });
-}
-
-/// A child process killed and reaped on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// User + system CPU time of process `pid` so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    // Fields after the command: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 fn churn(connect: &str, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
@@ -888,21 +742,12 @@ fn churn(connect: &str, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
 
 /// What `touch FILE` does: open with O_CREAT, set the times to now, close.
 fn touch(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
-    // SAFETY: valid NUL-terminated path; the fd is checked and closed by OwnedFd.
-    let raw = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            0o666,
-        )
-    };
-    assert!(raw >= 0, "touch {}: {}", path.display(), io::Error::last_os_error());
-    // SAFETY: `raw` is a fresh fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: a null `times` means "now"; the fd is valid.
-    let r = unsafe { libc::futimens(fd.as_raw_fd(), std::ptr::null()) };
-    assert!(r == 0, "futimens {}: {}", path.display(), io::Error::last_os_error());
+    // As touch(1) does: open without truncating, then set both times to "now".
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd =
+        open(path, flags, Mode::from_bits_truncate(0o666)).unwrap_or_else(|e| panic!("touch {}: {e}", path.display()));
+    futimens(&fd, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW)
+        .unwrap_or_else(|e| panic!("futimens {}: {e}", path.display()));
 }
 
 fn registrations(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: &mut Rows) {
@@ -962,34 +807,3 @@ fn registrations(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: 
 }
 
 // ---------------------------------------------------------------------------
-
-/// Kernel, CPUs, ZooKeeper version, zkfs commit.
-fn environment(server: &ZkServer) -> String {
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
-    let nproc = thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let zk_version = four_letter(server.port(), "srvr")
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Zookeeper version: "))
-                .map(|v| v.split(['-', ',']).next().unwrap_or(v).to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into());
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    format!(
-        "kernel {kernel}, nproc {nproc}; ZooKeeper {zk_version} standalone; zkfs {commit}{} (release)",
-        if dirty { "+uncommitted changes" } else { "" }
-    )
-}

@@ -19,19 +19,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/inotify/mod.rs"]
-mod inotify;
+mod support;
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::inotify::Inotify;
+use common::procs::send_signal;
 use common::{wait_until, Mount, Zk, ZkServer};
-use inotify::Inotify;
+use nix::sys::signal::Signal;
+use support::{NativeWatcher, Note, Reaped, Stats};
 use zookeeper_client as zk;
 
 const SAMPLES: usize = 100;
@@ -40,36 +39,15 @@ const SIGTERM_SAMPLES: usize = 10;
 const WARMUP: usize = 10;
 const DIR: &str = "/bench/providers";
 
-/// Native NodeDeleted events: (when, node name).
-fn native_watcher(connect: &str, stop: Arc<AtomicBool>) -> Receiver<(Instant, String)> {
-    let (tx, rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let connect = connect.to_string();
-    thread::spawn(move || {
-        let zk = Zk::connect(&connect);
-        zk.block_on(async {
-            let mut w = zk.client().watch(DIR, zk::AddWatchMode::PersistentRecursive).await.expect("watch");
-            let _ = ready_tx.send(());
-            while !stop.load(Ordering::SeqCst) {
-                let ev = tokio::select! {
-                    ev = w.changed() => ev,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                };
-                let at = Instant::now();
-                if ev.event_type == zk::EventType::Session && ev.session_state.is_terminated() {
-                    break;
-                }
-                if ev.event_type == zk::EventType::NodeDeleted {
-                    let name = ev.path.rsplit('/').next().unwrap_or_default().to_string();
-                    if tx.send((at, name)).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-    });
-    ready_rx.recv_timeout(Duration::from_secs(30)).expect("the native watcher started");
-    rx
+/// When the native watcher heard of the deletion of `name`, waiting up to `timeout`.
+fn deleted(native: &Receiver<Note>, name: &str, timeout: Duration) -> Instant {
+    let want = format!("NodeDeleted {DIR}/{name}");
+    loop {
+        let note = native.recv_timeout(timeout).unwrap_or_else(|_| panic!("the native watcher saw {want}"));
+        if note.what == want {
+            return note.at;
+        }
+    }
 }
 
 /// How a registration ends, given the open, flock-ed file (if any) and its name.
@@ -92,14 +70,18 @@ impl End {
     }
 }
 
-fn lock(file: &File) {
-    // SAFETY: flock on an open descriptor.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0, "flock");
+// flock(2) through libc: nix's `Flock` unlocks when dropped and (0.31) has no way to
+// close a locked file without unlocking it first, which is the very ending measured.
+fn flock(file: &File, op: libc::c_int) {
+    // SAFETY: flock on a descriptor `file` keeps open; the result is checked.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
 }
 
-fn median(mut v: Vec<Duration>) -> (Duration, Duration) {
-    v.sort();
-    (v[v.len() / 2], v[v.len() * 9 / 10])
+/// Median and 90th percentile.
+fn median(v: Vec<Duration>) -> (Duration, Duration) {
+    let s = Stats::new(v);
+    (s.median(), s.p90())
 }
 
 fn main() {
@@ -114,8 +96,8 @@ fn main() {
     let b = Mount::new(&connect);
     let b_dir = b.join(DIR);
     wait_until(Duration::from_secs(10), "mount B shows the directory", || b_dir.exists());
-    let stop = Arc::new(AtomicBool::new(false));
-    let native = native_watcher(&connect, Arc::clone(&stop));
+    let (tx, native) = mpsc::channel();
+    let watcher = NativeWatcher::start(&connect, &[(DIR, zk::AddWatchMode::PersistentRecursive)], tx);
     let mut on_b = Inotify::new();
     on_b.watch(&b_dir);
 
@@ -132,33 +114,30 @@ fn main() {
                     admin.create_ephemeral(&path, b"{}");
                     None
                 }
-                _ => {
+                // A create for writing, as `touch` makes it: it lives as long as the mount
+                // (an append open closed before any lock would remove it at the close).
+                End::Rm => {
+                    let created = OpenOptions::new().write(true).create(true).truncate(false).open(a.join(&path));
+                    drop(created.expect("create"));
+                    None
+                }
+                End::Close | End::Unlock => {
                     let f = OpenOptions::new().read(true).append(true).create(true).open(a.join(&path)).expect("open");
-                    if matches!(end, End::Rm) {
-                        None // never locked: it stays after the close
-                    } else {
-                        lock(&f);
-                        Some(f)
-                    }
+                    flock(&f, libc::LOCK_EX);
+                    Some(f)
                 }
             };
             on_b.wait_for(Duration::from_secs(5), "IN_CREATE on B", |e| e.is(libc::IN_CREATE, &name));
             let t0 = Instant::now();
             match end {
                 End::Native => admin.delete(&path),
-                // SAFETY: unlock of an open descriptor.
-                End::Unlock => assert_eq!(unsafe { libc::flock(file.as_ref().unwrap().as_raw_fd(), libc::LOCK_UN) }, 0),
+                End::Unlock => flock(file.as_ref().expect("a locked registration"), libc::LOCK_UN),
                 End::Close => drop(file),
                 End::Rm => std::fs::remove_file(a.join(&path)).expect("rm"),
             }
             on_b.wait_for(Duration::from_secs(5), "IN_DELETE on B", |e| e.is(libc::IN_DELETE, &name));
             let b_at = Instant::now();
-            let zk_at = loop {
-                let (at, n) = native.recv_timeout(Duration::from_secs(5)).expect("the native watcher saw the deletion");
-                if n == name {
-                    break at;
-                }
-            };
+            let zk_at = deleted(&native, &name, Duration::from_secs(5));
             if i >= WARMUP {
                 to_zk.push(zk_at.saturating_duration_since(t0));
                 to_b.push(b_at.saturating_duration_since(t0));
@@ -167,7 +146,7 @@ fn main() {
         rows.push((end.label(), median(to_zk), median(to_b)));
     }
     let sigterm = sigterm_on_busy_mounts(&connect, &native);
-    stop.store(true, Ordering::SeqCst);
+    drop(watcher);
 
     let reference = rows[0].1 .0.as_secs_f64();
     println!("\nRemoval delays ({SAMPLES} samples each, release build)");
@@ -192,29 +171,24 @@ fn main() {
     );
 }
 
-fn sigterm_on_busy_mounts(connect: &str, native: &Receiver<(Instant, String)>) -> Vec<Duration> {
+fn sigterm_on_busy_mounts(connect: &str, native: &Receiver<Note>) -> Vec<Duration> {
     let mut delays = Vec::new();
     for i in 0..SIGTERM_SAMPLES {
         let mut mount = Mount::new(connect);
         let name = format!("10.0.0.2:{}", 30000 + i);
         File::create(mount.join(format!("{DIR}/{name}"))).expect("register");
-        let mut busy = std::process::Command::new("sleep")
-            .arg("600")
-            .current_dir(mount.join(DIR))
-            .spawn()
-            .expect("a process with its working directory in the mount");
+        let busy = Reaped(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .current_dir(mount.join(DIR))
+                .spawn()
+                .expect("a process with its working directory in the mount"),
+        );
         let t0 = Instant::now();
-        // SAFETY: kill(2) of the mount's own process.
-        unsafe { libc::kill(mount.pid() as libc::pid_t, libc::SIGTERM) };
-        let at = loop {
-            let (at, n) = native.recv_timeout(Duration::from_secs(30)).expect("the registration went");
-            if n == name {
-                break at;
-            }
-        };
+        send_signal(mount.pid(), Signal::SIGTERM);
+        let at = deleted(native, &name, Duration::from_secs(30));
         delays.push(at.saturating_duration_since(t0));
-        let _ = busy.kill();
-        let _ = busy.wait();
+        drop(busy);
         mount.wait_exit(Duration::from_secs(10));
     }
     delays

@@ -30,8 +30,7 @@ pub fn read_credentials(path: &Path) -> Result<Vec<u8>, String> {
             meta.mode() & 0o7777
         ));
     }
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid().as_raw();
     if meta.uid() != uid && meta.uid() != 0 {
         return Err(format!("credentials file {shown} belongs to uid {}, not to you or root", meta.uid()));
     }

@@ -24,6 +24,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use log::debug;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{mkdirat, mknodat, Mode, SFlag};
+use nix::unistd::{ftruncate, symlinkat, unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
 use crate::fs::{Attr, Fs, Opened, ECHO_FH};
@@ -47,8 +50,7 @@ pub fn spawn<C: KernelCache>(
     fs: Arc<Fs>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("zkfs-echo".into()).spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        fs.set_echo_thread(unsafe { libc::gettid() } as u32);
+        fs.set_echo_thread(nix::unistd::gettid().as_raw() as u32);
         let echo = Echo { cache, root, fs };
         for note in notes {
             echo.handle(note);
@@ -60,14 +62,6 @@ struct Echo<C> {
     cache: C,
     root: Arc<EchoRoot>,
     fs: Arc<Fs>,
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 impl<C: KernelCache> Echo<C> {
@@ -128,46 +122,35 @@ impl<C: KernelCache> Echo<C> {
 
     fn create(&self, path: &str, kind: Kind) -> io::Result<()> {
         let (dir, p) = self.root.target(path)?;
-        // SAFETY: plain syscalls on a valid C string.
-        check(unsafe {
-            match kind {
-                Kind::Dir => libc::mkdirat(dir.raw(), p.as_ptr(), 0o755),
-                Kind::Registration => libc::mknodat(dir.raw(), p.as_ptr(), libc::S_IFREG | 0o444, 0),
-            }
-        })
+        let made = match kind {
+            Kind::Dir => mkdirat(&dir, p.as_c_str(), Mode::from_bits_truncate(0o755)),
+            Kind::Registration => mknodat(&dir, p.as_c_str(), SFlag::S_IFREG, Mode::from_bits_truncate(0o444), 0),
+        };
+        Ok(made?)
     }
 
     fn symlink(&self, path: &str) -> io::Result<()> {
         let (dir, p) = self.root.target(path)?;
         // The target is the filesystem's to show (`links.rs`); the kernel only needs a
-        // create. SAFETY: a plain syscall on valid C strings.
-        check(unsafe { libc::symlinkat(c".".as_ptr(), dir.raw(), p.as_ptr()) })
+        // create.
+        Ok(symlinkat(c".", &dir, p.as_c_str())?)
     }
 
     fn remove(&self, path: &str, kind: Kind) -> io::Result<()> {
         let (dir, p) = self.root.target(path)?;
         let flags = match kind {
-            Kind::Dir => libc::AT_REMOVEDIR,
-            Kind::Registration => 0,
+            Kind::Dir => UnlinkatFlags::RemoveDir,
+            Kind::Registration => UnlinkatFlags::NoRemoveDir,
         };
-        // SAFETY: a plain syscall on a valid C string.
-        check(unsafe { libc::unlinkat(dir.raw(), p.as_ptr(), flags) })
+        Ok(unlinkat(&dir, p.as_c_str(), flags)?)
     }
 
     fn change(&self, file: &str, size: u64) -> io::Result<()> {
         let (dir, p) = self.root.target(file)?;
-        // SAFETY: open/ftruncate/close on a descriptor owned here.
-        unsafe {
-            let fd = libc::openat(
-                dir.raw(),
-                p.as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
-            );
-            check(fd)?;
-            let truncated = check(libc::ftruncate(fd, size as libc::off_t));
-            libc::close(fd);
-            truncated
-        }
+        let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        let fd = openat(&dir, p.as_c_str(), flags, Mode::empty())?;
+        // The descriptor closes when `fd` drops, after the truncate.
+        Ok(ftruncate(&fd, size as libc::off_t)?)
     }
 }
 

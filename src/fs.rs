@@ -138,8 +138,7 @@ pub fn process_of(tid: u32) -> u32 {
 impl Fs {
     /// The filesystem over `view`.
     pub fn new(view: Arc<View>, read_only: bool) -> Fs {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
         let session = Arc::clone(view.session());
         let shows_system = !has_chroot(session.connect_string());
         Fs {

@@ -452,8 +452,7 @@ impl Fs {
         }
         // Its last unlock removes the registration: with allow_other, anyone who may
         // read it could otherwise remove it.
-        // SAFETY: getuid cannot fail.
-        let mounter = unsafe { libc::getuid() };
+        let mounter = nix::unistd::getuid().as_raw();
         if uid != mounter && uid != 0 {
             return Err(Error::NotPermitted(format!(
                 "{}: only the user who mounted (or root) can hold a registration with a lock",

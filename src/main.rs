@@ -1,14 +1,17 @@
 //! The `zkfs` command: parse, connect, mount, serve, and clean up on every way out.
 
-use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use fuser::{MountOption, SessionACL};
 use log::{error, info, warn};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid, ForkResult};
 
 use zkfs::cli::{self, Command, Config};
 use zkfs::echo;
@@ -102,22 +105,17 @@ fn printed(text: &str) -> ExitCode {
     }
 }
 
-fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        set
+fn signal_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
     }
+    set
 }
 
 fn block_signals() {
-    let set = signal_set();
-    // SAFETY: plain libc call on a valid set.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // pthread_sigmask fails only for an invalid `how`, which this is not.
+    let _ = signal_set().thread_block();
 }
 
 type ReadyPipe = std::fs::File;
@@ -125,23 +123,18 @@ type ReadyPipe = std::fs::File;
 /// Forks: the parent waits until the child says it is mounted (or why not) and exits
 /// with that; the child returns the pipe to report on. Must run before any thread.
 fn daemonize() -> Result<Option<ReadyPipe>, String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe fills two fds; fork happens before any thread exists.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: the fds were just created and are owned here.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: no other thread runs yet.
-    match unsafe { libc::fork() } {
-        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
-        0 => {
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", std::io::Error::from(e)))?;
+    // SAFETY: no other thread runs yet, so the child's copy of memory is consistent.
+    match unsafe { fork() } {
+        Err(e) => Err(format!("fork: {}", std::io::Error::from(e))),
+        Ok(ForkResult::Child) => {
             drop(read_end);
-            // SAFETY: setsid in the child detaches it from the terminal's session.
-            unsafe { libc::setsid() };
+            // Detaches the child from the terminal's session; it fails only for a
+            // process group leader, which a fresh child is not.
+            let _ = setsid();
             Ok(Some(std::fs::File::from(write_end)))
         }
-        _child => {
+        Ok(ForkResult::Parent { .. }) => {
             drop(write_end);
             let mut msg = String::new();
             let _ = std::fs::File::from(read_end).read_to_string(&mut msg);
@@ -272,20 +265,17 @@ fn kernel_flag(flag: &str) -> MountOption {
 /// main thread closes the ZooKeeper session.
 fn spawn_signal_thread(mountpoint: PathBuf) {
     let spawned = std::thread::Builder::new().name("zkfs-signals".into()).spawn(move || {
-        let set = signal_set();
-        let mut sig = 0;
-        // SAFETY: sigwait on the blocked set.
-        unsafe { libc::sigwait(&set, &mut sig) };
-        info!("signal {sig}: unmounting {}", mountpoint.display());
+        match signal_set().wait() {
+            Ok(sig) => info!("signal {} ({sig}): unmounting {}", sig as i32, mountpoint.display()),
+            Err(e) => warn!("sigwait: {e}; unmounting {}", mountpoint.display()),
+        }
         unmount(&mountpoint);
     });
     if let Err(e) = spawned {
         // Every other thread blocks these signals, so unblocking them here lets the
         // kernel deliver them to this thread with their default action: the process
         // ends (without a clean unmount) instead of ignoring SIGTERM forever.
-        let set = signal_set();
-        // SAFETY: plain libc call on a valid set.
-        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        let _ = signal_set().thread_unblock();
         warn!("cannot start the signal thread: {e}; SIGINT/SIGTERM will end zkfs without unmounting cleanly");
     }
 }
@@ -294,19 +284,17 @@ fn spawn_signal_thread(mountpoint: PathBuf) {
 /// an exiting daemon would be dead: "Transport endpoint is not connected"), and
 /// `fusermount3 -u -z` when not root.
 fn unmount(mountpoint: &Path) {
-    let Ok(c) = CString::new(mountpoint.as_os_str().as_encoded_bytes()) else { return };
-    // SAFETY: umount2 on a valid C string.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-        return;
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EBUSY) {
+    let err = match umount2(mountpoint, MntFlags::empty()) {
+        Ok(()) => return,
+        Err(e) => e,
+    };
+    if err == Errno::EBUSY {
         warn!("{} is busy; unmounting lazily", mountpoint.display());
-        // SAFETY: as above.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        if umount2(mountpoint, MntFlags::MNT_DETACH).is_ok() {
             return;
         }
     }
+    let err = std::io::Error::from(err);
     let status = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(mountpoint).status();
     if !matches!(status, Ok(s) if s.success()) {
         error!("cannot unmount {}: {err}", mountpoint.display());
@@ -315,11 +303,7 @@ fn unmount(mountpoint: &Path) {
 
 fn detach_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        let _ = (dup2_stdin(&null), dup2_stdout(&null), dup2_stderr(&null));
     }
     let _ = std::env::set_current_dir("/");
 }

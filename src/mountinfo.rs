@@ -1,7 +1,7 @@
 //! The one reader of the kernel's mount table (`/proc/self/mountinfo`): which mounts
 //! are where, with paths unescaped. The dead mount replaced at start (`mountpoint.rs`)
 //! and the end of the mount followed by the unmount watcher (`unmounted.rs`) both read
-//! it here.
+//! it here, and so do the tests (`tests/common/mounts.rs`).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -16,6 +16,12 @@ pub struct Entry {
     pub mount_point: PathBuf,
     /// Its filesystem type (`fuse.zkfs`, `fuse`, `proc`, ...).
     pub fstype: String,
+    /// What is mounted (for zkfs, the connect string), unescaped.
+    pub source: String,
+    /// The options of this mount (`ro`, `nosuid`, ...).
+    pub options: Vec<String>,
+    /// The filesystem's own options (for FUSE `user_id=0`, `allow_other`, ...).
+    pub fs_options: Vec<String>,
 }
 
 /// The entries of `table` (mountinfo's text), in mount order (topmost last); lines that
@@ -30,6 +36,9 @@ pub fn parse(table: &str) -> Vec<Entry> {
                 id: fields.first()?.to_string(),
                 mount_point: unescape(fields.get(4)?),
                 fstype: fields.get(sep + 1)?.to_string(),
+                source: unescape(fields.get(sep + 2)?).to_string_lossy().into_owned(),
+                options: fields.get(5)?.split(',').map(String::from).collect(),
+                fs_options: fields.get(sep + 3).map_or_else(Vec::new, |o| o.split(',').map(String::from).collect()),
             })
         })
         .collect()
@@ -82,5 +91,8 @@ mod tests {
         assert_eq!(entries[1].id, "98");
         assert_eq!(entries[1].mount_point, PathBuf::from("/mnt/my zk"));
         assert_eq!(entries[1].fstype, "fuse.zkfs");
+        assert_eq!(entries[1].source, "127.0.0.1:2181");
+        assert_eq!(entries[1].options, ["rw", "nosuid"]);
+        assert_eq!(entries[1].fs_options, ["rw"]);
     }
 }

@@ -9,9 +9,7 @@
 //! dead mount of another filesystem is not zkfs's to remove: that, like every other
 //! problem with the mountpoint, is one clear error.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -80,12 +78,10 @@ fn mount_types(key: &Path) -> Vec<String> {
 /// Detaches the mount at `key`: umount2(MNT_DETACH) as root, `fusermount3 -u -z`
 /// otherwise.
 fn detach(key: &Path) -> io::Result<()> {
-    let c = CString::new(key.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: umount2 on a valid C string.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
+    let err = match nix::mount::umount2(key, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) => return Ok(()),
+        Err(e) => io::Error::from(e),
+    };
     let status = Command::new("fusermount3")
         .arg("-u")
         .arg("-z")

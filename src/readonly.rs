@@ -17,12 +17,14 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use log::{debug, info, warn};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::sync::Recover;
 
@@ -52,10 +54,10 @@ pub struct EchoRoot {
 /// The directory an echo syscall is relative to; keeps the clone open while held.
 pub struct EchoDir(Option<Arc<OwnedFd>>);
 
-impl EchoDir {
-    /// The descriptor for `*at` syscalls (`AT_FDCWD` for the mountpoint's path).
-    pub fn raw(&self) -> RawFd {
-        self.0.as_ref().map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd())
+/// The descriptor for `*at` syscalls (`AT_FDCWD` for the mountpoint's path).
+impl AsFd for EchoDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().map_or(nix::fcntl::AT_FDCWD, |fd| fd.as_fd())
     }
 }
 
@@ -93,6 +95,8 @@ impl EchoRoot {
     fn clone_read_only(mountpoint: &Path) -> io::Result<Arc<EchoRoot>> {
         let c = cpath(mountpoint)?;
         let mount_id = mount_id(&c)?;
+        // open_tree(2), mount_setattr(2) and statx's mount id go through libc: nix (0.31)
+        // wraps none of them.
         // SAFETY: open_tree(2) with a valid path; the result is a new descriptor.
         let fd = unsafe {
             libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as u32)
@@ -151,7 +155,6 @@ impl EchoRoot {
     fn release_when_unmounted(&self, mount_id: u64) {
         let Ok(info) = std::fs::File::open("/proc/self/mountinfo") else { return self.release() };
         use std::io::{Read, Seek};
-        use std::os::fd::AsRawFd;
         let mut info = info;
         let prefix = format!("{mount_id} ");
         loop {
@@ -162,11 +165,9 @@ impl EchoRoot {
             if !text.lines().any(|l| l.starts_with(&prefix)) {
                 return self.release();
             }
-            let mut pfd = libc::pollfd { fd: info.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
-            // SAFETY: one valid pollfd; blocks until the mount table changes.
-            if unsafe { libc::poll(&mut pfd, 1, -1) } < 0
-                && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
-            {
+            // Blocks until the mount table changes.
+            let mut fds = [PollFd::new(info.as_fd(), PollFlags::POLLPRI)];
+            if matches!(poll(&mut fds, PollTimeout::NONE), Err(e) if e != Errno::EINTR) {
                 return self.release();
             }
         }

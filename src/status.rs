@@ -155,6 +155,7 @@ fn cpath(p: &Path) -> Result<CString, String> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("bad path {}", p.display()))
 }
 
+// listxattr and getxattr through libc: nix (0.31) has no wrapper for them.
 fn list(p: &Path) -> Result<Vec<String>, String> {
     let c = cpath(p)?;
     let mut buf = vec![0u8; 64 * 1024];

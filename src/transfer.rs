@@ -136,6 +136,7 @@ struct Place {
     unchrooted: bool,
 }
 
+// Through libc: nix (0.31) has no wrapper for getxattr.
 fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let p = CString::new(path.as_os_str().as_bytes()).ok()?;
     let n = CString::new(name).ok()?;

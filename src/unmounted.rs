@@ -13,11 +13,13 @@
 
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
 use log::{info, warn};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::mountinfo;
 use crate::session::Session;
@@ -45,15 +47,11 @@ fn wait_until_unmounted(mountpoint: &Path) -> std::io::Result<()> {
     let id = mount_id(&read(&mut table)?, mountpoint)
         .ok_or_else(|| std::io::Error::other(format!("{} is not in the mount table", mountpoint.display())))?;
     loop {
-        let mut fd = libc::pollfd { fd: table.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
-        // SAFETY: poll on one valid pollfd, without timeout.
-        let n = unsafe { libc::poll(&mut fd, 1, -1) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        let mut fds = [PollFd::new(table.as_fd(), PollFlags::POLLPRI)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
         }
         // Reading the table again also re-arms the notification.
         if !has_mount(&read(&mut table)?, &id) {

@@ -8,7 +8,6 @@ mod shell;
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -228,11 +227,7 @@ fn a_background_mount_with_nowhere_to_log_says_so() {
 
 /// Runs zkfs with a stdout whose reader is gone (as `| head -1` leaves it).
 fn with_closed_stdout(args: &[&str]) -> std::process::Output {
-    let mut fds = [0; 2];
-    // SAFETY: pipe fills two new descriptors, owned below.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both are new and owned here.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2");
     drop(read_end);
     Command::new(ZKFS).args(args).stdin(Stdio::null()).stdout(Stdio::from(write_end)).output().unwrap()
 }

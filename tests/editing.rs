@@ -4,14 +4,13 @@
 //! ZooKeeper client; and the temporary files those tools make stay on their mount.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::inotify::Inotify;
 use common::{wait_until, Mount, Zk, ZkServer};
-use inotify::Inotify;
 use serde_json::{json, Value};
 use shell::{cat_json, ls, q, sh, sh_ok};
 

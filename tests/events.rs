@@ -2,13 +2,12 @@
 //! or by a plain ZooKeeper client — with no echo of local writes.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::time::Duration;
 
+use common::inotify::Inotify;
 use common::{wait_until, Mount, Zk, ZkServer};
-use inotify::Inotify;
 use serde_json::json;
 use shell::{cat_json, ls, q, sh_ok};
 

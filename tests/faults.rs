@@ -2,15 +2,16 @@
 //! ends of a mount — tested by really stopping servers and freezing processes.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::inotify::Inotify;
+use common::procs::send_signal;
 use common::{daemon_of, is_mounted, wait_until, BackgroundMount, Ensemble, Mount, Zk, ZkServer};
-use inotify::Inotify;
+use nix::sys::signal::Signal;
 use serde_json::json;
 use shell::{cat_json, ls, q, sh, sh_ok};
 
@@ -193,8 +194,7 @@ fn a_daemonised_mount_ends_cleanly_on_sigterm() {
     assert!(out.status.success());
     sh_ok(&format!("touch {}", q(&dir.path().join("10.0.0.1:80"))));
     let (pid, _) = daemon_of(dir.path()).expect("the daemon runs");
-    // SAFETY: signalling the daemon we started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    send_signal(pid, Signal::SIGTERM);
     wait_until(Duration::from_secs(5), "the daemon unmounted and closed its session", || {
         !is_mounted(dir.path()) && !zk.exists("/10.0.0.1:80")
     });

@@ -119,3 +119,82 @@ fn ensemble_forms_and_survives_losing_its_leader() {
     ensemble.wait_serving(leader);
     assert_eq!(ensemble.mode(leader).as_deref(), Some("follower"));
 }
+
+/// `scripts/zk-server` stopped in `Drop`, also when the test panics.
+struct ScriptServer(tempfile::TempDir);
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/zk-server"))
+            .arg("stop")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// A process's argv from /proc.
+fn argv(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+/// zoo.cfg without its comments and the lines that name one server's own place.
+fn shared_lines(cfg: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(cfg).unwrap_or_else(|e| panic!("read {}: {e}", cfg.display()));
+    let own = ["dataDir=", "clientPort=", "clientPortAddress="];
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !own.iter().any(|o| l.starts_with(o)))
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn scripts_zk_server_and_the_fixtures_run_one_zookeeper_configuration() {
+    let fixture = ZkServer::start();
+    let dir = tempfile::Builder::new().prefix("zkfs-test-script-zk-").tempdir().expect("temp dir");
+    let port = common::free_port();
+    let started = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/zk-server"))
+        .arg("start")
+        .arg(dir.path())
+        .arg(port.to_string())
+        .env_remove("ZK_CLASSPATH")
+        .status()
+        .expect("run scripts/zk-server");
+    let script = ScriptServer(dir);
+    assert!(started.success(), "scripts/zk-server start failed: {started}");
+    let zk = Zk::connect(&format!("127.0.0.1:{port}"));
+    zk.create("/from-the-script", b"");
+    assert!(zk.exists("/from-the-script"));
+
+    assert_eq!(shared_lines(&script.0.path().join("zoo.cfg")), shared_lines(&fixture.dir().join("zoo.cfg")));
+    let pid: u32 = std::fs::read_to_string(script.0.path().join("zk.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("scripts/zk-server wrote the server's pid");
+    // The same java, flags, classpath and main class; only the zoo.cfg path differs.
+    let (mut a, mut b) = (argv(pid), argv(fixture.pid().expect("the fixture's server runs")));
+    assert_eq!(a.pop().map(|c| c.ends_with("zoo.cfg")), Some(true), "{a:?}");
+    assert_eq!(b.pop().map(|c| c.ends_with("zoo.cfg")), Some(true), "{b:?}");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn the_inotify_reader_reports_creations_and_removals_with_their_names() {
+    use common::inotify::Inotify;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ino = Inotify::new();
+    ino.watch_as(dir.path(), libc::IN_CREATE | libc::IN_DELETE, "dir");
+    assert!(ino.collect(Duration::from_millis(50)).is_empty(), "an event before any change");
+    let before = Instant::now();
+    std::fs::write(dir.path().join("a b"), b"").expect("create");
+    std::fs::remove_file(dir.path().join("a b")).expect("remove");
+    let created = ino.wait_for(Duration::from_secs(5), "IN_CREATE of `a b`", |e| e.is(libc::IN_CREATE, "a b"));
+    assert_eq!(created.watched, "dir");
+    assert!(created.at >= before);
+    ino.wait_for(Duration::from_secs(5), "IN_DELETE of `a b`", |e| e.is(libc::IN_DELETE, "a b"));
+    // Not watched for: no IN_MODIFY or IN_CLOSE_WRITE came.
+    assert!(ino.collect(Duration::from_millis(50)).is_empty());
+}

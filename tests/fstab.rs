@@ -37,9 +37,17 @@ use std::sync::{Mutex, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::procs::send_signal;
 use common::{
-    daemon_of, force_unmount, four_letter, is_fuse_mounted, is_mounted, mount_types, wait_until, Zk, ZkServer,
+    daemon_of, force_unmount, four_letter, is_fuse_mounted, is_mounted, mount_types, mounts_at, wait_until, Zk,
+    ZkServer,
 };
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::prctl::set_child_subreaper;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getuid, Pid};
 use shell::{q, sh_ok};
 
 const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
@@ -76,20 +84,18 @@ fn helper_script() -> String {
 
 struct HelperUsers {
     count: usize,
-    lock: Option<File>,
+    lock: Option<Flock<File>>,
 }
 
 static HELPER_USERS: Mutex<HelperUsers> = Mutex::new(HelperUsers { count: 0, lock: None });
 
-fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
+/// Locks `file` as `how` says, again after a signal interrupts the wait.
+fn flock(mut file: File, how: FlockArg) -> Result<Flock<File>, Errno> {
     loop {
-        // SAFETY: flock on an open file descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != ErrorKind::Interrupted {
-            return Err(err);
+        match Flock::lock(file, how) {
+            Ok(locked) => return Ok(locked),
+            Err((back, Errno::EINTR)) => file = back,
+            Err((_, e)) => return Err(e),
         }
     }
 }
@@ -99,8 +105,7 @@ struct MountHelper;
 
 impl MountHelper {
     fn install() -> MountHelper {
-        // SAFETY: getuid has no preconditions.
-        assert_eq!(unsafe { libc::getuid() }, 0, "tests/fstab.rs needs root: it runs mount(8) and writes {HELPER}");
+        assert!(getuid().is_root(), "tests/fstab.rs needs root: it runs mount(8) and writes {HELPER}");
         assert!(Path::new(MOUNT_FUSE3).exists(), "{MOUNT_FUSE3} is missing: run scripts/install-deps (fuse3)");
         let mut users = HELPER_USERS.lock().unwrap_or_else(PoisonError::into_inner);
         if users.count == 0 {
@@ -125,7 +130,7 @@ impl MountHelper {
 /// Opens [`HELPER_LOCK`] and takes a shared lock on it. The last user deletes the
 /// file (under an exclusive lock), so after locking, check that the file locked is
 /// still the one at that path; if it was deleted meanwhile, start again.
-fn shared_lock() -> File {
+fn shared_lock() -> Flock<File> {
     loop {
         let lock = OpenOptions::new()
             .create(true)
@@ -134,7 +139,7 @@ fn shared_lock() -> File {
             .write(true)
             .open(HELPER_LOCK)
             .unwrap_or_else(|e| panic!("open {HELPER_LOCK}: {e}"));
-        flock(&lock, libc::LOCK_SH).unwrap_or_else(|e| panic!("lock {HELPER_LOCK}: {e}"));
+        let lock = flock(lock, FlockArg::LockShared).unwrap_or_else(|e| panic!("lock {HELPER_LOCK}: {e}"));
         let locked = lock.metadata().map(|m| m.ino()).ok();
         let at_path = fs::metadata(HELPER_LOCK).map(|m| m.ino()).ok();
         if locked.is_some() && locked == at_path {
@@ -160,7 +165,7 @@ impl Drop for MountHelper {
         }
         if let Some(lock) = users.lock.take() {
             // Only when no other test process holds its shared lock.
-            if flock(&lock, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            if lock.relock(FlockArg::LockExclusiveNonblock).is_ok() {
                 if fs::read_to_string(HELPER).is_ok_and(|t| t.contains(HELPER_MARK)) {
                     let _ = fs::remove_file(HELPER);
                 }
@@ -179,8 +184,7 @@ impl Drop for MountHelper {
 fn become_subreaper() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
     });
 }
 
@@ -226,12 +230,11 @@ fn run_ok(program: &str, args: &[&str]) {
 fn wait_exit(pid: i32, timeout: Duration) -> Option<Option<ExitStatus>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid on a pid with a valid status pointer.
-        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
-            p if p == pid => return Some(Some(ExitStatus::from_raw(status))),
-            0 => {}
-            _ => {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(Some(ExitStatus::from_raw(code << 8))),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Some(Some(ExitStatus::from_raw(sig as i32))),
+            Ok(_) => {}
+            Err(_) => {
                 // Not our child: gone, or a zombie of someone else's.
                 let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
                 let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
@@ -286,8 +289,7 @@ impl Drop for MountPoint {
         if let Some((pid, _)) = daemon {
             if wait_exit(pid, EXIT_TIMEOUT).is_none() {
                 eprintln!("zkfs (pid {pid}) still serves {} after unmounting; killing it", self.path.display());
-                // SAFETY: kill on a pid.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                send_signal(pid, Signal::SIGKILL);
                 let _ = wait_exit(pid, EXIT_TIMEOUT);
             }
         }
@@ -298,24 +300,14 @@ impl Drop for MountPoint {
     }
 }
 
-/// The source, type and options /proc/self/mounts shows for `mountpoint` (topmost).
-fn mount_entry(mountpoint: &Path) -> Option<(String, String, Vec<String>)> {
-    let mounts = fs::read_to_string("/proc/self/mounts").expect("read /proc/self/mounts");
-    mounts.lines().rev().find_map(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        (f.len() >= 4 && Path::new(f[1]) == mountpoint)
-            .then(|| (f[0].to_string(), f[2].to_string(), f[3].split(',').map(String::from).collect()))
-    })
-}
-
 /// Checks the mount at `mp` is zkfs's for `connect`, and that fuse3's helper ran the
 /// binary under test as `zkfs CONNECT MOUNTPOINT -o OPTIONS` with exactly `options`
 /// (in any order). Returns the daemon's pid.
 fn check_mounted(mp: &MountPoint, connect: &str, options: &[&str]) -> i32 {
     assert!(is_fuse_mounted(mp.path()), "mount returned before {} was mounted", mp.str());
-    let (source, fstype, _) = mount_entry(mp.path()).expect("a /proc/mounts entry");
-    assert_eq!(fstype, "fuse.zkfs", "type in /proc/mounts");
-    assert_eq!(source, connect, "source in /proc/mounts");
+    let entry = mounts_at(mp.path()).pop().expect("a mount table entry");
+    assert_eq!(entry.fstype, "fuse.zkfs", "type in the mount table");
+    assert_eq!(entry.source, connect, "source in the mount table");
 
     let (pid, argv) = daemon_of(mp.path()).expect("a zkfs process serves the mount");
     let exe = fs::read_link(format!("/proc/{pid}/exe")).expect("the daemon's executable");
@@ -360,7 +352,7 @@ fn mount_t_fuse_zkfs_mounts_through_fuse3s_helper_and_umount_ends_it() {
 
     run_ok("mount", &["-t", "fuse.zkfs", &connect, mp.str(), "-o", "session_timeout=5,allow_other"]);
     let daemon = check_mounted(&mp, &connect, &["rw", "session_timeout=5", "allow_other", "dev", "suid"]);
-    let (_, _, kernel_options) = mount_entry(mp.path()).unwrap();
+    let kernel_options = mounts_at(mp.path()).pop().expect("a mount table entry").fs_options;
     assert!(kernel_options.iter().any(|o| o == "allow_other"), "kernel options {kernel_options:?}");
     let cons = four_letter(server.port(), "cons").unwrap_or_default();
     assert!(cons.contains("to=5000"), "no session with the 5 s timeout asked for:\n{cons}");

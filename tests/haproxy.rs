@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::procs::{send_signal, signal_group};
 use common::{free_port, Mount, Zk, ZkServer};
+use nix::sys::signal::Signal;
 use shell::{q, sh_ok};
 use tempfile::TempDir;
 
@@ -262,7 +264,7 @@ impl Balancer {
         loop {
             if let Ok(Some(status)) = script.try_wait() {
                 // Whatever may be left of its group.
-                signal(-(script.id() as i32), libc::SIGKILL);
+                signal_group(script.id(), Signal::SIGKILL);
                 self.script = None;
                 return status;
             }
@@ -312,13 +314,6 @@ fn is_our_haproxy(pid: i32, needle: &[u8]) -> bool {
     comm.trim() == "haproxy" && !zombie && cmdline.windows(needle.len()).any(|w| w == needle)
 }
 
-fn signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
-
 /// `path` opened for appending (several processes log to one file).
 fn append(path: &Path) -> File {
     OpenOptions::new().create(true).append(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
@@ -327,20 +322,20 @@ fn append(path: &Path) -> File {
 impl Drop for Balancer {
     fn drop(&mut self) {
         if let Some(mut script) = self.script.take() {
-            let group = script.id() as i32;
-            signal(-group, libc::SIGTERM);
+            let group = script.id();
+            signal_group(group, Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(script.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(10));
             }
             // Whatever is left of the group (inotifywait, haproxy -c), and the script.
-            signal(-group, libc::SIGKILL);
+            signal_group(group, Signal::SIGKILL);
             let _ = script.wait();
         }
         // SIGTERM stops HAProxy at once (SIGUSR1 would wait for open connections); a
         // master stops its workers.
         if let Some(mut master) = self.master.take() {
-            signal(master.id() as i32, libc::SIGTERM);
+            send_signal(master.id(), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(master.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(10));
@@ -348,13 +343,13 @@ impl Drop for Balancer {
             let _ = master.kill();
             let _ = master.wait();
         }
-        for sig in [libc::SIGTERM, libc::SIGKILL] {
+        for sig in [Signal::SIGTERM, Signal::SIGKILL] {
             let pids = self.haproxy_pids();
             if pids.is_empty() {
                 break;
             }
             for &pid in &pids {
-                signal(pid, sig);
+                send_signal(pid, sig);
             }
             let deadline = Instant::now() + Duration::from_secs(5);
             while !self.haproxy_pids().is_empty() && Instant::now() < deadline {

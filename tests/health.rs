@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::procs::signal_group;
 use common::{free_port, wait_until, Mount};
+use nix::sys::signal::Signal;
 use serde_json::json;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/health/zkfs-health");
@@ -39,9 +41,8 @@ impl Group {
     }
 
     /// Signals the whole group, as systemd's stop does.
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) of a process group we started.
-        unsafe { libc::kill(-(self.0.id() as libc::pid_t), sig) };
+    fn signal(&self, sig: Signal) {
+        signal_group(self.0.id(), sig);
     }
 
     /// SIGKILL of the leader alone: the checker dies, its children stay.
@@ -57,7 +58,7 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::SIGKILL);
         let _ = self.0.wait();
     }
 }
@@ -211,7 +212,7 @@ fn the_systemd_unit_registers_the_service_for_exactly_as_long_as_it_runs() {
     wait_until(AT_ONCE, "the standby gives up", || standby.exited().is_some());
     assert!(!standby.exited().unwrap().success());
 
-    started.signal(libc::SIGTERM); // systemctl stop
+    started.signal(Signal::SIGTERM); // systemctl stop
     wait_until(AT_ONCE, "deregistered when the service stops", || !zk.exists(REG));
     // Now the standby's unit (restarted by systemd) takes the address over.
     let argv_b = exec_start(UNIT, &other_host, &[("/usr/local/bin/fooservice --port 8080", "sleep 600".into())]);
@@ -236,6 +237,6 @@ fn the_health_unit_registers_while_healthy_and_stops_with_its_service() {
     );
     let checker = Group::spawn(&argv[0], &argv[1..]);
     wait_until(CHECKS, "registered after two passing checks", || zk.exists(REG));
-    checker.signal(libc::SIGTERM); // BindsTo=: stopped with the service
+    checker.signal(Signal::SIGTERM); // BindsTo=: stopped with the service
     wait_until(AT_ONCE, "deregistered when the checker stops", || !zk.exists(REG));
 }

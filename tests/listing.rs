@@ -4,7 +4,6 @@
 //! numbers as `stat`, and every removal elsewhere as IN_DELETE.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::collections::BTreeSet;
@@ -14,8 +13,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use common::inotify::Inotify;
 use common::{four_letter, Mount, Zk, ZkServer};
-use inotify::Inotify;
 use shell::{ls, q, sh_ok};
 
 const SOON: Duration = Duration::from_secs(3);

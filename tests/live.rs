@@ -70,14 +70,12 @@ fn a_read_only_mount_refuses_every_change_with_erofs() {
     let zk = Zk::connect(&server.connect_string());
     zk.create("/svc", br#"{"v": 1}"#);
     let mut mount = Mount::with_options(&server.connect_string(), "ro");
-    // Read-only in the kernel, as /proc/mounts says.
-    let line = std::fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .find(|l| l.split(' ').nth(1) == mount.path().to_str())
-        .map(String::from)
-        .expect("the mount is listed");
-    assert!(line.split(' ').nth(3).unwrap().split(',').any(|o| o == "ro"), "{line}");
+    // Read-only in the kernel, as the mount table says. zkfs makes the mount read-only
+    // just after it appears (it first takes a writable clone for its echo thread), and
+    // the fixture returns as soon as it appears.
+    wait_until(Duration::from_secs(5), "the mount table shows the mount read-only", || {
+        common::mounts_at(mount.path()).pop().is_some_and(|e| e.options.iter().any(|o| o == "ro"))
+    });
     for cmd in [
         format!(r#"echo '{{"v": 2}}' >> {}"#, q(&mount.join("svc/properties.json"))),
         format!("touch {}", q(&mount.join("svc/h:1"))),

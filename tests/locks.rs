@@ -3,7 +3,6 @@
 //! end at once, even while a program has its working directory inside the mount.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::io::{BufRead, BufReader, Write};
@@ -12,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use common::inotify::Inotify;
+use common::procs::{send_signal, signal_group};
 use common::{wait_until, Mount, Zk, ZkServer};
-use inotify::Inotify;
+use nix::sys::signal::Signal;
 use serde_json::json;
 use shell::{ls, q, sh, sh_ok};
 
@@ -71,8 +72,7 @@ impl Script {
     /// SIGKILL to the script and everything it started.
     fn kill9(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: kill(2) of the process group this script leads.
-            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+            signal_group(self.child.id(), Signal::SIGKILL);
         }
         let _ = self.child.wait();
     }
@@ -281,8 +281,7 @@ fn sigterm_on_a_busy_mount_removes_its_registrations_at_once() {
     let (_server, zk, mut mount) = common::fooservice();
     registered_by_touch(&mount, &zk);
     let mut cwd_inside = busy(&mount);
-    // SAFETY: kill(2) on the mount's own process.
-    unsafe { libc::kill(mount.pid() as libc::pid_t, libc::SIGTERM) };
+    send_signal(mount.pid(), Signal::SIGTERM);
     gone(&zk, "SIGTERM on a busy mount closes the session at once");
     cwd_inside.kill9();
     assert!(mount.wait_exit(Duration::from_secs(10)).is_some(), "zkfs exits once the mount is no longer used");

@@ -6,14 +6,16 @@ mod shell;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::procs::send_signal;
 use common::{is_mounted, wait_until, BackgroundMount, Mount, Zk, ZkServer};
+use nix::sys::signal::Signal;
 use shell::{q, sh, sh_ok};
 
 const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
 
 /// Given a mount with a registration, when zkfs gets `signal`, then the mount is gone,
 /// zkfs exits 0, and the registration vanished at once (well before the session timeout).
-fn registration_vanishes_on(signal: i32) {
+fn registration_vanishes_on(signal: Signal) {
     let zk_server = ZkServer::start();
     let zk = Zk::connect(&zk_server.connect_string());
     zk.mkdir_p("/svc");
@@ -22,8 +24,7 @@ fn registration_vanishes_on(signal: i32) {
     assert!(zk.exists("/svc/127.0.0.1:8080"));
 
     let started = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(mount.pid() as i32, signal) };
+    send_signal(mount.pid(), signal);
     let status = mount.wait_exit(Duration::from_secs(10)).expect("zkfs exits after the signal");
     assert!(status.success(), "zkfs exit status {status}; log:\n{}", mount.log());
     assert!(!is_mounted(mount.path()), "still mounted after signal {signal}");
@@ -33,12 +34,12 @@ fn registration_vanishes_on(signal: i32) {
 
 #[test]
 fn sigterm_unmounts_and_closes_the_session() {
-    registration_vanishes_on(libc::SIGTERM);
+    registration_vanishes_on(Signal::SIGTERM);
 }
 
 #[test]
 fn sigint_unmounts_and_closes_the_session() {
-    registration_vanishes_on(libc::SIGINT);
+    registration_vanishes_on(Signal::SIGINT);
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::procs::send_signal;
 use common::{force_unmount, free_port, is_fuse_mounted, is_mounted, Zk, ZkServer};
+use nix::sys::signal::Signal;
 
 const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
 /// How long zkfs may take to mount and notify.
@@ -63,8 +65,7 @@ impl Notified {
 impl Drop for Notified {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            send_signal(child.id(), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(10);
             while !matches!(child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -134,8 +135,7 @@ fn ready_arrives_once_the_mount_is_in_the_mount_table_and_answers() {
     assert_eq!(messages.len(), 1, "{messages:?}");
 
     // Stopping: zkfs unmounts and says so.
-    // SAFETY: kill(2) on the child's pid.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    send_signal(pid, Signal::SIGTERM);
     assert_eq!(zkfs.wait_exit(Duration::from_secs(10)), Some(0));
     let mut buf = [0u8; 256];
     socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");

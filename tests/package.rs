@@ -25,7 +25,11 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::procs::send_signal;
 use common::{Zk, ZkServer};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 const PACKAGE: &str = "zkfs";
 /// How long to wait for another dpkg or apt to release dpkg's lock.
@@ -168,11 +172,9 @@ impl Drop for Daemon {
         let ours = fs::read_link(format!("/proc/{pid}/exe"))
             .is_ok_and(|exe| exe.to_string_lossy().starts_with("/usr/bin/zkfs"));
         if ours && !wait_gone(pid, Duration::ZERO) {
-            // SAFETY: kill(2) on the pid of the daemon this test started.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            send_signal(pid, Signal::SIGTERM);
             if !wait_gone(pid, Duration::from_secs(10)) {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                send_signal(pid, Signal::SIGKILL);
                 wait_gone(pid, Duration::from_secs(5));
             }
         }
@@ -183,12 +185,11 @@ impl Drop for Daemon {
 fn wait_gone(pid: i32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        let reaped = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            .is_ok_and(|s| matches!(s, WaitStatus::Exited(..) | WaitStatus::Signaled(..)));
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-        if reaped == pid || matches!(state, None | Some('Z' | 'X')) {
+        if reaped || matches!(state, None | Some('Z' | 'X')) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -220,8 +221,7 @@ fn field(deb: &Path, name: &str) -> String {
 
 #[test]
 fn the_package_installs_serves_a_mount_and_purges_cleanly() {
-    // SAFETY: getuid has no preconditions.
-    assert_eq!(unsafe { libc::getuid() }, 0, "tests/package.rs needs root: it runs dpkg -i and mount");
+    assert!(nix::unistd::getuid().is_root(), "tests/package.rs needs root: it runs dpkg -i and mount");
     let deb = build();
 
     // What is in it.
@@ -307,9 +307,8 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
     Zk::connect(&server.connect_string()).create("/app", br#"{"threads": 2}"#);
     let dir = tempfile::Builder::new().prefix("zkfs-test-pkg-").tempdir().expect("mountpoint");
     let mountpoint = dir.path().canonicalize().expect("canonical mountpoint");
-    // SAFETY: prctl with constant arguments: the daemon zkfs leaves is reparented
-    // here, so the test can see it exit.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // The daemon zkfs leaves is reparented here, so the test can see it exit.
+    nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
     let ran = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--", "sh", "-c", MOUNT_SCRIPT, "sh"])
         .arg(&mountpoint)

@@ -4,7 +4,6 @@
 //! Servers are really frozen (SIGSTOP) and stopped.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::collections::BTreeSet;
@@ -14,8 +13,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::inotify::Inotify;
 use common::{wait_until, Mount, Zk, ZkServer};
-use inotify::Inotify;
 use serde_json::json;
 use shell::{cat_json, ls, q, sh, sh_ok};
 

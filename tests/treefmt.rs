@@ -3,7 +3,6 @@
 //! re-imported; trim, dry run, validation, bad input.
 
 mod common;
-mod inotify;
 mod shell;
 
 use std::io::Write;
@@ -362,7 +361,7 @@ fn links_added_or_removed_elsewhere_give_events_and_show_at_once() {
     let mount = Mount::new(&server.connect_string());
     let svc = mount.join("svc");
     assert_eq!(shell::ls(&svc), ["properties.json"]); // listed: the kernel caches it
-    let mut watcher = inotify::Inotify::new();
+    let mut watcher = common::inotify::Inotify::new();
     watcher.watch(&svc);
     let soon = std::time::Duration::from_secs(5);
 

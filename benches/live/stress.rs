@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::common::{wait_until, Mount, Zk, ZkServer};
-use super::{fmt_dur, print_table, read, time_iters, verdict, Inotify, NativeWatcher, Note};
+use super::support::{fmt_dur, print_table, read, time_iters, verdict, InotifyThread, NativeWatcher, Note};
 
 /// Writes waiting on the frozen server.
 const WRITERS: usize = 16;
@@ -73,7 +73,7 @@ pub fn stress_section() -> (usize, usize) {
         }
     }
     println!("(c) under stress: each part on its own ZooKeeper");
-    print_table(&rows, 1);
+    print_table(&rows, 1, &[]);
     (met, 3)
 }
 
@@ -136,8 +136,9 @@ fn burst() -> Vec<(&'static str, Burst)> {
     wait_until(Duration::from_secs(10), "the mount lists /b/providers", || std::fs::read_dir(&dir).is_ok());
     let paths: Vec<String> = (0..BURST).map(|i| format!("/b/providers/10.3.{}.{}:80", i / 250, i % 250)).collect();
     let (tx, rx) = mpsc::channel::<Note>();
-    let _ino = Inotify::start(&[("p", dir.clone(), libc::IN_CREATE | libc::IN_DELETE)], tx.clone());
-    let _native = NativeWatcher::start_recursive(&connect, "/b/providers", tx);
+    let _ino = InotifyThread::notes(&[("p", dir.clone(), libc::IN_CREATE | libc::IN_DELETE)], tx.clone());
+    let _native =
+        NativeWatcher::start(&connect, &[("/b/providers", zookeeper_client::AddWatchMode::PersistentRecursive)], tx);
     let creator = Zk::connect(&connect);
     let mut out = Vec::new();
     for (label, create) in [("create burst", true), ("delete burst", false)] {
