@@ -74,8 +74,9 @@ pub struct DirEntry {
     pub ino: u64,
     /// Name.
     pub name: String,
-    /// Directory or file.
-    pub kind: FileKind,
+    /// Directory or file; `None` while the child's kind is not learnt (`DT_UNKNOWN`:
+    /// a program that needs it asks `lstat`, see `view.rs`).
+    pub kind: Option<FileKind>,
 }
 
 /// What an `open` gives back.
@@ -341,32 +342,49 @@ impl Fs {
     /// kernel keeps the listing in its own cache (no opendir is sent to zkfs) until the
     /// view tells it the directory changed.
     pub fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
+        self.list_dir_from(ino, 0, usize::MAX)
+    }
+
+    /// The entries of directory `ino` from the `offset`-th on, at most `limit` (a
+    /// `readdir` of 10,000 children comes in many calls: each builds only its part).
+    pub fn list_dir_from(&self, ino: u64, offset: usize, limit: usize) -> Result<Vec<DirEntry>> {
         let dir = self.dir_path(ino)?;
         let parent_ino = match split_path(&dir) {
             Some((parent, _)) => self.view.ino(parent, InodeKind::Dir),
             None => ROOT_INO,
         };
         let mut entries = vec![
-            DirEntry { ino, name: ".".into(), kind: FileKind::Dir },
-            DirEntry { ino: parent_ino, name: "..".into(), kind: FileKind::Dir },
-            DirEntry { ino: self.view.ino(&dir, InodeKind::Properties), name: PROPERTIES.into(), kind: FileKind::File },
+            DirEntry { ino, name: ".".into(), kind: Some(FileKind::Dir) },
+            DirEntry { ino: parent_ino, name: "..".into(), kind: Some(FileKind::Dir) },
+            DirEntry {
+                ino: self.view.ino(&dir, InodeKind::Properties),
+                name: PROPERTIES.into(),
+                kind: Some(FileKind::File),
+            },
         ];
-        let children = self.view.children(&dir)?;
-        for (ino, name) in self.link_entries(&dir, &children)? {
-            entries.push(DirEntry { ino, name, kind: FileKind::Symlink });
+        // Listed (or refused) before the links are read, as the links need the node.
+        self.view.listing(&dir, 0, 0)?;
+        for (ino, name) in self.link_entries(&dir)? {
+            entries.push(DirEntry { ino, name, kind: Some(FileKind::Symlink) });
         }
+        let skip = offset.saturating_sub(entries.len());
+        let mut out: Vec<DirEntry> = entries.into_iter().skip(offset).collect();
+        let children = self.view.listing(&dir, skip, limit.saturating_sub(out.len()))?;
         for (name, kind) in children {
-            if name == PROPERTIES {
-                continue; // a znode of that name is hidden by the node's own properties
-            }
             let path = child_path(&dir, &name);
-            let fkind = match kind {
-                Kind::Dir => FileKind::Dir,
-                Kind::Registration => FileKind::File,
+            let entry = match kind {
+                Some(Kind::Dir) => {
+                    DirEntry { ino: self.view.ino(&path, InodeKind::Dir), name, kind: Some(FileKind::Dir) }
+                }
+                Some(Kind::Registration) => {
+                    DirEntry { ino: self.view.ino(&path, InodeKind::Registration), name, kind: Some(FileKind::File) }
+                }
+                None => DirEntry { ino: self.view.node_ino(&path), name, kind: None },
             };
-            entries.push(DirEntry { ino: self.view.ino(&path, kind.inode()), name, kind: fkind });
+            out.push(entry);
         }
-        Ok(entries)
+        out.truncate(limit);
+        Ok(out)
     }
 
     // ----- files -----

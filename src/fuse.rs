@@ -149,6 +149,10 @@ impl Answer<(Attr, Option<Opened>)> for ReplyCreate {
 /// A `readdir` reply and where the kernel wants the listing from.
 struct Listing(ReplyDirectory, u64);
 
+/// Entries built per `readdir` call, from its offset on: more than the kernel's
+/// buffer (a page) holds, so that one call fills it; the kernel asks again for more.
+const LISTING_WINDOW: usize = 512;
+
 impl Answer<Vec<DirEntry>> for Listing {
     fn answer(self, op: &'static str, result: Result<Vec<DirEntry>, Error>) {
         let Listing(mut reply, offset) = self;
@@ -156,8 +160,15 @@ impl Answer<Vec<DirEntry>> for Listing {
             Ok(e) => e,
             Err(e) => return reply.error(errno(op, &e)),
         };
-        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(entry.ino), (i + 1) as u64, file_type(entry.kind), &entry.name) {
+        // The entries start at `offset`; each carries the offset of the next.
+        for (i, entry) in entries.iter().enumerate() {
+            let next = offset + i as u64 + 1;
+            let full = match entry.kind {
+                Some(kind) => reply.add(INodeNo(entry.ino), next, file_type(kind), &entry.name),
+                // fuser 0.18 has no DT_UNKNOWN; vendor/fuser adds it (PATCHED.md).
+                None => reply.add_unknown_type(INodeNo(entry.ino), next, &entry.name),
+            };
+            if full {
                 break;
             }
         }
@@ -572,7 +583,8 @@ impl Filesystem for ZkFuse {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectory) {
-        self.dispatch("readdir", Listing(reply, offset), move |fs| fs.list_dir(ino.0));
+        let from = usize::try_from(offset).unwrap_or(usize::MAX);
+        self.dispatch("readdir", Listing(reply, offset), move |fs| fs.list_dir_from(ino.0, from, LISTING_WINDOW));
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -4,6 +4,11 @@
 //! directory, one for its `properties.json`. A node that is deleted loses its numbers,
 //! so a node created again under the same name is a new file to the kernel, and a
 //! program holding the old one gets ENOENT instead of the new node's data.
+//!
+//! A child listed before its kind is known (a `readdir` answers with `DT_UNKNOWN`) is
+//! given a number for its node before anyone knows whether that is a directory or a
+//! registration ([`Inodes::node_ino`]); whichever it turns out to be takes that number,
+//! so `ls -i` and a later `stat` agree.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -39,9 +44,10 @@ pub struct Inode {
 pub struct Inodes {
     next: u64,
     by_ino: HashMap<u64, Inode>,
-    /// The numbers of each path, one slot per [`InodeKind`] (0: none). Ordered, so that
-    /// a subtree is one range: removing it costs the subtree, not the whole table.
-    by_path: BTreeMap<String, [u64; 4]>,
+    /// The numbers of each path, one slot per [`InodeKind`] and one for a number given
+    /// before the node's kind was known (0: none). Ordered, so that a subtree is one
+    /// range: removing it costs the subtree, not the whole table.
+    by_path: BTreeMap<String, [u64; 5]>,
 }
 
 impl Default for Inodes {
@@ -63,17 +69,49 @@ fn slot(kind: InodeKind) -> usize {
     }
 }
 
+/// The slot of a number given to a node of unknown kind ([`Inodes::node_ino`]); not in
+/// `by_ino` until the kind is known, as the kernel only saw it as a `d_ino`.
+const UNDECIDED: usize = 4;
+
+/// True for the kinds that show the node itself, which may take an undecided number.
+fn is_node(kind: InodeKind) -> bool {
+    matches!(kind, InodeKind::Dir | InodeKind::Registration)
+}
+
 impl Inodes {
     /// The inode number of `path` as `kind`, handing out a new one if needed.
     pub fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
         if let Some(ino) = self.existing(path, kind) {
             return ino;
         }
-        let ino = self.next;
-        self.next += 1;
-        self.by_path.entry(path.to_string()).or_default()[slot(kind)] = ino;
+        let slots = self.by_path.entry(path.to_string()).or_default();
+        let ino = match std::mem::take(&mut slots[UNDECIDED]) {
+            undecided if undecided != 0 && is_node(kind) => undecided,
+            undecided => {
+                slots[UNDECIDED] = undecided;
+                let ino = self.next;
+                self.next += 1;
+                ino
+            }
+        };
+        slots[slot(kind)] = ino;
         self.by_ino.insert(ino, Inode { path: path.to_string(), kind });
         ino
+    }
+
+    /// The number of the node at `path` whose kind (directory or registration) is not
+    /// known yet: the number it has, or one that whichever kind it turns out to be
+    /// will take (see the module docs).
+    pub fn node_ino(&mut self, path: &str) -> u64 {
+        let slots = self.by_path.entry(path.to_string()).or_default();
+        for i in [slot(InodeKind::Dir), slot(InodeKind::Registration), UNDECIDED] {
+            if slots[i] != 0 {
+                return slots[i];
+            }
+        }
+        slots[UNDECIDED] = self.next;
+        self.next += 1;
+        slots[UNDECIDED]
     }
 
     /// The inode number of `path` as `kind`, if the kernel was given one.
@@ -90,6 +128,9 @@ impl Inodes {
     pub fn remove_one(&mut self, path: &str, kind: InodeKind) -> Option<u64> {
         let slots = self.by_path.get_mut(path)?;
         let ino = std::mem::take(&mut slots[slot(kind)]);
+        if is_node(kind) {
+            slots[UNDECIDED] = 0;
+        }
         if slots.iter().all(|i| *i == 0) {
             self.by_path.remove(path);
         }
@@ -114,7 +155,8 @@ impl Inodes {
         let mut gone = Vec::new();
         for p in paths {
             let Some(slots) = self.by_path.remove(&p) else { continue };
-            for ino in slots {
+            for ino in &slots[..UNDECIDED] {
+                let ino = *ino;
                 if ino == ROOT_INO {
                     // The root keeps its number; only its other files go.
                     self.by_path.entry(p.clone()).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
@@ -193,6 +235,27 @@ mod tests {
         assert!(t.get(root_props).is_none());
         assert_eq!(t.by_ino.len(), 1, "only the root is left");
         assert_ne!(t.ino("/a", InodeKind::Dir), kept[0].1, "a node made again is a new file");
+    }
+
+    #[test]
+    fn a_node_numbered_before_its_kind_is_known_keeps_its_number() {
+        let mut t = Inodes::default();
+        let d = t.node_ino("/a");
+        assert_eq!(t.node_ino("/a"), d, "asked again");
+        assert!(t.get(d).is_none(), "not an inode the kernel can use yet");
+        assert_ne!(t.ino("/a", InodeKind::Properties), d, "its properties.json is another file");
+        assert_eq!(t.ino("/a", InodeKind::Dir), d, "a directory, as it turns out");
+        assert_eq!(t.get(d).map(|i| i.kind), Some(InodeKind::Dir));
+        assert_eq!(t.node_ino("/a"), d);
+        let r = t.node_ino("/r:1");
+        assert_eq!(t.ino("/r:1", InodeKind::Registration), r, "a registration");
+        // Gone before its kind was learnt: a node made again is a new file.
+        let gone = t.node_ino("/g:1");
+        assert!(t.remove_subtree("/g:1").is_empty(), "the kernel had no inode for it");
+        assert_ne!(t.node_ino("/g:1"), gone);
+        let leaf = t.node_ino("/h:1");
+        assert_eq!(t.remove_one("/h:1", InodeKind::Registration), None);
+        assert_ne!(t.ino("/h:1", InodeKind::Registration), leaf);
     }
 
     #[test]

@@ -42,8 +42,10 @@
 //!   client behind them or an in-memory fake (`zk::fake`) that can misbehave.
 //! * [`wait`] — whether the current thread may wait for ZooKeeper (requests that must
 //!   wait leave fuser's threads, see `fuse.rs`).
+//!   [`background`] — requests the mount makes for itself yield to those programs wait for.
 
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod document;
 pub mod echo;

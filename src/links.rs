@@ -42,7 +42,7 @@ use crate::names::{self, PROPERTIES};
 use crate::properties::MAX_DATA_BYTES;
 use crate::tree::Tree;
 use crate::treefmt::LINK_SUFFIX;
-use crate::view::{KernelNote, Kind};
+use crate::view::KernelNote;
 
 /// How many times a link change is retried against concurrent writers.
 const MAX_ATTEMPTS: usize = 100;
@@ -226,12 +226,12 @@ impl Fs {
     }
 
     /// The link entries of directory `dir` that no real child hides.
-    pub(crate) fn link_entries(&self, dir: &str, children: &[(String, Kind)]) -> Result<Vec<(u64, String)>> {
+    pub(crate) fn link_entries(&self, dir: &str) -> Result<Vec<(u64, String)>> {
         let node = self.view.node(dir)?;
         Ok(self
             .visible_links(dir, &node.data)
             .into_iter()
-            .filter(|(name, _)| !children.iter().any(|(c, _)| c == name))
+            .filter(|(name, _)| !self.view.lists_child(dir, name))
             .map(|(name, _)| (self.view.ino(&child_path(dir, &name), InodeKind::Link), name))
             .collect())
     }

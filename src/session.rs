@@ -99,6 +99,9 @@ pub struct Session {
     /// reconnection. See [`Session::call_async`]. Held only to read or set the instant,
     /// never with another lock or across an await.
     outage: Mutex<Option<Instant>>,
+    /// The requests programs wait for, to which background work yields (see
+    /// `background.rs`).
+    pub(crate) foreground: crate::background::Foreground,
 }
 
 impl Session {
@@ -166,6 +169,7 @@ impl Session {
             registrations: Mutex::new(BTreeMap::new()),
             closing: Mutex::new(()),
             outage: Mutex::new(None),
+            foreground: Default::default(),
         };
         Ok(Arc::new(session))
     }
@@ -422,6 +426,7 @@ impl Session {
         Fut: Future<Output = std::result::Result<T, zk::Error>>,
     {
         let started = Instant::now();
+        let _busy = self.foreground.busy();
         if self.in_outage() {
             return Err(Error::Unavailable(format!("{path}: no ZooKeeper server answers")));
         }

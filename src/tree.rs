@@ -149,12 +149,17 @@ pub(crate) struct Node {
     pub(crate) view: NodeView,
     /// Its children once listed, those whose kind is known (see `unknown`).
     pub(crate) children: Option<BTreeMap<String, Child>>,
-    /// Children listed whose kind is not learnt yet: never shown to the kernel (a
-    /// lookup reads the child, a listing learns every kind first). Learning a kind
-    /// costs a read, so they are learnt in one batch in the background right after the
-    /// listing (`View::learn_kinds`): a removal elsewhere is echoed, which needs the
-    /// kind, although nothing waits for it.
+    /// Children listed whose kind is not learnt yet: never shown to the kernel with a
+    /// kind or an inode (a lookup learns it first; a `readdir` gives their names with
+    /// `DT_UNKNOWN`). Learning a kind costs a read, so they are learnt in one batch in
+    /// the background right after the listing (`View::learn_kinds`, or all at once
+    /// after a `readdir`): a removal elsewhere is echoed, which needs the kind,
+    /// although nothing waits for it.
     pub(crate) unknown: BTreeSet<String>,
+    /// A `readdir` showed the names (with `DT_UNKNOWN` for the `unknown` ones): a
+    /// program that needs their kinds asks for each (`ls -l`, `find`), so a lookup of
+    /// one learns them all in one batch (`View::lookup`).
+    pub(crate) names_shown: bool,
     /// Changed in ZooKeeper, re-read in progress: readers wait for it.
     pub(crate) stale: bool,
     /// When its data last changed, as far as the view knows (see `Fs::open`).
@@ -164,7 +169,7 @@ pub(crate) struct Node {
 impl Node {
     /// A node just read, children not listed.
     pub(crate) fn new(view: NodeView) -> Node {
-        Node { view, children: None, unknown: BTreeSet::new(), stale: false, changed: None }
+        Node { view, children: None, unknown: BTreeSet::new(), names_shown: false, stale: false, changed: None }
     }
 }
 
@@ -190,8 +195,12 @@ pub(crate) struct Tree {
     /// Background batches learning the kinds of a directory's `unknown` children, by
     /// directory (see `View::learn_kinds`).
     pub(crate) learning: Flights,
-    /// Directories whose `unknown` kinds a `readdir` is learning, and how many.
+    /// Directories whose `unknown` kinds a lookup is learning all at once, and how
+    /// many such batches (see `View::lookup`).
     pub(crate) eager: HashMap<String, usize>,
+    /// Directories with a background multi-read of kinds out (sent, not yet stored): a
+    /// removal of one of their `unknown` children waits for it (see `watch.rs`).
+    pub(crate) kinds_out: HashSet<String>,
     /// Links changed elsewhere on their way to the kernel (see `links.rs`).
     pub(crate) links: crate::links::Pending,
 }

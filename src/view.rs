@@ -10,13 +10,20 @@
 //!
 //! A kind costs a read of the child, so nothing that is to be shown waits for more
 //! kinds than it shows: a lookup reads the one child it asks for (its stat says its
-//! kind), a `readdir` learns the kinds it lacks in one pipelined batch. The kinds a
-//! listing lacks are also learnt in the background right after it
-//! ([`View::learn_kinds`]), which nothing waits for: the echo of a removal elsewhere
-//! needs the kind (`unlink` or `rmdir`, and the type its lookup answers), also for a
-//! child never shown. A removal heard while that batch flies waits for it; a child
-//! removed before the batch could read it has no kind left to learn, and its removal
-//! only invalidates the kernel's entry (see the README, "Every change is heard").
+//! kind), a `readdir` answers with the names at once, giving `DT_UNKNOWN` for the
+//! children whose kind is not known yet ([`View::listing`]; `ls`, `find -name` and
+//! globs need no type). A program that needs the types then asks for each name
+//! (`ls -l`, `find -type`): the first such lookup in a directory whose names a
+//! `readdir` showed learns all the kinds it lacks in one pipelined batch, and keeps
+//! the nodes it read. A child's inode number is fixed when its name is first shown,
+//! whatever kind it turns out to be (`inodes.rs`). The kinds a listing lacks are also
+//! learnt in the background right after it ([`View::learn_kinds`]), which nothing waits
+//! for and which yields to the requests programs wait for (`background.rs`): the echo
+//! of a removal elsewhere needs the kind (`unlink` or `rmdir`, and the type its lookup
+//! answers), also for a child never shown. A removal heard while the multi-read holding
+//! its child is out waits for it; a child removed before a batch could read it has no
+//! kind left to learn, and its removal only invalidates the kernel's entry and cached
+//! listing (see the README, "Every change is heard").
 //!
 //! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
 //! set before anything is read, reports every creation, deletion and data change below
@@ -112,6 +119,13 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// so a batch's answer stays small enough for the usual small registrations and
 /// properties (at most this many times ZooKeeper's 1 MB node limit for huge ones).
 const KIND_BATCH: usize = 100;
+
+/// How long a `readdir` waits for the first answer of the batch learning the kinds it
+/// lacks (see [`View::listing`]): a round trip and the server's read of 100 nodes.
+const FIRST_ANSWER: Duration = Duration::from_millis(100);
+
+/// Multi-reads sent: the children each asks for, and its answer to come.
+type Sent = Vec<(Vec<String>, crate::zk::Reply<Vec<crate::zk::Read>>)>;
 
 /// What the event task works through, in order.
 #[derive(Debug)]
@@ -264,35 +278,145 @@ impl View {
         self.tree().nodes.get(path).is_some_and(|n| n.stale || n.changed.is_some_and(|t| t.elapsed() < SETTLE))
     }
 
-    /// The children of `path` that are shown, with their kinds, listed (and watched)
-    /// the first time; the kinds not known yet are learnt in one batch.
-    pub fn children(&self, path: &str) -> Result<Vec<(String, Kind)>> {
+    /// The children of `path` that are shown, by name, with their kinds where known
+    /// (`None`: not learnt yet), listed (and watched) the first time: from the
+    /// `skip`-th on, at most `limit` of them, in name order. Nothing waits for kinds;
+    /// see the module docs.
+    pub fn listing(&self, path: &str, skip: usize, limit: usize) -> Result<Vec<(String, Option<Kind>)>> {
         self.listed(path)?;
-        if self.tree().nodes.get(path).is_some_and(|n| !n.unknown.is_empty()) {
+        let mut tree = self.tree();
+        let node = tree.nodes.get_mut(path).ok_or_else(|| Error::NotFound(path.to_string()))?;
+        node.names_shown = true;
+        let connected = || self.session.state().0 == crate::session::State::Connected;
+        if !node.unknown.is_empty() && !tree.eager.contains_key(path) && connected() {
+            drop(tree);
+            // The kinds it lacks are read in the background; this `readdir` waits only
+            // until ZooKeeper has answered the first multi-read, so that all of them
+            // are out (sent in order on the session before it): a child removed once a
+            // program has seen its name was read before its removal, by ZooKeeper's
+            // order, and its removal is echoed (see `watch.rs`). Bounded, so that a
+            // frozen server delays a listing of what the mount knows by no more.
             crate::wait::may_wait()?;
-            self.session.runtime().block_on(self.learn_now(path))?;
+            if let Some(answered) = self.learn_shown_soon(path) {
+                let _ = self.session.runtime().block_on(async { tokio::time::timeout(FIRST_ANSWER, answered).await });
+            }
+            tree = self.tree();
         }
-        self.visible_children(path).ok_or_else(|| Error::NotFound(path.to_string()))
+        let node = tree.nodes.get(path).ok_or_else(|| Error::NotFound(path.to_string()))?;
+        let children = node.children.as_ref().ok_or_else(|| Error::NotFound(path.to_string()))?;
+        let known =
+            children.iter().filter(|(_, c)| c.presence != Presence::PendingCreate).map(|(n, c)| (n, Some(c.kind)));
+        let unknown = node.unknown.iter().map(|n| (n, None));
+        // A znode named `properties.json` is hidden by the node's own properties.
+        let shown = merge_by_name(known, unknown).filter(|(n, _)| n.as_str() != crate::names::PROPERTIES);
+        Ok(shown.skip(skip).take(limit).map(|(n, k)| (n.clone(), k)).collect())
+    }
+
+    /// True if `name` is a child of `path` shown by a listing, whether or not its kind
+    /// is known (a link of that name is hidden by it).
+    pub fn lists_child(&self, path: &str, name: &str) -> bool {
+        let tree = self.tree();
+        tree.nodes.get(path).is_some_and(|n| {
+            n.unknown.contains(name)
+                || n.children.as_ref().and_then(|c| c.get(name)).is_some_and(|c| c.presence != Presence::PendingCreate)
+        })
+    }
+
+    /// The inode number of the node at `path`, whose kind may not be known yet (see
+    /// `inodes.rs`).
+    pub fn node_ino(&self, path: &str) -> u64 {
+        self.tree().inodes.node_ino(path)
     }
 
     /// Learns the kinds of the children of `path` not known yet, all multi-reads sent
-    /// at once; a background batch learning them (one multi-read at a time) stops.
+    /// at once, and keeps the nodes read (a program asking for every kind then asks for
+    /// every node's `stat`); a background batch learning them (one multi-read at a
+    /// time) stops.
     async fn learn_now(&self, path: &str) -> Result<()> {
-        let unknown: Vec<String> = {
-            let mut tree = self.tree();
-            let unknown: Vec<String> = match tree.nodes.get(path) {
-                Some(n) => n.unknown.iter().cloned().collect(),
-                None => Vec::new(),
-            };
-            if unknown.is_empty() {
-                return Ok(());
+        match self.begin_eager(path) {
+            Some(unknown) => {
+                let mark = self.events_seen();
+                let sent = self.send_many(path, &unknown);
+                self.eager(path, sent, mark, None).await
             }
-            *tree.eager.entry(path.to_string()).or_default() += 1;
-            unknown
+            None => Ok(()),
+        }
+    }
+
+    /// A `readdir` is to show the names of `path` without some kinds: learns them all
+    /// at once, as [`View::learn_now`] does, without making the `readdir` wait for
+    /// them. A removal heard meanwhile waits for the batch (see `watch.rs`), so a child
+    /// shown by name is heard going, and a lookup (`ls -l`) waits for it rather than
+    /// ask again. The receiver wakes once ZooKeeper answered the first multi-read;
+    /// `None` if no batch was started.
+    fn learn_shown_soon(&self, path: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let view = self.me.upgrade()?;
+        if self.tree().eager.contains_key(path) {
+            return None;
+        }
+        let unknown = self.begin_eager(path)?;
+        let mark = self.events_seen();
+        let sent = self.send_many(path, &unknown);
+        let (first, answered) = tokio::sync::oneshot::channel();
+        let path = path.to_string();
+        self.session.runtime().spawn(async move {
+            if let Err(e) = view.eager(&path, sent, mark, Some(first)).await {
+                debug!("cannot learn the kinds of the children of {path}: {e}");
+            }
+        });
+        Some(answered)
+    }
+
+    /// For a lookup of a child `readdir` showed without its kind: waits for the batch
+    /// learning the kinds of `path`'s children if one is out, then learns those still
+    /// unknown (a batch that failed, a name listed again since).
+    async fn learn_shown(&self, path: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        // Subscribed before looking, so that a batch stored in between still wakes.
+        let mut settled = self.settled.subscribe();
+        while self.tree().eager.contains_key(path) {
+            match tokio::time::timeout_at(deadline, settled.changed()).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+        self.learn_now(path).await
+    }
+
+    /// The names of `path`'s children whose kinds are unknown, for a batch reading them
+    /// all at once (counted in `eager` until [`View::eager`] ends it); `None` if none.
+    fn begin_eager(&self, path: &str) -> Option<Vec<String>> {
+        let mut tree = self.tree();
+        let unknown: Vec<String> = tree.nodes.get(path)?.unknown.iter().cloned().collect();
+        if unknown.is_empty() {
+            return None;
+        }
+        *tree.eager.entry(path.to_string()).or_default() += 1;
+        Some(unknown)
+    }
+
+    /// Awaits the reads of `path`'s children that [`View::send_many`] sent (after
+    /// `mark`): their kinds are learnt and the nodes kept. Ends the batch
+    /// [`View::begin_eager`] counted.
+    async fn eager(
+        &self,
+        path: &str,
+        sent: Result<Sent>,
+        mark: u64,
+        first: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<()> {
+        let read = {
+            let _busy = self.session.foreground.busy();
+            match sent {
+                Ok(sent) => self.answers(path, sent, first).await,
+                Err(e) => Err(e),
+            }
         };
-        let learnt = match self.kinds(path, unknown, &BTreeMap::new()).await {
-            Ok(kinds) => {
+        let learnt = match read {
+            Ok(nodes) => {
+                let kinds = nodes.iter().map(|(name, _, stat)| (name.clone(), Kind::of(stat))).collect();
                 self.learnt(path, kinds);
+                self.keep_read(path, nodes, mark);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -338,27 +462,44 @@ impl View {
             // (100 children), not behind the whole directory. The server reads them one
             // after another anyway: for a big directory this costs about a round trip
             // per 100 children more than a `readdir`'s batch.
+            // Each multi-read also waits for a moment when no request a program waits
+            // for is out (see `background.rs`).
             let mut outcome = Ok(());
+            let began = Instant::now();
             for chunk in names.chunks(KIND_BATCH) {
+                let turn = view.session.foreground.turn().await;
                 let still: Vec<String> = {
-                    let tree = view.tree();
+                    let mut tree = view.tree();
                     if tree.eager.contains_key(&path) {
-                        break; // a `readdir` asks for all of them at once
+                        break; // a lookup asks for all of them at once
                     }
                     let Some(n) = tree.nodes.get(&path) else { break };
-                    chunk.iter().filter(|c| n.unknown.contains(*c)).cloned().collect()
+                    let still: Vec<String> = chunk.iter().filter(|c| n.unknown.contains(*c)).cloned().collect();
+                    if still.is_empty() {
+                        continue;
+                    }
+                    // Marked before the request is sent (zookeeper-client sends it when
+                    // its future is made): see `watch.rs`, `kind_learnt`.
+                    tree.kinds_out.insert(path.clone());
+                    still
                 };
-                match view.kinds(&path, still, &BTreeMap::new()).await {
+                let learnt = view.kinds(&path, still, &BTreeMap::new()).await;
+                drop(turn);
+                match learnt {
                     Ok(kinds) => view.learnt(&path, kinds),
                     Err(e) => {
                         debug!("cannot learn the kinds of the children of {path}: {e}");
                         outcome = Err(e);
-                        break;
                     }
                 }
+                view.tree().kinds_out.remove(&path);
                 // Wakes a removal waiting for its kind (see `watch.rs`).
                 view.settle();
+                if outcome.is_err() {
+                    break;
+                }
             }
+            debug!("kinds of the children of {path} learnt in the background in {:?}", began.elapsed());
             view.tree().learning.finish(&path);
             view.settle();
             tx.send_replace(Some(outcome));
@@ -423,6 +564,16 @@ impl View {
     /// children made in it from now on are heard and echoed.
     pub fn lookup(&self, parent: &str, name: &str) -> Result<Option<Child>> {
         let path = child_path(parent, name);
+        let (unread, names_shown) = match self.tree().nodes.get(parent) {
+            Some(n) => (n.unknown.contains(name), n.names_shown),
+            None => (false, false),
+        };
+        if unread && names_shown {
+            // A `readdir` gave this name with DT_UNKNOWN: whoever needs its type (`ls
+            // -l`, `find -type`) asks for every sibling's, so all are learnt at once.
+            crate::wait::may_wait()?;
+            self.session.runtime().block_on(self.learn_shown(parent))?;
+        }
         let unread = self.tree().nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
         if unread && !self.tree().nodes.contains_key(&path) {
             // Read it, and list it if it is a directory with children.
@@ -437,18 +588,6 @@ impl View {
             self.listed(&path)?;
         }
         Ok(child)
-    }
-
-    fn visible_children(&self, path: &str) -> Option<Vec<(String, Kind)>> {
-        let tree = self.tree();
-        let children = tree.nodes.get(path)?.children.as_ref()?;
-        Some(
-            children
-                .iter()
-                .filter(|(_, c)| c.presence != Presence::PendingCreate)
-                .map(|(n, c)| (n.clone(), c.kind))
-                .collect(),
-        )
     }
 
     /// Waits for the outcome of a load led by another request, until `deadline`.
@@ -656,17 +795,14 @@ impl View {
         self.session.call_async(path, |c| async move { c.list_children(&p).await }).await
     }
 
-    /// Looks up the kinds of `names` under `parent`; `known` kinds are reused. Read
-    /// in multi-reads of [`KIND_BATCH`] children, all sent before the first answer
-    /// is awaited: a handful of requests and about one round trip for thousands of
-    /// children (ZooKeeper ≥ 3.6, which the root watch needs anyway).
+    /// Looks up the kinds of `names` under `parent`; `known` kinds are reused (see
+    /// [`View::read_many`]).
     pub(crate) async fn kinds(
         &self,
         parent: &str,
         names: Vec<String>,
         known: &BTreeMap<String, Kind>,
     ) -> Result<BTreeMap<String, Kind>> {
-        let client = self.session.client()?;
         let mut out = BTreeMap::new();
         let mut unknown = Vec::new();
         for name in names {
@@ -677,15 +813,46 @@ impl View {
                 None => unknown.push(name),
             }
         }
-        // zookeeper-client sends a request when its future is created, so creating
-        // them all first pipelines the batches.
-        let mut pending = Vec::new();
-        for chunk in unknown.chunks(KIND_BATCH) {
-            let paths: Vec<String> = chunk.iter().map(|name| child_path(parent, name)).collect();
-            pending.push((chunk, client.get_data_many(&paths)));
+        for (name, _, stat) in self.read_many(parent, &unknown).await? {
+            out.insert(name, Kind::of(&stat));
         }
+        Ok(out)
+    }
+
+    /// Reads the children `names` of `parent`, in multi-reads of [`KIND_BATCH`]
+    /// children, all sent before the first answer is awaited: a handful of requests and
+    /// about one round trip for thousands of children (ZooKeeper ≥ 3.6, which the root
+    /// watch needs anyway). Children gone meanwhile are left out.
+    async fn read_many(&self, parent: &str, names: &[String]) -> Result<Vec<(String, Vec<u8>, Stat)>> {
+        let sent = self.send_many(parent, names)?;
+        self.answers(parent, sent, None).await
+    }
+
+    /// Sends the multi-reads of [`View::read_many`]: they are out when this returns.
+    fn send_many(&self, parent: &str, names: &[String]) -> Result<Sent> {
+        let client = self.session.client()?;
+        // `get_data_many` sends its request before it returns, so making them all
+        // first pipelines the batches.
+        let mut pending = Vec::new();
+        for chunk in names.chunks(KIND_BATCH) {
+            let paths: Vec<String> = chunk.iter().map(|name| child_path(parent, name)).collect();
+            pending.push((chunk.to_vec(), client.get_data_many(&paths)));
+        }
+        Ok(pending)
+    }
+
+    /// The answers to the multi-reads [`View::send_many`] sent; `first` is told when
+    /// the first is in (or dropped if it fails).
+    async fn answers(
+        &self,
+        parent: &str,
+        pending: Sent,
+        mut first: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<Vec<(String, Vec<u8>, Stat)>> {
+        let names = pending.iter().map(|(chunk, _)| chunk.len()).sum();
         let deadline = tokio::time::Instant::now() + self.session.timeout();
         let late = || Error::Unavailable(format!("{parent}: listing timed out"));
+        let mut out = Vec::with_capacity(names);
         for (chunk, fut) in pending {
             let results = match tokio::time::timeout_at(deadline, fut).await {
                 Ok(Ok(results)) if results.len() == chunk.len() => results,
@@ -693,11 +860,12 @@ impl View {
                 Ok(Err(e)) => return Err(Error::from_zk(e, parent)),
                 Err(_) => return Err(late()),
             };
+            if let Some(tx) = first.take() {
+                let _ = tx.send(());
+            }
             for (name, result) in chunk.iter().zip(results) {
                 match result {
-                    Ok((_, stat)) => {
-                        out.insert(name.clone(), Kind::of(&stat));
-                    }
+                    Ok((data, stat)) => out.push((name.clone(), data, stat)),
                     // Gone meanwhile; its parent's watch will say so.
                     Err(crate::zk::Error::NoNode) => {}
                     Err(err) => return Err(Error::from_zk(err, &child_path(parent, name))),
@@ -705,6 +873,28 @@ impl View {
             }
         }
         Ok(out)
+    }
+
+    /// Keeps the children of `parent` read by [`View::learn_now`], so that the `stat`
+    /// of each that follows needs no read — unless a data change or deletion arrived
+    /// since `mark` (taken before the reads were sent), which may be about one of them
+    /// and was dropped for a node not cached: then each is read again when asked for,
+    /// as [`View::local_node`] does.
+    fn keep_read(&self, parent: &str, nodes: Vec<(String, Vec<u8>, Stat)>, mark: u64) {
+        if self.events_seen() != mark {
+            return;
+        }
+        let views: Vec<(String, NodeView)> =
+            nodes.into_iter().map(|(name, data, stat)| (child_path(parent, &name), node_view(data, stat))).collect();
+        let mut tree = self.tree();
+        // Checked under the tree lock: an event counted after this check is applied
+        // after the nodes are in (the event task takes the same lock).
+        if self.events_seen() != mark {
+            return;
+        }
+        for (path, view) in views {
+            tree.nodes.entry(path).or_insert_with(|| Node::new(view));
+        }
     }
 
     // ----- changes made through this mount -----
@@ -808,4 +998,18 @@ impl View {
             self.echo_removed(parent, name);
         }
     }
+}
+
+/// Two iterators sorted by name, with no name in both, merged in name order.
+fn merge_by_name<'a, A, B, K>(a: A, b: B) -> impl Iterator<Item = (&'a String, K)>
+where
+    A: Iterator<Item = (&'a String, K)>,
+    B: Iterator<Item = (&'a String, K)>,
+{
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((x, _)), Some((y, _))) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }

@@ -180,10 +180,10 @@ impl View {
         }
     }
 
-    /// Waits for the background batch learning the kind of `path` (see
-    /// [`View::learn_kinds`]), or a `readdir`'s, if `path` is listed without its kind
-    /// and one is in flight,
-    /// until its multi-read holding `path` is stored, so that its removal can be
+    /// Waits for the background multi-read learning kinds in the directory of `path`
+    /// (see [`View::learn_kinds`]), or a lookup's batch, if `path` is listed without
+    /// its kind and one is out (sent: one waiting for its turn is not waited for),
+    /// until it is stored, so that its removal can be
     /// echoed: ZooKeeper answered that read before this event if it read the child
     /// before the removal, and only the task storing the answer may be behind. If it
     /// found the child gone (the removal reached ZooKeeper first), its kind cannot be
@@ -198,7 +198,7 @@ impl View {
             {
                 let tree = self.tree();
                 let unknown = tree.nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
-                if !unknown || !(tree.learning.flying(parent) || tree.eager.contains_key(parent)) {
+                if !unknown || !(tree.kinds_out.contains(parent) || tree.eager.contains_key(parent)) {
                     return;
                 }
             }
@@ -466,17 +466,25 @@ impl View {
             }
             Err(e) => return Err(e),
         };
+        let mut notes = Vec::new();
         // Names never shown stay unlearnt; new ones need their kind for their echo.
         let (unlearnt, names): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| unknown.contains(n));
         let unlearnt: BTreeSet<String> = unlearnt.into_iter().collect();
         let listed = self.kinds(path, names, &known).await?;
-        let mut notes = Vec::new();
         {
             // Compared with the children as they are now, not as they were before the
             // round trip: a change through this mount may have landed meanwhile.
             let mut tree = self.tree();
+            let mut dropped_shown = false;
             if let Some(node) = tree.nodes.get_mut(path) {
+                let before = node.unknown.len();
                 node.unknown.retain(|n| unlearnt.contains(n));
+                dropped_shown = node.names_shown && node.unknown.len() != before;
+            }
+            // Names a `readdir` showed without their kinds, gone: the kernel's cached
+            // listing must forget them.
+            if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| dropped_shown) {
+                notes.push(KernelNote::InvalInode { ino });
             }
             let Some(current) = tree.nodes.get(path).and_then(|n| n.children.as_ref()) else { return Ok(()) };
             let gone: Vec<String> = current
@@ -525,9 +533,15 @@ impl View {
                 tree.child_gone(parent, name, &mut notes);
             } else {
                 let parent_ino = tree.inodes.existing(parent, InodeKind::Dir);
+                // A name a `readdir` showed without its kind is in the kernel's cached
+                // listing of its directory, which must forget it.
+                let in_listing = tree.nodes.get(parent).is_some_and(|n| n.names_shown && n.unknown.contains(name));
                 tree.forget(path, &mut notes);
                 if let Some(parent) = parent_ino {
                     notes.push(KernelNote::InvalEntry { parent, name: name.to_string() });
+                    if in_listing {
+                        notes.push(KernelNote::InvalInode { ino: parent });
+                    }
                 }
             }
         }

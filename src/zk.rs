@@ -118,16 +118,16 @@ impl Client {
                         })
                         .collect())
                 };
-                // The reader's future borrows the client: run it as a task, so that the
-                // request still goes out now and callers pipeline several.
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => {
-                        let task = rt.spawn(read);
-                        Box::pin(
-                            async move { task.await.unwrap_or_else(|e| Err(Error::UnexpectedError(e.to_string()))) },
-                        )
-                    }
-                    Err(_) => Box::pin(read),
+                // The reader's future borrows the client, so it is made inside `read`; polled
+                // once here, `read` sends the request (the client sends it in `commit`, a
+                // channel send that needs no runtime), so that it goes out before this
+                // returns, on any thread: callers pipeline several, and know it is out
+                // (see `View::learn_shown_soon`). The caller's polls then wait for it.
+                let mut read: Reply<Vec<Read>> = Box::pin(read);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match read.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
+                    std::task::Poll::Pending => read,
                 }
             }
             Client::Fake(c) => c.get_data_many(paths),

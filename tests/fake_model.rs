@@ -216,10 +216,19 @@ impl Mount {
                     continue;
                 }
                 let path = child(&dir, &e.name);
-                match e.kind {
+                // A kind not known yet (DT_UNKNOWN) is asked for, as `find` does.
+                let (kind, ino) = match e.kind {
+                    Some(kind) => (kind, e.ino),
+                    None => {
+                        let attr = self.fs.lookup(ino, &e.name)?;
+                        assert_eq!(attr.ino, e.ino, "{path}: stat gives another inode than readdir");
+                        (attr.kind, attr.ino)
+                    }
+                };
+                match kind {
                     zkfs::fs::FileKind::Dir => dirs.push(path),
                     _ => {
-                        out.insert(path, Shown::Reg(self.cat(e.ino)?));
+                        out.insert(path, Shown::Reg(self.cat(ino)?));
                     }
                 }
             }
@@ -451,7 +460,17 @@ fn step(m: &Mount, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             let Some(path) = Model::pick(&leaves, node) else { return Ok(()) };
             m.remote(m.other.delete(&path, None));
             model.nodes.remove(&path);
-            model.ours.remove(&path);
+            if model.ours.remove(&path) {
+                // The mount forgets a registration removed elsewhere once it has checked
+                // that the node is gone while its session still holds it (an expiry
+                // before that check re-creates it, as documented in `Session`): wait for
+                // that, so that the next step starts from the state the model says.
+                let deadline = Instant::now() + SETTLE;
+                while m.session.registrations().contains(&path) {
+                    prop_assert!(Instant::now() < deadline, "{} removed elsewhere is still held", path);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
         }
         Op::WriteReg { reg, key, value } => {
             let Some(path) = Model::pick(&regs, reg) else { return Ok(()) };
