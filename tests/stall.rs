@@ -227,10 +227,11 @@ fn no_read_is_torn_while_another_client_sets_the_node_hundreds_of_times_a_second
             })
         })
         .collect();
-    // Sets from another client, as fast as it goes, for a few seconds.
+    // Sets from another client, as fast as it goes, for a few seconds and at least
+    // 600 of them (a loaded machine takes longer, up to 30 s, rather than test less).
     let started = Instant::now();
     let mut sets = 0u64;
-    while started.elapsed() < Duration::from_secs(6) {
+    while (started.elapsed() < Duration::from_secs(6) || sets < 600) && started.elapsed() < Duration::from_secs(30) {
         sets += 1;
         zk.set("/cfg", &version(sets));
         zk.set("/10.0.0.1:80", &version(sets));
@@ -245,7 +246,7 @@ fn no_read_is_torn_while_another_client_sets_the_node_hundreds_of_times_a_second
     let reads = reads.load(Ordering::Relaxed);
     let torn = torn.lock().unwrap();
     eprintln!("{reads} reads, {sets} sets of each node ({rate:.0}/s), {} torn", torn.len());
-    assert!(rate >= 100.0, "the test did not stress enough: {rate:.0} sets/s");
+    assert!(sets >= 600, "the test did not stress enough: {sets} sets in 30 s ({rate:.0}/s)");
     assert!(reads >= 2000, "too few reads to tell: {reads}");
     assert!(torn.is_empty(), "{} of {reads} reads were not one whole version, e.g. {:?}", torn.len(), &torn[0]);
     // And the mount ends on the last version.
