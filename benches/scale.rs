@@ -5,7 +5,8 @@
 //! * `/big`: `FANOUT` directories of `LEAVES` persistent children each (100,100 nodes);
 //! * `/wide`: `WIDE` registrations (ephemeral children);
 //! * `/burst`: `BURST` persistent children, deleted at once by another client;
-//! * `/reg/zkfs-P`, `/reg/native-P`: where P concurrent writers register.
+//! * `/reg/zkfs-P`, `/reg/native-P`: where P concurrent writers register;
+//!   `/reg/spread/dT`: where writer T of `SPREAD` registers in a directory of its own.
 //!
 //! Rows: cold and warm walks (read 1,001 `properties.json` vs a native get_data loop),
 //! a cold `ls` of `/wide` vs one get_children, a warm `ls -l` of it vs tmpfs, RSS after
@@ -90,6 +91,8 @@ const SMALL: Scale = Scale {
 const CHURN_RATE: usize = 2_000;
 /// Writers in the registration rows.
 const WRITERS: [usize; 4] = [1, 4, 8, 16];
+/// Writers of the row where each registers in a directory of its own.
+const SPREAD: usize = 8;
 /// How long the burst's last event may take before the row reports what arrived.
 const BURST_TIMEOUT: Duration = Duration::from_secs(180);
 /// Requests in flight at once while building the tree.
@@ -194,6 +197,10 @@ fn build_tree(admin: &Zk, s: &Scale) -> usize {
     for w in WRITERS {
         persistent_paths.push((format!("/reg/zkfs-{w}"), Vec::new()));
         persistent_paths.push((format!("/reg/native-{w}"), Vec::new()));
+    }
+    persistent_paths.push(("/reg/spread".to_string(), Vec::new()));
+    for t in 0..SPREAD {
+        persistent_paths.push((format!("/reg/spread/d{t}"), Vec::new()));
     }
     let wide: Vec<(String, Vec<u8>)> =
         (0..s.wide).map(|i| (format!("/wide/{}", wide_name(i)), br#"{"pid": 1}"#.to_vec())).collect();
@@ -803,6 +810,37 @@ fn registrations(server: &ZkServer, admin: &Zk, mount: &Mount, s: &Scale, rows: 
             Some(zr / nr),
             if w == 8 { Target::AtLeast(0.5) } else { Target::Info },
         );
+        if w == SPREAD {
+            // The same writers, each in a directory of its own: the kernel holds a
+            // directory's lock through each create, so this row against the one above
+            // shows what that lock costs.
+            let per = s.registrations / w;
+            let (spread, req, ()) = counted(server, || {
+                let barrier = Barrier::new(w);
+                thread::scope(|scope| {
+                    for t in 0..w {
+                        let (barrier, name) = (&barrier, &name);
+                        let dir = mount.join(format!("/reg/spread/d{t}"));
+                        scope.spawn(move || {
+                            barrier.wait();
+                            for i in 0..per {
+                                touch(&dir.join(name(t, i)));
+                            }
+                        });
+                    }
+                });
+            });
+            let sr = (per * w) as f64 / spread.as_secs_f64();
+            rows.push(
+                &format!("registrations/s, {w} writers `touch`ing, each in its own directory"),
+                format!("{sr:.0}/s"),
+                Some(req),
+                &format!("{w} threads of sync creates"),
+                format!("{nr:.0}/s"),
+                Some(sr / nr),
+                Target::Info,
+            );
+        }
     }
 }
 
