@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;
@@ -35,20 +36,24 @@ pub struct Inode {
 }
 
 /// The table of inode numbers handed out.
+///
+/// A path is stored once: both indexes hold the same `Arc<str>`, which the view's
+/// cached node of that path shares too (see `Tree::intern`).
 #[derive(Debug)]
 pub struct Inodes {
     next: u64,
-    by_ino: HashMap<u64, Inode>,
+    by_ino: HashMap<u64, (Arc<str>, InodeKind)>,
     /// The numbers of each path, one slot per [`InodeKind`] (0: none). Ordered, so that
     /// a subtree is one range: removing it costs the subtree, not the whole table.
-    by_path: BTreeMap<String, [u64; 4]>,
+    by_path: BTreeMap<Arc<str>, [u64; 4]>,
 }
 
 impl Default for Inodes {
     fn default() -> Self {
         let mut t = Inodes { next: ROOT_INO + 1, by_ino: HashMap::new(), by_path: BTreeMap::new() };
-        t.by_ino.insert(ROOT_INO, Inode { path: "/".into(), kind: InodeKind::Dir });
-        t.by_path.entry("/".into()).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
+        let root: Arc<str> = Arc::from("/");
+        t.by_ino.insert(ROOT_INO, (Arc::clone(&root), InodeKind::Dir));
+        t.by_path.entry(root).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
         t
     }
 }
@@ -66,14 +71,29 @@ fn slot(kind: InodeKind) -> usize {
 impl Inodes {
     /// The inode number of `path` as `kind`, handing out a new one if needed.
     pub fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
+        self.ino_shared(path, kind, || Arc::from(path))
+    }
+
+    /// [`Inodes::ino`]; a path new to the table is stored as `shared()` (the same path,
+    /// allocated once for the table and the view's node).
+    pub(crate) fn ino_shared(&mut self, path: &str, kind: InodeKind, shared: impl FnOnce() -> Arc<str>) -> u64 {
         if let Some(ino) = self.existing(path, kind) {
             return ino;
         }
         let ino = self.next;
         self.next += 1;
-        self.by_path.entry(path.to_string()).or_default()[slot(kind)] = ino;
-        self.by_ino.insert(ino, Inode { path: path.to_string(), kind });
+        let key = match self.by_path.get_key_value(path) {
+            Some((key, _)) => Arc::clone(key),
+            None => shared(),
+        };
+        self.by_ino.insert(ino, (Arc::clone(&key), kind));
+        self.by_path.entry(key).or_default()[slot(kind)] = ino;
         ino
+    }
+
+    /// The table's allocation of `path`, if it has one.
+    pub(crate) fn shared_path(&self, path: &str) -> Option<&Arc<str>> {
+        self.by_path.get_key_value(path).map(|(key, _)| key)
     }
 
     /// The inode number of `path` as `kind`, if the kernel was given one.
@@ -82,8 +102,8 @@ impl Inodes {
     }
 
     /// What `ino` stands for.
-    pub fn get(&self, ino: u64) -> Option<&Inode> {
-        self.by_ino.get(&ino)
+    pub fn get(&self, ino: u64) -> Option<Inode> {
+        self.by_ino.get(&ino).map(|(path, kind)| Inode { path: path.to_string(), kind: *kind })
     }
 
     /// Forgets `path` as `kind` alone; the number dropped, if it had one.
@@ -101,7 +121,7 @@ impl Inodes {
     }
 
     /// Forgets `path` and everything below it; returns the numbers dropped.
-    pub fn remove_subtree(&mut self, path: &str) -> Vec<(u64, Inode)> {
+    pub fn remove_subtree(&mut self, path: &str) -> Vec<u64> {
         let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
         // Every path below `path` starts with `prefix`, and those sort together, from
         // `prefix` on.
@@ -109,17 +129,17 @@ impl Inodes {
             .by_path
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(|(p, _)| p.starts_with(&prefix))
-            .map(|(p, _)| p.clone());
-        let paths: Vec<String> = std::iter::once(path.to_string()).chain(below).collect();
+            .map(|(p, _)| Arc::clone(p));
+        let paths: Vec<Arc<str>> = self.shared_path(path).cloned().into_iter().chain(below).collect();
         let mut gone = Vec::new();
         for p in paths {
             let Some(slots) = self.by_path.remove(&p) else { continue };
             for ino in slots {
                 if ino == ROOT_INO {
                     // The root keeps its number; only its other files go.
-                    self.by_path.entry(p.clone()).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
-                } else if let Some(inode) = self.by_ino.remove(&ino) {
-                    gone.push((ino, inode));
+                    self.by_path.entry(Arc::clone(&p)).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
+                } else if ino != 0 && self.by_ino.remove(&ino).is_some() {
+                    gone.push(ino);
                 }
             }
         }
@@ -177,7 +197,7 @@ mod tests {
             let kind = if p.contains(':') { InodeKind::Registration } else { InodeKind::Dir };
             dropped.push(t.ino(p, kind));
         }
-        let mut gone: Vec<u64> = t.remove_subtree("/a/x").into_iter().map(|(ino, _)| ino).collect();
+        let mut gone = t.remove_subtree("/a/x");
         gone.sort();
         assert_eq!(gone, dropped[..2]);
         assert_eq!(t.existing("/a/z:1", InodeKind::Registration), Some(dropped[2]));
@@ -189,7 +209,7 @@ mod tests {
         let root_props = t.ino("/", InodeKind::Properties);
         assert_eq!(t.remove_subtree("/").len(), 2 * (kept.len() - 1) + 1);
         assert_eq!(t.existing("/", InodeKind::Dir), Some(ROOT_INO));
-        assert_eq!(t.get(ROOT_INO).map(|i| i.path.as_str()), Some("/"));
+        assert_eq!(t.get(ROOT_INO).map(|i| i.path), Some("/".to_string()));
         assert!(t.get(root_props).is_none());
         assert_eq!(t.by_ino.len(), 1, "only the root is left");
         assert_ne!(t.ino("/a", InodeKind::Dir), kept[0].1, "a node made again is a new file");

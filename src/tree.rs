@@ -139,10 +139,32 @@ pub struct NodeView {
     pub stat: Stat,
     /// The znode's kind.
     pub kind: Kind,
-    /// What `cat` shows for the node's data.
-    pub rendered: Arc<Vec<u8>>,
     /// The raw data.
-    pub data: Arc<Vec<u8>>,
+    pub data: Arc<[u8]>,
+    /// The length of what `cat` shows. The bytes themselves are made when a file is
+    /// opened ([`NodeView::rendered`]) and live as long as it is open: a cached node
+    /// costs its data alone, not its data and its rendering.
+    size: u64,
+}
+
+impl NodeView {
+    /// A node of `kind` with `data` and `stat`.
+    pub fn new(kind: Kind, data: Vec<u8>, stat: Stat) -> NodeView {
+        let size = properties::render(&data).len() as u64;
+        NodeView { stat, kind, data: data.into(), size }
+    }
+
+    /// The length of what `cat` shows for the node's data.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// What `cat` shows for the node's data: [`NodeView::size`] bytes, rendered from
+    /// the same version of the data (a rendering is a function of the data alone), so
+    /// a file opened on this view reads one version whatever changes meanwhile.
+    pub fn rendered(&self) -> Arc<Vec<u8>> {
+        Arc::new(properties::render(&self.data))
+    }
 }
 
 /// A cached node.
@@ -173,8 +195,9 @@ impl Node {
 #[derive(Default)]
 pub(crate) struct Tree {
     /// Ordered by path, so that a subtree is one range: forgetting it costs the
-    /// subtree, not everything cached.
-    pub(crate) nodes: BTreeMap<String, Node>,
+    /// subtree, not everything cached. A key is the same allocation as the path's
+    /// entries in `inodes` ([`Tree::intern`]).
+    pub(crate) nodes: BTreeMap<Arc<str>, Node>,
     pub(crate) inodes: Inodes,
     /// Paths with a change through this mount in flight, and how many.
     pub(crate) local: HashMap<String, usize>,
@@ -198,6 +221,33 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// `path`, allocated once for the node cached there and its inode numbers: the
+    /// allocation either already has, or a new one.
+    fn intern(&self, path: &str) -> Arc<str> {
+        match self.nodes.get_key_value(path) {
+            Some((key, _)) => Arc::clone(key),
+            None => self.inodes.shared_path(path).cloned().unwrap_or_else(|| Arc::from(path)),
+        }
+    }
+
+    /// Caches `node` at `path` unless a node is cached there already; true if it was
+    /// not.
+    pub(crate) fn cache(&mut self, path: &str, node: Node) -> bool {
+        if self.nodes.contains_key(path) {
+            return false;
+        }
+        let key = self.intern(path);
+        self.nodes.insert(key, node);
+        true
+    }
+
+    /// The inode number of `path` as `kind`, handing out a new one if needed (see
+    /// [`Inodes::ino`]); the path's allocation is shared with its cached node.
+    pub(crate) fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
+        let shared = self.nodes.get_key_value(path).map(|(key, _)| Arc::clone(key));
+        self.inodes.ino_shared(path, kind, || shared.unwrap_or_else(|| Arc::from(path)))
+    }
+
     pub(crate) fn is_local(&self, path: &str) -> bool {
         self.local.contains_key(path)
     }
@@ -229,13 +279,13 @@ impl Tree {
                 .nodes
                 .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
                 .take_while(|(p, _)| p.starts_with(&prefix))
-                .map(|(p, _)| p.clone());
-            let gone: Vec<String> = std::iter::once(path.to_string()).chain(below).collect();
+                .map(|(p, _)| Arc::clone(p));
+            let gone: Vec<Arc<str>> = std::iter::once(Arc::from(path)).chain(below).collect();
             for p in gone {
                 self.nodes.remove(&p);
-                self.written.remove(&p);
+                self.written.remove(&*p);
             }
-            for (ino, _) in self.inodes.remove_subtree(path) {
+            for ino in self.inodes.remove_subtree(path) {
                 notes.push(KernelNote::InvalInode { ino });
             }
         }
@@ -260,7 +310,7 @@ impl Tree {
             Kind::Dir => self.inodes.existing(path, InodeKind::Dir).is_some(),
             Kind::Registration => self.shown_in_known_dir(path),
         };
-        known.then(|| self.inodes.ino(path, file))
+        known.then(|| self.ino(path, file))
     }
 
     /// True if `path` is shown in a listed directory that the kernel knows.
@@ -363,7 +413,7 @@ impl Tree {
 
 /// A node as read from ZooKeeper.
 pub(crate) fn node_view(data: Vec<u8>, stat: Stat) -> NodeView {
-    NodeView { kind: Kind::of(&stat), rendered: Arc::new(properties::render(&data)), data: Arc::new(data), stat }
+    NodeView::new(Kind::of(&stat), data, stat)
 }
 
 /// The path in the mount of the file that shows the data of `path`.
@@ -417,7 +467,7 @@ mod tests {
         fn new() -> World {
             let mut tree = Tree::default();
             let node = Node { children: Some(BTreeMap::new()), ..Node::new(node_view(Vec::new(), stat())) };
-            tree.nodes.insert(DIR.into(), node);
+            tree.cache(DIR, node);
             tree.inodes.ino(DIR, InodeKind::Dir);
             World { tree, zk: BTreeMap::new(), kernel: BTreeMap::new(), queue: VecDeque::new() }
         }
@@ -578,12 +628,12 @@ mod tests {
         let mut tree = Tree::default();
         let paths = ["/a", "/a/b", "/a/b/c", "/a-b", "/a.b", "/ab", "/a!", "/b/a"];
         for p in paths {
-            tree.nodes.insert(p.into(), Node::new(node_view(Vec::new(), stat())));
+            tree.cache(p, Node::new(node_view(Vec::new(), stat())));
             tree.inodes.ino(p, InodeKind::Dir);
         }
         let mut notes = Vec::new();
         tree.forget("/a", &mut notes);
-        let left: Vec<&str> = tree.nodes.keys().map(String::as_str).collect();
+        let left: Vec<&str> = tree.nodes.keys().map(|p| &**p).collect();
         assert_eq!(left, ["/a!", "/a-b", "/a.b", "/ab", "/b/a"]);
         assert_eq!(notes.len(), 3, "the kernel drops the three inodes: {notes:?}");
     }

@@ -268,9 +268,9 @@ impl View {
                 drop(tree);
                 return self.data_read(path, view, false);
             }
-            let (kind, size) = (view.kind, view.rendered.len() as u64);
+            let (kind, size) = (view.kind, view.size());
             let local = tree.is_local(path);
-            tree.nodes.insert(path.to_string(), Node { changed: Some(Instant::now()), ..Node::new(view) });
+            tree.cache(path, Node { changed: Some(Instant::now()), ..Node::new(view) });
             if !local {
                 if let Some(ino) = tree.echo_ino(path, kind) {
                     notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
@@ -329,7 +329,7 @@ impl View {
             None => {
                 let view = self.read(path).await?;
                 let czxid = view.stat.czxid;
-                self.tree().nodes.entry(path.to_string()).or_insert_with(|| Node::new(view));
+                self.tree().cache(path, Node::new(view));
                 czxid
             }
         };
@@ -393,7 +393,7 @@ impl View {
             }
             n.stale = true;
             n.changed = Some(Instant::now());
-            let (kind, size) = (n.view.kind, n.view.rendered.len() as u64);
+            let (kind, size) = (n.view.kind, n.view.size());
             if let Some(ino) = tree.echo_ino(path, kind) {
                 notes.push(KernelNote::Change { ino, file: data_file(path, kind), size });
             }
@@ -423,7 +423,7 @@ impl View {
                 return;
             }
             let kind = view.kind;
-            let size = view.rendered.len() as u64;
+            let size = view.size();
             let (old_data, new_data) = (Arc::clone(&n.view.data), Arc::clone(&view.data));
             n.view = view;
             n.changed = Some(Instant::now());
@@ -552,7 +552,7 @@ impl View {
             };
             tree.nodes.clear();
             tree.written.clear();
-            for (ino, _) in tree.inodes.remove_subtree("/") {
+            for ino in tree.inodes.remove_subtree("/") {
                 notes.push(KernelNote::InvalInode { ino });
             }
             notes.push(KernelNote::InvalInode { ino: ROOT_INO });
@@ -573,8 +573,8 @@ impl View {
             warn!("cannot re-arm the watch: {e}; will retry on the next reconnect");
             return;
         }
-        let mut paths: Vec<String> = self.tree().nodes.keys().cloned().collect();
-        paths.sort_by_key(|p| (p.matches('/').count(), p.clone()));
+        let mut paths: Vec<Arc<str>> = self.tree().nodes.keys().cloned().collect();
+        paths.sort_by_key(|p| (p.matches('/').count(), Arc::clone(p)));
         for path in paths {
             if !self.tree().nodes.contains_key(&path) {
                 continue; // went with its parent
