@@ -37,26 +37,55 @@ pub struct Inode {
 
 /// The table of inode numbers handed out.
 ///
-/// A path is stored once: both indexes hold the same `Arc<str>`, which the view's
-/// cached node of that path shares too (see `Tree::intern`).
+/// Each path the kernel was shown gets one *number*, and its inodes are that number's
+/// four slots, one per [`InodeKind`] (`ino = 4 * number + slot + 1`): one entry per
+/// path in each index, not one per inode. A path is stored once: both indexes hold the
+/// same `Arc<str>`, which the view's cached node of that path shares too (see
+/// `Tree::intern`).
 #[derive(Debug)]
 pub struct Inodes {
+    /// The next path's number. Numbers are never reused.
     next: u64,
-    by_ino: HashMap<u64, (Arc<str>, InodeKind)>,
-    /// The numbers of each path, one slot per [`InodeKind`] (0: none). Ordered, so that
-    /// a subtree is one range: removing it costs the subtree, not the whole table.
-    by_path: BTreeMap<Arc<str>, [u64; 4]>,
+    /// The path of each number.
+    by_number: HashMap<u64, Arc<str>>,
+    /// Each path's number, and in the top byte the kinds handed out for it
+    /// ([`Entry`]). Ordered, so that a subtree is one range: removing it costs the
+    /// subtree, not the whole table.
+    by_path: BTreeMap<Arc<str>, Entry>,
 }
 
-impl Default for Inodes {
-    fn default() -> Self {
-        let mut t = Inodes { next: ROOT_INO + 1, by_ino: HashMap::new(), by_path: BTreeMap::new() };
-        let root: Arc<str> = Arc::from("/");
-        t.by_ino.insert(ROOT_INO, (Arc::clone(&root), InodeKind::Dir));
-        t.by_path.entry(root).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
-        t
+/// A path's number (low 56 bits) and the kinds handed out for it (top byte, one bit
+/// per slot), in one word.
+#[derive(Debug, Clone, Copy)]
+struct Entry(u64);
+
+impl Entry {
+    const KINDS_SHIFT: u32 = 56;
+
+    fn new(number: u64) -> Entry {
+        Entry(number)
+    }
+
+    fn number(self) -> u64 {
+        self.0 & ((1 << Self::KINDS_SHIFT) - 1)
+    }
+
+    fn has(self, kind: InodeKind) -> bool {
+        self.0 & (1 << (Self::KINDS_SHIFT + slot(kind) as u32)) != 0
+    }
+
+    fn with(self, kind: InodeKind) -> Entry {
+        Entry(self.0 | 1 << (Self::KINDS_SHIFT + slot(kind) as u32))
+    }
+
+    /// The inode numbers handed out.
+    fn inos(self) -> impl Iterator<Item = u64> {
+        KINDS.into_iter().filter(move |k| self.has(*k)).map(move |k| ino_of(self.number(), k))
     }
 }
+
+/// Every kind, in slot order.
+const KINDS: [InodeKind; 4] = [InodeKind::Dir, InodeKind::Properties, InodeKind::Registration, InodeKind::Link];
 
 /// The index of `kind` in a path's slots.
 fn slot(kind: InodeKind) -> usize {
@@ -68,6 +97,30 @@ fn slot(kind: InodeKind) -> usize {
     }
 }
 
+/// The inode number of slot `kind` of path number `number`. Number 0 is no path's:
+/// its first slot is [`ROOT_INO`], which the root directory keeps for good, while the
+/// root's other files come and go with the root node, under numbers of their own.
+fn ino_of(number: u64, kind: InodeKind) -> u64 {
+    4 * number + slot(kind) as u64 + 1
+}
+
+/// The path number and kind of inode number `ino` (the inverse of [`ino_of`]).
+fn split_ino(ino: u64) -> Option<(u64, InodeKind)> {
+    let i = ino.checked_sub(1)?;
+    Some((i / 4, KINDS[(i % 4) as usize]))
+}
+
+impl Default for Inodes {
+    fn default() -> Self {
+        Inodes { next: 1, by_number: HashMap::new(), by_path: BTreeMap::new() }
+    }
+}
+
+/// True for the root directory, which is [`ROOT_INO`] and in no index.
+fn is_root_dir(path: &str, kind: InodeKind) -> bool {
+    kind == InodeKind::Dir && path == "/"
+}
+
 impl Inodes {
     /// The inode number of `path` as `kind`, handing out a new one if needed.
     pub fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
@@ -77,18 +130,19 @@ impl Inodes {
     /// [`Inodes::ino`]; a path new to the table is stored as `shared()` (the same path,
     /// allocated once for the table and the view's node).
     pub(crate) fn ino_shared(&mut self, path: &str, kind: InodeKind, shared: impl FnOnce() -> Arc<str>) -> u64 {
-        if let Some(ino) = self.existing(path, kind) {
-            return ino;
+        if is_root_dir(path, kind) {
+            return ROOT_INO;
         }
-        let ino = self.next;
+        if let Some(entry) = self.by_path.get_mut(path) {
+            *entry = entry.with(kind);
+            return ino_of(entry.number(), kind);
+        }
+        let number = self.next;
         self.next += 1;
-        let key = match self.by_path.get_key_value(path) {
-            Some((key, _)) => Arc::clone(key),
-            None => shared(),
-        };
-        self.by_ino.insert(ino, (Arc::clone(&key), kind));
-        self.by_path.entry(key).or_default()[slot(kind)] = ino;
-        ino
+        let key = shared();
+        self.by_number.insert(number, Arc::clone(&key));
+        self.by_path.insert(key, Entry::new(number).with(kind));
+        ino_of(number, kind)
     }
 
     /// The table's allocation of `path`, if it has one.
@@ -98,26 +152,30 @@ impl Inodes {
 
     /// The inode number of `path` as `kind`, if the kernel was given one.
     pub fn existing(&self, path: &str, kind: InodeKind) -> Option<u64> {
-        self.by_path.get(path).map(|slots| slots[slot(kind)]).filter(|ino| *ino != 0)
+        if is_root_dir(path, kind) {
+            return Some(ROOT_INO);
+        }
+        self.by_path.get(path).filter(|e| e.has(kind)).map(|e| ino_of(e.number(), kind))
     }
 
     /// What `ino` stands for.
     pub fn get(&self, ino: u64) -> Option<Inode> {
-        self.by_ino.get(&ino).map(|(path, kind)| Inode { path: path.to_string(), kind: *kind })
+        if ino == ROOT_INO {
+            return Some(Inode { path: "/".to_string(), kind: InodeKind::Dir });
+        }
+        let (number, kind) = split_ino(ino)?;
+        let path = self.by_number.get(&number)?;
+        // Only numbers handed out: the other slots of a path are no inodes.
+        self.by_path.get(&**path).filter(|e| e.has(kind))?;
+        Some(Inode { path: path.to_string(), kind })
     }
 
-    /// Forgets `path` as `kind` alone; the number dropped, if it had one.
-    pub fn remove_one(&mut self, path: &str, kind: InodeKind) -> Option<u64> {
-        let slots = self.by_path.get_mut(path)?;
-        let ino = std::mem::take(&mut slots[slot(kind)]);
-        if slots.iter().all(|i| *i == 0) {
-            self.by_path.remove(path);
-        }
-        if ino == 0 {
-            return None;
-        }
-        self.by_ino.remove(&ino);
-        Some(ino)
+    /// Forgets `path` (every kind of it, not what is below); the numbers dropped. A
+    /// path shown again later gets new numbers.
+    pub fn remove_path(&mut self, path: &str) -> Vec<u64> {
+        let Some(entry) = self.by_path.remove(path) else { return Vec::new() };
+        self.by_number.remove(&entry.number());
+        entry.inos().collect()
     }
 
     /// Forgets `path` and everything below it; returns the numbers dropped.
@@ -132,16 +190,9 @@ impl Inodes {
             .map(|(p, _)| Arc::clone(p));
         let paths: Vec<Arc<str>> = self.shared_path(path).cloned().into_iter().chain(below).collect();
         let mut gone = Vec::new();
+        // The root's range holds the root itself: it is removed once.
         for p in paths {
-            let Some(slots) = self.by_path.remove(&p) else { continue };
-            for ino in slots {
-                if ino == ROOT_INO {
-                    // The root keeps its number; only its other files go.
-                    self.by_path.entry(Arc::clone(&p)).or_default()[slot(InodeKind::Dir)] = ROOT_INO;
-                } else if ino != 0 && self.by_ino.remove(&ino).is_some() {
-                    gone.push(ino);
-                }
-            }
+            gone.extend(self.remove_path(&p));
         }
         gone
     }
@@ -211,8 +262,104 @@ mod tests {
         assert_eq!(t.existing("/", InodeKind::Dir), Some(ROOT_INO));
         assert_eq!(t.get(ROOT_INO).map(|i| i.path), Some("/".to_string()));
         assert!(t.get(root_props).is_none());
-        assert_eq!(t.by_ino.len(), 1, "only the root is left");
+        assert!(t.by_path.is_empty() && t.by_number.is_empty(), "only the root is left");
         assert_ne!(t.ino("/a", InodeKind::Dir), kept[0].1, "a node made again is a new file");
+        assert_ne!(t.ino("/", InodeKind::Properties), root_props, "the root's properties.json too");
+        assert!(t.get(root_props).is_none());
+    }
+
+    #[test]
+    fn a_slot_never_handed_out_is_no_inode() {
+        let mut t = Inodes::default();
+        let reg = t.ino("/a:1", InodeKind::Registration);
+        for other in [reg - 2, reg - 1, reg + 1] {
+            assert_eq!(t.get(other), None, "{other}");
+        }
+        assert_eq!(t.existing("/a:1", InodeKind::Dir), None);
+        assert_eq!(t.get(0), None);
+        assert_eq!(t.get(u64::MAX), None);
+    }
+
+    mod model {
+        //! The table against a plain model: every (path, kind) handed out has one
+        //! number, which no other (path, kind) ever had, and which stays until its path
+        //! or an ancestor is removed.
+
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{HashMap, HashSet};
+
+        const PATHS: [&str; 7] = ["/", "/a", "/a/b", "/a/b/c", "/ab", "/a-b", "/b"];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Ino(usize, usize),
+            RemovePath(usize),
+            RemoveSubtree(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..PATHS.len(), 0..4usize).prop_map(|(p, k)| Op::Ino(p, k)),
+                1 => (0..PATHS.len()).prop_map(Op::RemovePath),
+                1 => (0..PATHS.len()).prop_map(Op::RemoveSubtree),
+            ]
+        }
+
+        fn below(p: &str, root: &str) -> bool {
+            p == root || root == "/" || p.starts_with(&format!("{root}/"))
+        }
+
+        proptest! {
+            #[test]
+            fn numbers_are_stable_unique_and_never_reused(ops in prop::collection::vec(op(), 1..60)) {
+                let mut t = Inodes::default();
+                let mut live: HashMap<(&str, InodeKind), u64> = HashMap::new();
+                let mut ever: HashSet<u64> = HashSet::from([ROOT_INO]);
+                for op in ops {
+                    match op {
+                        Op::Ino(p, k) => {
+                            let (path, kind) = (PATHS[p], KINDS[k]);
+                            let ino = t.ino(path, kind);
+                            if is_root_dir(path, kind) {
+                                prop_assert_eq!(ino, ROOT_INO);
+                            } else if let Some(old) = live.get(&(path, kind)) {
+                                prop_assert_eq!(ino, *old, "{} {:?} changed number", path, kind);
+                            } else {
+                                prop_assert!(ever.insert(ino), "{} reused for {} {:?}", ino, path, kind);
+                                live.insert((path, kind), ino);
+                            }
+                        }
+                        Op::RemovePath(p) => {
+                            let mut gone = t.remove_path(PATHS[p]);
+                            gone.sort();
+                            let mut want: Vec<u64> =
+                                live.iter().filter(|((path, _), _)| *path == PATHS[p]).map(|(_, i)| *i).collect();
+                            want.sort();
+                            live.retain(|(path, _), _| *path != PATHS[p]);
+                            prop_assert_eq!(gone, want);
+                        }
+                        Op::RemoveSubtree(p) => {
+                            let mut gone = t.remove_subtree(PATHS[p]);
+                            gone.sort();
+                            let mut want: Vec<u64> =
+                                live.iter().filter(|((path, _), _)| below(path, PATHS[p])).map(|(_, i)| *i).collect();
+                            want.sort();
+                            live.retain(|(path, _), _| !below(path, PATHS[p]));
+                            prop_assert_eq!(gone, want);
+                        }
+                    }
+                    for ((path, kind), ino) in &live {
+                        prop_assert_eq!(t.existing(path, *kind), Some(*ino));
+                        prop_assert_eq!(t.get(*ino), Some(Inode { path: path.to_string(), kind: *kind }));
+                    }
+                    for ino in ever.iter().filter(|i| **i != ROOT_INO && !live.values().any(|l| l == *i)) {
+                        prop_assert_eq!(t.get(*ino), None, "{} was removed", ino);
+                    }
+                    prop_assert_eq!(t.get(ROOT_INO), Some(Inode { path: "/".into(), kind: InodeKind::Dir }));
+                }
+            }
+        }
     }
 
     #[test]

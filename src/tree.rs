@@ -196,8 +196,9 @@ impl Node {
 pub(crate) struct Tree {
     /// Ordered by path, so that a subtree is one range: forgetting it costs the
     /// subtree, not everything cached. A key is the same allocation as the path's
-    /// entries in `inodes` ([`Tree::intern`]).
-    pub(crate) nodes: BTreeMap<Arc<str>, Node>,
+    /// entries in `inodes` ([`Tree::intern`]). Nodes are boxed: a B-tree's nodes are
+    /// about half full, and the empty half of a slot costs a pointer, not a node.
+    pub(crate) nodes: BTreeMap<Arc<str>, Box<Node>>,
     pub(crate) inodes: Inodes,
     /// Paths with a change through this mount in flight, and how many.
     pub(crate) local: HashMap<String, usize>,
@@ -237,7 +238,7 @@ impl Tree {
             return false;
         }
         let key = self.intern(path);
-        self.nodes.insert(key, node);
+        self.nodes.insert(key, Box::new(node));
         true
     }
 
@@ -269,7 +270,9 @@ impl Tree {
         if leaf {
             self.nodes.remove(path);
             self.written.remove(path);
-            if let Some(ino) = self.inodes.remove_one(path, InodeKind::Registration) {
+            // Its registration file, and a link of its parent's of the same name if
+            // the kernel had one (hidden by the child): shown again, it is a new file.
+            for ino in self.inodes.remove_path(path) {
                 notes.push(KernelNote::InvalInode { ino });
             }
         } else {

@@ -453,12 +453,13 @@ impl View {
     /// Re-lists the children of a cached node (after a reconnect, or a change heard
     /// while it was being listed). Called by the event task only.
     async fn refresh_children(&self, path: &str) -> Result<()> {
-        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) = match self.tree().nodes.get(path) {
-            Some(Node { children: Some(c), unknown, .. }) => {
-                (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
-            }
-            _ => return Ok(()),
-        };
+        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) =
+            match self.tree().nodes.get(path).map(|n| &**n) {
+                Some(Node { children: Some(c), unknown, .. }) => {
+                    (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
+                }
+                _ => return Ok(()),
+            };
         let names = match self.list_names(path).await {
             Ok(names) => names,
             Err(Error::NotFound(_)) => {
