@@ -5,7 +5,7 @@
 //! so a node created again under the same name is a new file to the kernel, and a
 //! program holding the old one gets ENOENT instead of the new node's data.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -46,8 +46,10 @@ pub struct Inode {
 pub struct Inodes {
     /// The next path's number. Numbers are never reused.
     next: u64,
-    /// The path of each number.
-    by_number: HashMap<u64, Arc<str>>,
+    /// The path of each number. A B-tree, not a hash table: a table of 100,000 paths
+    /// doubles into a new allocation of megabytes, and the old one freed stays in the
+    /// process's memory as a hole; a B-tree grows by small nodes.
+    by_number: BTreeMap<u64, Arc<str>>,
     /// Each path's number, and in the top byte the kinds handed out for it
     /// ([`Entry`]). Ordered, so that a subtree is one range: removing it costs the
     /// subtree, not the whole table.
@@ -112,7 +114,7 @@ fn split_ino(ino: u64) -> Option<(u64, InodeKind)> {
 
 impl Default for Inodes {
     fn default() -> Self {
-        Inodes { next: 1, by_number: HashMap::new(), by_path: BTreeMap::new() }
+        Inodes { next: 1, by_number: BTreeMap::new(), by_path: BTreeMap::new() }
     }
 }
 
