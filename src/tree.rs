@@ -143,20 +143,21 @@ pub struct NodeView {
     pub data: Arc<[u8]>,
     /// The length of what `cat` shows. The bytes themselves are made when a file is
     /// opened ([`NodeView::rendered`]) and live as long as it is open: a cached node
-    /// costs its data alone, not its data and its rendering.
-    size: u64,
+    /// costs its data alone, not its data and its rendering. 32 bits: a rendering is
+    /// at most a few times ZooKeeper's 1 MB limit on data (`properties::render`).
+    size: u32,
 }
 
 impl NodeView {
     /// A node of `kind` with `data` and `stat`.
     pub fn new(kind: Kind, data: Vec<u8>, stat: Stat) -> NodeView {
-        let size = properties::render(&data).len() as u64;
+        let size = u32::try_from(properties::render(&data).len()).unwrap_or(u32::MAX);
         NodeView { stat, kind, data: data.into(), size }
     }
 
     /// The length of what `cat` shows for the node's data.
     pub fn size(&self) -> u64 {
-        self.size
+        u64::from(self.size)
     }
 
     /// What `cat` shows for the node's data: [`NodeView::size`] bytes, rendered from
@@ -170,8 +171,10 @@ impl NodeView {
 /// A cached node.
 pub(crate) struct Node {
     pub(crate) view: NodeView,
-    /// Its children once listed, those whose kind is known (see `unknown`).
-    pub(crate) children: Option<BTreeMap<String, Child>>,
+    /// Its children once listed, those whose kind is known (see `unknown`). Boxed:
+    /// most cached nodes are leaves, for which this is a pointer, not a map's header.
+    #[allow(clippy::box_collection)]
+    pub(crate) children: Option<Box<BTreeMap<String, Child>>>,
     /// Children listed whose kind is not learnt yet: never shown to the kernel (a
     /// lookup reads the child, a listing learns every kind first). Learning a kind
     /// costs a read, so they are learnt in one batch in the background right after the
@@ -254,7 +257,7 @@ impl Tree {
     }
 
     pub(crate) fn children_mut(&mut self, parent: &str) -> Option<&mut BTreeMap<String, Child>> {
-        self.nodes.get_mut(parent).and_then(|n| n.children.as_mut())
+        self.nodes.get_mut(parent).and_then(|n| n.children.as_deref_mut())
     }
 
     /// Drops `path` and its subtree, and tells the kernel to drop their inodes' pages
@@ -469,7 +472,7 @@ mod tests {
     impl World {
         fn new() -> World {
             let mut tree = Tree::default();
-            let node = Node { children: Some(BTreeMap::new()), ..Node::new(node_view(Vec::new(), stat())) };
+            let node = Node { children: Some(Box::default()), ..Node::new(node_view(Vec::new(), stat())) };
             tree.cache(DIR, node);
             tree.inodes.ino(DIR, InodeKind::Dir);
             World { tree, zk: BTreeMap::new(), kernel: BTreeMap::new(), queue: VecDeque::new() }
@@ -693,7 +696,7 @@ mod tests {
             let shown: BTreeMap<String, Kind> =
                 w.tree.nodes[DIR].children.as_ref().unwrap().iter().map(|(n, c)| (n.clone(), c.kind)).collect();
             prop_assert_eq!(&shown, &w.zk, "the view does not match ZooKeeper");
-            for (name, c) in w.tree.nodes[DIR].children.as_ref().unwrap() {
+            for (name, c) in w.tree.nodes[DIR].children.as_deref().unwrap() {
                 prop_assert_eq!(c.presence, Presence::Present, "{} still pending", name);
             }
             prop_assert!(w.kernel.keys().all(|n| w.zk.contains_key(n)), "stale dentries {:?}", w.kernel);

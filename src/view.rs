@@ -621,7 +621,7 @@ impl View {
                                 Some(n) if n.children.is_none() => {
                                     // A registration has no children: left unlisted.
                                     if n.view.kind == Kind::Dir {
-                                        n.children = Some(BTreeMap::new());
+                                        n.children = Some(Box::default());
                                         n.unknown = names.into_iter().collect();
                                     }
                                     (Ok(()), dirty)

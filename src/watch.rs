@@ -354,7 +354,7 @@ impl View {
             if node.children.is_some() {
                 return Ok(());
             }
-            node.children = Some(BTreeMap::new());
+            node.children = Some(Box::default());
             for (name, kind, czxid) in listed {
                 if czxid > since {
                     tree.child_added(path, &name, kind, &mut notes);
