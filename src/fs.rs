@@ -8,10 +8,9 @@
 //! registrations can be created as files, only by this mount's session they can be
 //! removed or changed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
@@ -103,10 +102,6 @@ pub struct Fs {
     pub(crate) handles: Handles,
     /// Temporary files local to this mount (see `scratch.rs`).
     pub(crate) scratch: Scratch,
-    /// The mzxid whose bytes the kernel's page cache holds, per inode. A B-tree, not a
-    /// hash table: with 100,000 files read, a table's doubling leaves megabytes of
-    /// freed table in the process's memory.
-    paged: Mutex<BTreeMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
     /// True when the mount shows ZooKeeper's own `/zookeeper` (no chroot).
@@ -149,7 +144,6 @@ impl Fs {
             read_only,
             uid,
             gid,
-            paged: Mutex::default(),
             scratch: Scratch::default(),
             echo_tid: AtomicU32::new(0),
             shows_system,
@@ -401,17 +395,7 @@ impl Fs {
         // the snapshot's, whatever the kernel's size); a file at rest is read through
         // it, its pages kept while the version they hold is still the current one.
         let direct = mode.writes() || self.view.recently_changed(&inode.path);
-        let keep_cache = {
-            let mut paged = self.paged.locked();
-            if direct {
-                paged.remove(&ino);
-                false
-            } else {
-                let same = paged.get(&ino) == Some(&node.stat.mzxid);
-                paged.insert(ino, node.stat.mzxid);
-                same
-            }
-        };
+        let keep_cache = self.view.paged(ino, (!direct).then_some(node.stat.mzxid));
         let fh = self.handles.insert(Handle::new(ino, inode, snapshot, mode));
         Ok(Opened { fh, direct_io: direct, keep_cache, no_flush: !mode.writes() })
     }
