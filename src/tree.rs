@@ -611,6 +611,17 @@ mod tests {
     }
 
     #[test]
+    fn a_view_keeps_the_length_of_its_rendering_and_renders_the_same_bytes_again() {
+        for data in [&b""[..], b"{\"a\": 1, \"b\": [1, 2]}", b"not json \x01", &[b'['; 5000]] {
+            let view = node_view(data.to_vec(), stat());
+            let shown = properties::render(data);
+            assert_eq!(view.size(), shown.len() as u64, "{data:?}");
+            assert_eq!(*view.rendered(), shown);
+            assert_eq!(view.rendered(), view.clone().rendered(), "a clone renders the same version");
+        }
+    }
+
+    #[test]
     fn forgetting_a_registration_drops_it_alone() {
         let mut w = World::new();
         for name in ["a:1", "b:1"] {
