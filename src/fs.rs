@@ -8,10 +8,9 @@
 //! registrations can be created as files, only by this mount's session they can be
 //! removed or changed.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
@@ -21,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::handles::{Handle, Handles, OpenMode};
 use crate::inodes::{child_path, split_path, Inode, InodeKind, ROOT_INO};
 use crate::names::{self, PROPERTIES};
-use crate::properties;
 use crate::scratch::{self, Scratch};
 use crate::session::Session;
 use crate::status;
@@ -105,8 +103,6 @@ pub struct Fs {
     pub(crate) handles: Handles,
     /// Temporary files local to this mount (see `scratch.rs`).
     pub(crate) scratch: Scratch,
-    /// The mzxid whose bytes the kernel's page cache holds, per inode.
-    paged: Mutex<HashMap<u64, i64>>,
     /// The thread id of the echo thread (0 until it runs); see `echo.rs`.
     echo_tid: AtomicU32,
     /// True when the mount shows ZooKeeper's own `/zookeeper` (no chroot).
@@ -148,7 +144,6 @@ impl Fs {
             read_only,
             uid,
             gid,
-            paged: Mutex::default(),
             scratch: Scratch::default(),
             echo_tid: AtomicU32::new(0),
             shows_system,
@@ -229,10 +224,10 @@ impl Fs {
         let write = if self.read_only || system { 0 } else { 0o200 };
         let (fkind, size, nlink, perm) = match kind {
             InodeKind::Dir => (FileKind::Dir, 0, 1, 0o555 | write),
-            InodeKind::Properties => (FileKind::File, node.rendered.len() as u64, 1, 0o444 | write),
+            InodeKind::Properties => (FileKind::File, node.size(), 1, 0o444 | write),
             InodeKind::Registration => {
                 let w = if self.own(&node.stat) { write } else { 0 };
-                (FileKind::File, node.rendered.len() as u64, 1, 0o444 | w)
+                (FileKind::File, node.size(), 1, 0o444 | w)
             }
             InodeKind::Link => (FileKind::Symlink, 0, 1, 0o777),
         };
@@ -405,6 +400,9 @@ impl Fs {
                 )));
             }
         }
+        // Rendered before `direct` is decided, so that no time passes between that
+        // check and the reply: a change arriving in between is what direct I/O guards.
+        let snapshot = node.rendered();
         // Every read returns one whole version, whatever the kernel caches: a reader
         // gets the bytes of the version current at its open (its handle's snapshot).
         // Through the page cache, the kernel would cut or pad them at the size it holds,
@@ -414,18 +412,8 @@ impl Fs {
         // the snapshot's, whatever the kernel's size); a file at rest is read through
         // it, its pages kept while the version they hold is still the current one.
         let direct = mode.writes() || self.view.recently_changed(&inode.path);
-        let keep_cache = {
-            let mut paged = self.paged.locked();
-            if direct {
-                paged.remove(&ino);
-                false
-            } else {
-                let same = paged.get(&ino) == Some(&node.stat.mzxid);
-                paged.insert(ino, node.stat.mzxid);
-                same
-            }
-        };
-        let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
+        let keep_cache = self.view.paged(ino, (!direct).then_some(node.stat.mzxid));
+        let fh = self.handles.insert(Handle::new(ino, inode, snapshot, mode));
         Ok(Opened { fh, direct_io: direct, keep_cache, no_flush: !mode.writes() })
     }
 
@@ -539,19 +527,14 @@ impl Fs {
         self.session.remember_registration(&path, &data);
         self.view.local_created(&path, Kind::Registration);
         let ino = self.view.ino(&path, InodeKind::Registration);
-        let node = NodeView {
-            kind: Kind::Registration,
-            rendered: Arc::new(properties::render(&data)),
-            data: Arc::new(data),
-            stat,
-        };
+        let node = NodeView::new(Kind::Registration, data, stat);
         // Kept, so that the `futimens` of `touch` right after is answered without
         // reading the node back.
         self.view.local_node(&path, &node, events);
         let attr = self.attr_of(ino, InodeKind::Registration, &node);
         let opened = open.map(|mode| {
             let inode = Inode { path, kind: InodeKind::Registration };
-            let fh = self.handles.insert(Handle::new(ino, inode, node.rendered.clone(), mode));
+            let fh = self.handles.insert(Handle::new(ino, inode, node.rendered(), mode));
             Opened { fh, direct_io: true, keep_cache: false, no_flush: false }
         });
         Ok((attr, opened))
@@ -578,8 +561,7 @@ impl Fs {
         info!("created {path}");
         self.view.local_created(&path, Kind::Dir);
         let ino = self.view.ino(&path, InodeKind::Dir);
-        let node =
-            NodeView { kind: Kind::Dir, rendered: Arc::new(properties::render(&[])), data: Arc::new(Vec::new()), stat };
+        let node = NodeView::new(Kind::Dir, Vec::new(), stat);
         self.view.local_node(&path, &node, events);
         Ok(self.attr_of(ino, InodeKind::Dir, &node))
     }

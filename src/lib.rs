@@ -15,7 +15,8 @@
 //!   [`jsontext`] — JSON as written: byte spans to merge, bounded re-indentation.
 //! * [`document`] — the JSON a program writes, across many `write` calls.
 //! * [`names`] — which names may be created (registrations are `HOST:PORT`).
-//! * [`inodes`] — inode numbers for the paths the kernel has been shown.
+//! * [`inodes`] — inode numbers for the paths the kernel has been shown;
+//!   [`memory`] — the allocator's settings that keep a large cache compact.
 //! * [`fs`] and [`handles`] — the filesystem operations and open files, in plain Rust;
 //!   [`links`] — zc.zk's `"NAME ->"` properties shown as symbolic links.
 //! * [`locks`] — flock(2) locks, which hold registrations: the last unlock removes one.
@@ -60,6 +61,7 @@ pub mod links;
 pub mod literal;
 pub mod locks;
 pub mod logging;
+pub mod memory;
 pub mod mountinfo;
 pub mod mountpoint;
 pub mod names;

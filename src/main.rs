@@ -23,6 +23,7 @@ use zkfs::session::Session;
 use zkfs::view::View;
 
 fn main() -> ExitCode {
+    zkfs::memory::compact_arenas();
     let config = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Mount(c)) => c,
         Ok(Command::Status(mountpoint)) => {

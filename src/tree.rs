@@ -138,17 +138,42 @@ pub struct NodeView {
     pub stat: Stat,
     /// The znode's kind.
     pub kind: Kind,
-    /// What `cat` shows for the node's data.
-    pub rendered: Arc<Vec<u8>>,
     /// The raw data.
-    pub data: Arc<Vec<u8>>,
+    pub data: Arc<[u8]>,
+    /// The length of what `cat` shows. The bytes themselves are made when a file is
+    /// opened ([`NodeView::rendered`]) and live as long as it is open: a cached node
+    /// costs its data alone, not its data and its rendering. 32 bits: a rendering is
+    /// at most a few times ZooKeeper's 1 MB limit on data (`properties::render`).
+    size: u32,
+}
+
+impl NodeView {
+    /// A node of `kind` with `data` and `stat`.
+    pub fn new(kind: Kind, data: Vec<u8>, stat: Stat) -> NodeView {
+        let size = u32::try_from(properties::render(&data).len()).unwrap_or(u32::MAX);
+        NodeView { stat, kind, data: data.into(), size }
+    }
+
+    /// The length of what `cat` shows for the node's data.
+    pub fn size(&self) -> u64 {
+        u64::from(self.size)
+    }
+
+    /// What `cat` shows for the node's data: [`NodeView::size`] bytes, rendered from
+    /// the same version of the data (a rendering is a function of the data alone), so
+    /// a file opened on this view reads one version whatever changes meanwhile.
+    pub fn rendered(&self) -> Arc<Vec<u8>> {
+        Arc::new(properties::render(&self.data))
+    }
 }
 
 /// A cached node.
 pub(crate) struct Node {
     pub(crate) view: NodeView,
-    /// Its children once listed, those whose kind is known (see `unknown`).
-    pub(crate) children: Option<BTreeMap<String, Child>>,
+    /// Its children once listed, those whose kind is known (see `unknown`). Boxed:
+    /// most cached nodes are leaves, for which this is a pointer, not a map's header.
+    #[allow(clippy::box_collection)]
+    pub(crate) children: Option<Box<BTreeMap<String, Child>>>,
     /// Children listed whose kind is not learnt yet: never shown to the kernel with a
     /// kind or an inode (a lookup learns it first; a `readdir` gives their names with
     /// `DT_UNKNOWN`). Learning a kind costs a read, so they are learnt in one batch in
@@ -177,8 +202,10 @@ impl Node {
 #[derive(Default)]
 pub(crate) struct Tree {
     /// Ordered by path, so that a subtree is one range: forgetting it costs the
-    /// subtree, not everything cached.
-    pub(crate) nodes: BTreeMap<String, Node>,
+    /// subtree, not everything cached. A key is the same allocation as the path's
+    /// entries in `inodes` ([`Tree::intern`]). Nodes are boxed: a B-tree's nodes are
+    /// about half full, and the empty half of a slot costs a pointer, not a node.
+    pub(crate) nodes: BTreeMap<Arc<str>, Box<Node>>,
     pub(crate) inodes: Inodes,
     /// Paths with a change through this mount in flight, and how many.
     pub(crate) local: HashMap<String, usize>,
@@ -206,12 +233,39 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// `path`, allocated once for the node cached there and its inode numbers: the
+    /// allocation either already has, or a new one.
+    fn intern(&self, path: &str) -> Arc<str> {
+        match self.nodes.get_key_value(path) {
+            Some((key, _)) => Arc::clone(key),
+            None => self.inodes.shared_path(path).cloned().unwrap_or_else(|| Arc::from(path)),
+        }
+    }
+
+    /// Caches `node` at `path` unless a node is cached there already; true if it was
+    /// not.
+    pub(crate) fn cache(&mut self, path: &str, node: Node) -> bool {
+        if self.nodes.contains_key(path) {
+            return false;
+        }
+        let key = self.intern(path);
+        self.nodes.insert(key, Box::new(node));
+        true
+    }
+
+    /// The inode number of `path` as `kind`, handing out a new one if needed (see
+    /// [`Inodes::ino`]); the path's allocation is shared with its cached node.
+    pub(crate) fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
+        let shared = self.nodes.get_key_value(path).map(|(key, _)| Arc::clone(key));
+        self.inodes.ino_shared(path, kind, || shared.unwrap_or_else(|| Arc::from(path)))
+    }
+
     pub(crate) fn is_local(&self, path: &str) -> bool {
         self.local.contains_key(path)
     }
 
     pub(crate) fn children_mut(&mut self, parent: &str) -> Option<&mut BTreeMap<String, Child>> {
-        self.nodes.get_mut(parent).and_then(|n| n.children.as_mut())
+        self.nodes.get_mut(parent).and_then(|n| n.children.as_deref_mut())
     }
 
     /// Drops `path` and its subtree, and tells the kernel to drop their inodes' pages
@@ -227,7 +281,9 @@ impl Tree {
         if leaf {
             self.nodes.remove(path);
             self.written.remove(path);
-            if let Some(ino) = self.inodes.remove_one(path, InodeKind::Registration) {
+            // Its registration file, and a link of its parent's of the same name if
+            // the kernel had one (hidden by the child): shown again, it is a new file.
+            for ino in self.inodes.remove_path(path) {
                 notes.push(KernelNote::InvalInode { ino });
             }
         } else {
@@ -237,13 +293,13 @@ impl Tree {
                 .nodes
                 .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
                 .take_while(|(p, _)| p.starts_with(&prefix))
-                .map(|(p, _)| p.clone());
-            let gone: Vec<String> = std::iter::once(path.to_string()).chain(below).collect();
+                .map(|(p, _)| Arc::clone(p));
+            let gone: Vec<Arc<str>> = std::iter::once(Arc::from(path)).chain(below).collect();
             for p in gone {
                 self.nodes.remove(&p);
-                self.written.remove(&p);
+                self.written.remove(&*p);
             }
-            for (ino, _) in self.inodes.remove_subtree(path) {
+            for ino in self.inodes.remove_subtree(path) {
                 notes.push(KernelNote::InvalInode { ino });
             }
         }
@@ -268,7 +324,7 @@ impl Tree {
             Kind::Dir => self.inodes.existing(path, InodeKind::Dir).is_some(),
             Kind::Registration => self.shown_in_known_dir(path),
         };
-        known.then(|| self.inodes.ino(path, file))
+        known.then(|| self.ino(path, file))
     }
 
     /// True if `path` is shown in a listed directory that the kernel knows.
@@ -371,7 +427,7 @@ impl Tree {
 
 /// A node as read from ZooKeeper.
 pub(crate) fn node_view(data: Vec<u8>, stat: Stat) -> NodeView {
-    NodeView { kind: Kind::of(&stat), rendered: Arc::new(properties::render(&data)), data: Arc::new(data), stat }
+    NodeView::new(Kind::of(&stat), data, stat)
 }
 
 /// The path in the mount of the file that shows the data of `path`.
@@ -424,8 +480,8 @@ mod tests {
     impl World {
         fn new() -> World {
             let mut tree = Tree::default();
-            let node = Node { children: Some(BTreeMap::new()), ..Node::new(node_view(Vec::new(), stat())) };
-            tree.nodes.insert(DIR.into(), node);
+            let node = Node { children: Some(Box::default()), ..Node::new(node_view(Vec::new(), stat())) };
+            tree.cache(DIR, node);
             tree.inodes.ino(DIR, InodeKind::Dir);
             World { tree, zk: BTreeMap::new(), kernel: BTreeMap::new(), queue: VecDeque::new() }
         }
@@ -563,6 +619,17 @@ mod tests {
     }
 
     #[test]
+    fn a_view_keeps_the_length_of_its_rendering_and_renders_the_same_bytes_again() {
+        for data in [&b""[..], b"{\"a\": 1, \"b\": [1, 2]}", b"not json \x01", &[b'['; 5000]] {
+            let view = node_view(data.to_vec(), stat());
+            let shown = properties::render(data);
+            assert_eq!(view.size(), shown.len() as u64, "{data:?}");
+            assert_eq!(*view.rendered(), shown);
+            assert_eq!(view.rendered(), view.clone().rendered(), "a clone renders the same version");
+        }
+    }
+
+    #[test]
     fn forgetting_a_registration_drops_it_alone() {
         let mut w = World::new();
         for name in ["a:1", "b:1"] {
@@ -586,12 +653,12 @@ mod tests {
         let mut tree = Tree::default();
         let paths = ["/a", "/a/b", "/a/b/c", "/a-b", "/a.b", "/ab", "/a!", "/b/a"];
         for p in paths {
-            tree.nodes.insert(p.into(), Node::new(node_view(Vec::new(), stat())));
+            tree.cache(p, Node::new(node_view(Vec::new(), stat())));
             tree.inodes.ino(p, InodeKind::Dir);
         }
         let mut notes = Vec::new();
         tree.forget("/a", &mut notes);
-        let left: Vec<&str> = tree.nodes.keys().map(String::as_str).collect();
+        let left: Vec<&str> = tree.nodes.keys().map(|p| &**p).collect();
         assert_eq!(left, ["/a!", "/a-b", "/a.b", "/ab", "/b/a"]);
         assert_eq!(notes.len(), 3, "the kernel drops the three inodes: {notes:?}");
     }
@@ -648,7 +715,7 @@ mod tests {
             let shown: BTreeMap<String, Kind> =
                 w.tree.nodes[DIR].children.as_ref().unwrap().iter().map(|(n, c)| (n.clone(), c.kind)).collect();
             prop_assert_eq!(&shown, &w.zk, "the view does not match ZooKeeper");
-            for (name, c) in w.tree.nodes[DIR].children.as_ref().unwrap() {
+            for (name, c) in w.tree.nodes[DIR].children.as_deref().unwrap() {
                 prop_assert_eq!(c.presence, Presence::Present, "{} still pending", name);
             }
             prop_assert!(w.kernel.keys().all(|n| w.zk.contains_key(n)), "stale dentries {:?}", w.kernel);

@@ -242,12 +242,18 @@ impl View {
 
     /// What inode `ino` stands for.
     pub fn inode(&self, ino: u64) -> Option<Inode> {
-        self.tree().inodes.get(ino).cloned()
+        self.tree().inodes.get(ino)
+    }
+
+    /// Records which version of `ino`'s data the kernel's page cache holds (see
+    /// [`crate::inodes::Inodes::paged`]); true if it held that one already.
+    pub fn paged(&self, ino: u64, mzxid: Option<i64>) -> bool {
+        self.tree().inodes.paged(ino, mzxid)
     }
 
     /// The inode number of `path` shown as `kind`.
     pub fn ino(&self, path: &str, kind: InodeKind) -> u64 {
-        self.tree().inodes.ino(path, kind)
+        self.tree().ino(path, kind)
     }
 
     // ----- reads (FUSE threads) -----
@@ -473,7 +479,7 @@ impl View {
                     if tree.eager.contains_key(&path) {
                         break; // a lookup asks for all of them at once
                     }
-                    let Some(n) = tree.nodes.get(&path) else { break };
+                    let Some(n) = tree.nodes.get(path.as_str()) else { break };
                     let still: Vec<String> = chunk.iter().filter(|c| n.unknown.contains(*c)).cloned().collect();
                     if still.is_empty() {
                         continue;
@@ -551,7 +557,7 @@ impl View {
             Err(Error::NotFound(_)) => return Ok(None), // its deletion event follows
             Err(e) => return Err(e),
         }
-        let kind = self.tree().nodes.get(&path).map(|n| n.view.kind);
+        let kind = self.tree().nodes.get(path.as_str()).map(|n| n.view.kind);
         let Some(kind) = kind else { return Ok(None) };
         self.learnt(parent, BTreeMap::from([(name.to_string(), kind)]));
         let tree = self.tree();
@@ -575,7 +581,7 @@ impl View {
             self.session.runtime().block_on(self.learn_shown(parent))?;
         }
         let unread = self.tree().nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
-        if unread && !self.tree().nodes.contains_key(&path) {
+        if unread && !self.tree().nodes.contains_key(path.as_str()) {
             // Read it, and list it if it is a directory with children.
             crate::wait::may_wait()?;
             match self.session.runtime().block_on(self.ensure_children(&path)) {
@@ -658,13 +664,7 @@ impl View {
                         let mut tree = self.tree();
                         let dirty = tree.reads.finish(path);
                         match read {
-                            Ok(view) => match tree.nodes.entry(path.to_string()) {
-                                std::collections::btree_map::Entry::Vacant(e) => {
-                                    e.insert(Node::new(view));
-                                    (Ok(true), dirty)
-                                }
-                                std::collections::btree_map::Entry::Occupied(_) => (Ok(false), dirty),
-                            },
+                            Ok(view) => (Ok(tree.cache(path, Node::new(view))), dirty),
                             Err(e) => (Err(e), dirty),
                         }
                     };
@@ -766,7 +766,7 @@ impl View {
                                 Some(n) if n.children.is_none() => {
                                     // A registration has no children: left unlisted.
                                     if n.view.kind == Kind::Dir {
-                                        n.children = Some(BTreeMap::new());
+                                        n.children = Some(Box::default());
                                         n.unknown = names.into_iter().collect();
                                     }
                                     (Ok(()), dirty)
@@ -893,7 +893,7 @@ impl View {
             return;
         }
         for (path, view) in views {
-            tree.nodes.entry(path).or_insert_with(|| Node::new(view));
+            tree.cache(&path, Node::new(view));
         }
     }
 
@@ -938,8 +938,8 @@ impl View {
         let mut tree = self.tree();
         // Checked under the tree lock: an event counted after this check is applied
         // after the node is in (the event task takes the same lock).
-        if self.events_seen.load(Ordering::SeqCst) == mark && !tree.nodes.contains_key(path) {
-            tree.nodes.insert(path.to_string(), Node::new(node.clone()));
+        if self.events_seen.load(Ordering::SeqCst) == mark {
+            tree.cache(path, Node::new(node.clone()));
         }
     }
 

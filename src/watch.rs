@@ -270,7 +270,7 @@ impl View {
             }
             let kind = view.kind;
             let local = tree.is_local(path);
-            tree.nodes.insert(path.to_string(), Node { changed: Some(Instant::now()), ..Node::new(view) });
+            tree.cache(path, Node { changed: Some(Instant::now()), ..Node::new(view) });
             if !local {
                 if let Some(ino) = tree.echo_ino(path, kind) {
                     notes.push(KernelNote::Change { ino, file: data_file(path, kind) });
@@ -329,7 +329,7 @@ impl View {
             None => {
                 let view = self.read(path).await?;
                 let czxid = view.stat.czxid;
-                self.tree().nodes.entry(path.to_string()).or_insert_with(|| Node::new(view));
+                self.tree().cache(path, Node::new(view));
                 czxid
             }
         };
@@ -354,7 +354,7 @@ impl View {
             if node.children.is_some() {
                 return Ok(());
             }
-            node.children = Some(BTreeMap::new());
+            node.children = Some(Box::default());
             for (name, kind, czxid) in listed {
                 if czxid > since {
                     tree.child_added(path, &name, kind, &mut notes);
@@ -452,12 +452,13 @@ impl View {
     /// Re-lists the children of a cached node (after a reconnect, or a change heard
     /// while it was being listed). Called by the event task only.
     async fn refresh_children(&self, path: &str) -> Result<()> {
-        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) = match self.tree().nodes.get(path) {
-            Some(Node { children: Some(c), unknown, .. }) => {
-                (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
-            }
-            _ => return Ok(()),
-        };
+        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) =
+            match self.tree().nodes.get(path).map(|n| &**n) {
+                Some(Node { children: Some(c), unknown, .. }) => {
+                    (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
+                }
+                _ => return Ok(()),
+            };
         let names = match self.list_names(path).await {
             Ok(names) => names,
             Err(Error::NotFound(_)) => {
@@ -565,7 +566,7 @@ impl View {
             };
             tree.nodes.clear();
             tree.written.clear();
-            for (ino, _) in tree.inodes.remove_subtree("/") {
+            for ino in tree.inodes.remove_subtree("/") {
                 notes.push(KernelNote::InvalInode { ino });
             }
             notes.push(KernelNote::InvalInode { ino: ROOT_INO });
@@ -586,8 +587,8 @@ impl View {
             warn!("cannot re-arm the watch: {e}; will retry on the next reconnect");
             return;
         }
-        let mut paths: Vec<String> = self.tree().nodes.keys().cloned().collect();
-        paths.sort_by_key(|p| (p.matches('/').count(), p.clone()));
+        let mut paths: Vec<Arc<str>> = self.tree().nodes.keys().cloned().collect();
+        paths.sort_by_key(|p| (p.matches('/').count(), Arc::clone(p)));
         for path in paths {
             if !self.tree().nodes.contains_key(&path) {
                 continue; // went with its parent
