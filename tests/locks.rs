@@ -517,3 +517,40 @@ fn an_append_open_right_after_a_close_registers_again_and_its_lock_holds_it() {
     assert_eq!(seen.first(), Some(&libc::IN_CREATE));
     assert_eq!(seen.last(), Some(&libc::IN_DELETE));
 }
+
+/// While no server answers, an open right after the close cannot learn whether the
+/// removal went through: it fails (EIO) within about the session timeout, registers
+/// nothing, and once the ensemble is back the same open registers again.
+#[test]
+fn an_append_open_right_after_a_close_fails_while_no_server_answers_and_registers_after() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=4");
+    let reg = mount.join(REG);
+    let mut shell = opener(&reg);
+    shell.send("open");
+    assert_eq!(shell.line(), "opened");
+    shell.send("lock");
+    assert_eq!(shell.line(), "locked");
+    server.pause();
+    shell.send("close");
+    assert_eq!(shell.line(), "closed");
+    // The kernel sends the close's RELEASE without waiting: the open must come after
+    // zkfs has it, i.e. once the removal it starts is waiting for a server.
+    wait_until(Duration::from_secs(10), "the removal waits for a server", || {
+        mount.log().contains(&format!("cannot remove {REG} yet"))
+    });
+    shell.send("open");
+    assert_eq!(shell.line(), "failed", "an open of a registration whose removal no server confirms");
+    server.resume();
+    gone(&zk, "the removal goes through once a server answers");
+    wait_until(Duration::from_secs(15), "an open registers again", || {
+        shell.send("open");
+        shell.line() == "opened" && zk.exists(REG)
+    });
+    shell.send("lock");
+    assert_eq!(shell.line(), "locked");
+    assert!(zk.exists(REG));
+    assert!(!mount.log().contains("panicked"));
+}
