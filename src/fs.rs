@@ -391,6 +391,10 @@ impl Fs {
         if inode.kind == InodeKind::Dir {
             return Err(Error::IsDir(inode.path));
         }
+        if inode.kind == InodeKind::Registration {
+            // Removed by its lock's close a moment ago? Then it is to be created anew.
+            self.open_removed(ino, &inode.path, &node)?;
+        }
         if mode.writes() {
             self.changeable(&inode.path)?;
             if inode.kind == InodeKind::Registration && !self.own(&node.stat) {

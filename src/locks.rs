@@ -32,6 +32,12 @@
 //! * Only the session that holds a registration can lock it: a lock on another
 //!   session's registration fails at once with `EWOULDBLOCK`, waiting or not, so two
 //!   hosts can never both hold one address.
+//! * A registration removed so is still shown by the mount for a moment (until its
+//!   echo), and the kernel keeps its entry: a shell's `exec 9>>FILE` right after the
+//!   close comes as an OPEN of the old file, not as a create (FUSE_OPEN carries no
+//!   O_CREAT). Such an open waits for the removal and for the mount to drop the node,
+//!   then answers `ESTALE`: the kernel walks the path again with `LOOKUP_REVAL`, its
+//!   lookup finds nothing, and its create registers anew ([`Fs::open_removed`]).
 //!
 //! fcntl (POSIX) locks are not handed over (no `FUSE_POSIX_LOCKS`): the kernel keeps
 //! them locally, where they conflict between processes of this host but hold nothing.
@@ -48,6 +54,7 @@ use crate::fs::Fs;
 use crate::inodes::InodeKind;
 use crate::session::{Session, State};
 use crate::sync::Recover;
+use crate::view::NodeView;
 
 /// Where the answer to a lock request goes (the FUSE reply, in the adapter).
 pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
@@ -135,6 +142,33 @@ impl Outcome {
 /// How often the processes of waiters are looked at for a pending signal.
 const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
+/// How often an open of a registration removed by its lock looks whether the view has
+/// dropped it: its echo takes about a millisecond, and only such opens wait.
+const DROPPED_POLL: Duration = Duration::from_millis(1);
+
+/// A registration removed because its last lock went: its node's czxid, and whether
+/// ZooKeeper is done with it (true once the removal task ends; a dropped sender — the
+/// runtime shutting down — counts as done too).
+struct Removal {
+    czxid: i64,
+    /// The inodes that showed it — the one locked and, after a lock registered it
+    /// again ([`Fs::lock_removed`]), the one the view gave the new node — and what it
+    /// held: a lock through one of them after the view dropped it still finds what it
+    /// stood for.
+    inos: [u64; 2],
+    held: Held,
+    /// The file handle whose unlock (`flock -u`) freed it: a lock through that same
+    /// open file does not bring it back.
+    unlocked_by: Option<u64>,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Removal {
+    fn finished(&self) -> bool {
+        *self.done.borrow() || self.done.has_changed().is_err()
+    }
+}
+
 /// The lock table of a mount.
 #[derive(Default)]
 pub struct Locks {
@@ -143,9 +177,12 @@ pub struct Locks {
     table: Arc<Mutex<HashMap<u64, Entry>>>,
     /// True while the task that interrupts waiters runs.
     watching: Arc<AtomicBool>,
-    /// Registrations whose last lock went and whose removal from ZooKeeper is under
-    /// way: path → czxid. Shared with the removal task. Taken alone, never with `table`.
-    removing: Arc<Mutex<HashMap<String, i64>>>,
+    /// Registrations whose last lock went, from then until the view no longer shows
+    /// them (dropped lazily, at the next removal): path → the removed node. Opens and
+    /// locks of such a node must not take it for a live one. A std mutex, never held
+    /// across an await or with `table`; the view's lock may be taken inside it (to drop
+    /// entries no longer shown) but it is never taken inside the view's, so no cycle.
+    removing: Mutex<HashMap<String, Removal>>,
 }
 
 impl Locks {
@@ -277,9 +314,32 @@ impl Locks {
         self.table.locked().get(&ino).map(|e| e.holders.iter().map(|h| h.pid).collect()).unwrap_or_default()
     }
 
-    fn is_removing(&self, held: &Held) -> bool {
-        self.removing.locked().get(&held.path) == Some(&held.czxid)
+    /// True if the last removal of `path` by a lock came from an unlock through `fh`.
+    fn unlocked_through(&self, path: &str, fh: u64) -> bool {
+        self.removing.locked().get(path).is_some_and(|r| r.unlocked_by == Some(fh))
     }
+
+    /// What inode `ino` held before its last lock went and the view dropped it.
+    fn removed_inode(&self, ino: u64) -> Option<Held> {
+        self.removing.locked().values().find(|r| r.inos.contains(&ino)).map(|r| r.held.clone())
+    }
+
+    /// The removal of node `czxid` at `path` because its last lock went, if it is one.
+    fn removal(&self, path: &str, czxid: i64) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.removing.locked().get(path).filter(|r| r.czxid == czxid).map(|r| r.done.clone())
+    }
+}
+
+/// Whether user `uid` may hold registration `path` with a lock. Its last unlock removes
+/// the registration: with allow_other, anyone who may read it could otherwise remove it.
+fn may_hold(uid: u32, path: &str) -> Result<()> {
+    let mounter = nix::unistd::getuid().as_raw();
+    if uid != mounter && uid != 0 {
+        return Err(Error::NotPermitted(format!(
+            "{path}: only the user who mounted (or root) can hold a registration with a lock"
+        )));
+    }
+    Ok(())
 }
 
 fn interrupt(table: &Mutex<HashMap<u64, Entry>>, interrupted: impl Fn(u32) -> bool) -> bool {
@@ -371,14 +431,20 @@ impl Fs {
     /// # Notable errors
     /// [`Error::Locked`] (EWOULDBLOCK) when another process holds a conflicting lock and
     /// `wait` is false, or when the file is another ZooKeeper session's registration;
-    /// [`Error::NotFound`] when the registration is gone or on its way out.
-    pub fn setlk(&self, ino: u64, req: LockRequest, done: Done) {
+    /// [`Error::NotFound`] when the registration is gone.
+    ///
+    /// # Notable behaviour
+    /// A lock on a registration that this mount removed because its last lock went —
+    /// the kernel's RELEASE of that lock's file came after this file's open (the kernel
+    /// sends it without waiting for zkfs) — registers it again, held by this lock, as
+    /// the open would have had the RELEASE come first ([`Fs::lock_removed`]).
+    pub fn setlk(self: &Arc<Self>, ino: u64, req: LockRequest, done: Done) {
         let LockRequest { fh, owner, pid, uid, typ, wait } = req;
         let kind = match typ {
             libc::F_UNLCK => {
                 let freed = self.locks.unlock(ino, owner);
                 done(Ok(()));
-                return self.lock_freed(freed);
+                return self.lock_freed(ino, freed, Some(fh));
             }
             libc::F_RDLCK => LockKind::Shared,
             libc::F_WRLCK => LockKind::Exclusive,
@@ -386,8 +452,38 @@ impl Fs {
         };
         let held = match self.lock_target(ino, uid) {
             Ok(h) => h,
+            // The view dropped the file already: the echo of its removal came first.
+            Err(Error::Stale) => match self.locks.removed_inode(ino) {
+                Some(old) => match may_hold(uid, &old.path) {
+                    Ok(()) => Some(old),
+                    Err(e) => return done(Err(e)),
+                },
+                None => return done(Err(Error::Stale)),
+            },
             Err(e) => return done(Err(e)),
         };
+        let holder = Holder { owner, fh, pid, kind };
+        if let Some(old) = held.clone().filter(|h| self.locks.removal(&h.path, h.czxid).is_some()) {
+            if self.locks.unlocked_through(&old.path, fh) {
+                return done(Err(Error::NotFound(format!(
+                    "{}: removed when this file unlocked it; a lock through the same file does not bring it back",
+                    old.path
+                ))));
+            }
+            // It waits for the removal and for ZooKeeper: not on fuser's thread.
+            let fs = Arc::clone(self);
+            drop(self.view.session().runtime().spawn_blocking(move || match fs.lock_removed(ino, &old, pid) {
+                Ok(held) => fs.lock_held(ino, Some(held), holder, wait, done),
+                Err(e) => done(Err(e)),
+            }));
+            return;
+        }
+        self.lock_held(ino, held, holder, wait, done);
+    }
+
+    /// Asks the table for the lock, now that what it holds is known.
+    fn lock_held(&self, ino: u64, held: Option<Held>, holder: Holder, wait: bool, done: Done) {
+        let pid = holder.pid;
         let path = held.as_ref().map(|h| h.path.clone());
         let first = self.locks.holders(ino).is_empty();
         let done: Done = match path {
@@ -399,9 +495,36 @@ impl Fs {
             }),
             _ => done,
         };
-        if self.locks.lock(ino, held, Holder { owner, fh, pid, kind }, wait, done) {
+        if self.locks.lock(ino, held, holder, wait, done) {
             self.interrupt_waiters();
         }
+    }
+
+    /// Registers `old` again for a lock by `pid` through inode `ino`, once its removal
+    /// is done (see [`Fs::setlk`]). The new registration is made as `touch` would make
+    /// it; other mounts see it come back, this one shows it again (its watchers hear of
+    /// the removal, not of this return: no create passed through the kernel).
+    ///
+    /// # Notable errors
+    /// [`Error::Locked`] if the name was registered again meanwhile by someone else;
+    /// those of [`Fs::await_removal`] and of the create.
+    fn lock_removed(&self, ino: u64, old: &Held, pid: u32) -> Result<Held> {
+        self.await_removal(ino, &old.path, old.czxid)?;
+        let (dir, name) = crate::inodes::split_path(&old.path).ok_or(Error::Stale)?;
+        let parent = self.view.ino(dir, InodeKind::Dir);
+        match self.create(parent, name, pid, None) {
+            Ok(_) => {}
+            Err(Error::Exists(_)) => {
+                return Err(Error::Locked(format!(
+                    "{}: registered again by someone else since its last lock was released",
+                    old.path
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+        let node = self.view.node(&old.path)?;
+        info!("{}: registered again by pid {pid}'s lock, its previous holder's close having removed it", old.path);
+        Ok(Held { path: old.path.clone(), czxid: node.stat.czxid, session: node.stat.ephemeral_owner })
     }
 
     /// Starts, unless it runs, the task that ends the waits of signalled processes.
@@ -440,7 +563,7 @@ impl Fs {
     /// The last close of `fh` on `ino`: its locks go.
     pub fn release_locks(&self, ino: u64, fh: u64) {
         let freed = self.locks.release(ino, fh);
-        self.lock_freed(freed);
+        self.lock_freed(ino, freed, None);
     }
 
     /// What a lock on `ino` stands for: a registration of this session, or nothing (a
@@ -450,15 +573,7 @@ impl Fs {
         if inode.kind != InodeKind::Registration {
             return Ok(None);
         }
-        // Its last unlock removes the registration: with allow_other, anyone who may
-        // read it could otherwise remove it.
-        let mounter = nix::unistd::getuid().as_raw();
-        if uid != mounter && uid != 0 {
-            return Err(Error::NotPermitted(format!(
-                "{}: only the user who mounted (or root) can hold a registration with a lock",
-                inode.path
-            )));
-        }
+        may_hold(uid, &inode.path)?;
         let node = self.view.node(&inode.path)?;
         let session = self.view.session();
         if node.stat.ephemeral_owner != session.session_id() {
@@ -470,26 +585,98 @@ impl Fs {
             return Err(Error::Locked(msg));
         }
         let held = Held { path: inode.path, czxid: node.stat.czxid, session: node.stat.ephemeral_owner };
-        if self.locks.is_removing(&held) {
-            return Err(Error::NotFound(format!("{}: being removed (its last lock was released)", held.path)));
-        }
         Ok(Some(held))
     }
 
     /// The last lock on a registration went: remove it from ZooKeeper now.
-    fn lock_freed(&self, freed: Option<Held>) {
+    fn lock_freed(&self, ino: u64, freed: Option<Held>, unlocked_by: Option<u64>) {
         let Some(held) = freed else { return };
         let session = Arc::clone(self.view.session());
         session.forget_registration(&held.path);
-        self.locks.removing.locked().insert(held.path.clone(), held.czxid);
-        let removing = Arc::clone(&self.locks.removing);
+        let (tx, done) = tokio::sync::watch::channel(false);
+        let shown_ino = self.view.tree().inodes.existing(&held.path, InodeKind::Registration).unwrap_or(ino);
+        {
+            let mut removing = self.locks.removing.locked();
+            // The removals done and no longer shown go now: nothing else drops them.
+            // (The view's lock is taken inside this one, never the other way round.)
+            let shown: Vec<(String, bool)> = removing
+                .iter()
+                .filter(|(_, r)| r.finished())
+                .map(|(p, r)| (p.clone(), self.view.cached(p).is_some_and(|n| n.stat.czxid == r.czxid)))
+                .collect();
+            for (path, _) in shown.into_iter().filter(|(_, shown)| !shown) {
+                removing.remove(&path);
+            }
+            removing.insert(
+                held.path.clone(),
+                Removal { czxid: held.czxid, inos: [ino, shown_ino], held: held.clone(), unlocked_by, done },
+            );
+        }
         session.runtime().clone().spawn(async move {
             unregister(&session, &held).await;
-            let mut r = removing.locked();
-            if r.get(&held.path) == Some(&held.czxid) {
-                r.remove(&held.path);
-            }
+            let _ = tx.send(true);
         });
+    }
+
+    /// An open of registration `path`, shown by the view as `node` (inode `ino`): if
+    /// this mount removed that node because its last lock went — the open came right
+    /// after that lock's close, through the kernel's entry of the old file — the open
+    /// waits for the removal to be done ([`Fs::await_removal`]) and fails with
+    /// [`Error::Stale`], so that the kernel looks the name up again and creates it (see
+    /// the module head).
+    ///
+    /// # Notable errors
+    /// [`Error::Stale`] as above; those of [`Fs::await_removal`]; [`Error::WouldWait`]
+    /// inline.
+    pub(crate) fn open_removed(&self, ino: u64, path: &str, node: &NodeView) -> Result<()> {
+        if self.locks.removal(path, node.stat.czxid).is_none() {
+            return Ok(());
+        }
+        crate::wait::may_wait()?;
+        self.await_removal(ino, path, node.stat.czxid)?;
+        debug!("{path}: opened through the kernel's entry of a registration removed by its lock; ESTALE, to create it anew");
+        Err(Error::Stale)
+    }
+
+    /// Waits until ZooKeeper and then the view are done with the removal of node
+    /// `czxid` at `path` (inode `ino`) because its last lock went. The view drops the
+    /// node through its echo, so that this mount's watchers get their `IN_DELETE`
+    /// before whatever comes next; only if the echo does not come within the session
+    /// timeout is the node dropped here, without the event.
+    ///
+    /// # Notable errors
+    /// [`Error::Unavailable`] if ZooKeeper does not confirm the removal within the
+    /// session timeout.
+    fn await_removal(&self, ino: u64, path: &str, czxid: i64) -> Result<()> {
+        let Some(mut done) = self.locks.removal(path, czxid) else { return Ok(()) };
+        let session = self.view.session();
+        let deadline = tokio::time::Instant::now() + session.timeout();
+        let shown = || self.view.cached(path).is_some_and(|n| n.stat.czxid == czxid) || self.view.inode(ino).is_some();
+        let dropped = session.runtime().block_on(async {
+            // A closed channel (the runtime going down) ends the wait as well.
+            let removed = tokio::time::timeout_at(deadline, done.wait_for(|d| *d)).await;
+            if removed.is_err() {
+                return Err(Error::Unavailable(format!(
+                    "{path}: being removed (its last lock was released), and no ZooKeeper server confirms it"
+                )));
+            }
+            while shown() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                tokio::time::sleep(DROPPED_POLL).await;
+            }
+            Ok(true)
+        })?;
+        if !dropped {
+            debug!("{path}: removed, its echo did not come; dropped without one");
+            self.view.local_removed(path);
+            if let Some((parent, name)) = crate::inodes::split_path(path) {
+                let parent = self.view.ino(parent, InodeKind::Dir);
+                self.view.send(vec![crate::view::KernelNote::InvalEntry { parent, name: name.to_string() }]);
+            }
+        }
+        Ok(())
     }
 }
 

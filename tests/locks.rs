@@ -428,3 +428,129 @@ fn a_shell_killed_between_its_append_open_and_its_lock_leaves_no_registration() 
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(zk.get_json(REG)["weight"], json!(3), "echo >> of a new registration kept it");
 }
+
+/// A shell that opens (`exec 9>>REG`), locks (`flock -n 9`) and closes (`exec 9>&-`)
+/// the registration on command, one line each, and says how each went.
+fn opener(reg: &Path) -> Script {
+    Script::start(&format!(
+        "while read cmd; do case $cmd in \
+           open) exec 9>>{r} && echo opened || echo failed;; \
+           lock) flock -n 9 && echo locked || echo failed;; \
+           close) exec 9>&- && echo closed;; \
+         esac; done",
+        r = q(reg)
+    ))
+}
+
+/// Regression (seen once under load in the test above): the mount still showed a
+/// registration its lock's close had removed, so the kernel's open of the name went to
+/// the old file instead of creating one — "created", and no registration. Here the
+/// open comes right after ZooKeeper (not yet the mount) has seen the removal.
+#[test]
+fn an_append_open_right_after_the_removal_by_a_close_registers_again() {
+    let (_server, zk, mount) = common::fooservice();
+    let reg = mount.join(REG);
+    let mut events = Inotify::new();
+    events.watch(&mount.join("/fooservice/providers"));
+    let mut shell = opener(&reg);
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        shell.send("open");
+        assert_eq!(shell.line(), "opened", "round {round}");
+        assert!(zk.exists(REG), "round {round}: the open did not register");
+        shell.send("lock");
+        assert_eq!(shell.line(), "locked", "round {round}");
+        assert!(zk.exists(REG), "round {round}: the lock holds no registration");
+        shell.send("close");
+        assert_eq!(shell.line(), "closed", "round {round}");
+        gone(&zk, "the close of the only lock's file removes the registration");
+    }
+    shown_gone(&reg);
+    // This mount's watchers hear each removal and each new registration, in order.
+    let seen: Vec<&str> = events
+        .collect(Duration::from_millis(500))
+        .iter()
+        .filter(|e| e.name == "10.0.0.5:8080")
+        .filter_map(|e| match e.mask & (libc::IN_CREATE | libc::IN_DELETE) {
+            libc::IN_CREATE => Some("create"),
+            libc::IN_DELETE => Some("delete"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, ["create", "delete"].repeat(ROUNDS), "events on the registering mount");
+}
+
+/// The same, with the open right after the close: the removal is still on its way to
+/// ZooKeeper when the open comes (so the open must wait for it, then create), or the
+/// kernel's RELEASE of the closed file even reaches zkfs after the open (so only the
+/// lock can tell: it registers again). Either way the lock holds a registration.
+#[test]
+fn an_append_open_right_after_a_close_registers_again_and_its_lock_holds_it() {
+    let (_server, zk, mount) = common::fooservice();
+    let reg = mount.join(REG);
+    let mut events = Inotify::new();
+    events.watch(&mount.join("/fooservice/providers"));
+    let mut shell = opener(&reg);
+    for round in 0..30 {
+        shell.send("open");
+        assert_eq!(shell.line(), "opened", "round {round}");
+        shell.send("lock");
+        assert_eq!(shell.line(), "locked", "round {round}");
+        assert!(zk.exists(REG), "round {round}: the lock holds no registration");
+        assert!(reg.exists(), "round {round}: the mount does not show the registration its lock holds");
+        shell.send("close");
+        assert_eq!(shell.line(), "closed", "round {round}");
+    }
+    gone(&zk, "the last close removes the registration");
+    shown_gone(&reg);
+    // Never a creation of a name shown already, nor a removal of one not shown: each
+    // new registration after its predecessor's removal. (When the lock registered it
+    // again, no create passed through the kernel: a removal follows a removal then.)
+    let seen: Vec<u32> = events
+        .collect(Duration::from_millis(500))
+        .iter()
+        .filter(|e| e.name == "10.0.0.5:8080")
+        .map(|e| e.mask & (libc::IN_CREATE | libc::IN_DELETE))
+        .filter(|m| *m != 0)
+        .collect();
+    assert!(!seen.windows(2).any(|w| w == [libc::IN_CREATE, libc::IN_CREATE]), "two creations in a row: {seen:?}");
+    assert_eq!(seen.first(), Some(&libc::IN_CREATE));
+    assert_eq!(seen.last(), Some(&libc::IN_DELETE));
+}
+
+/// While no server answers, an open right after the close cannot learn whether the
+/// removal went through: it fails (EIO) within about the session timeout, registers
+/// nothing, and once the ensemble is back the same open registers again.
+#[test]
+fn an_append_open_right_after_a_close_fails_while_no_server_answers_and_registers_after() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=4");
+    let reg = mount.join(REG);
+    let mut shell = opener(&reg);
+    shell.send("open");
+    assert_eq!(shell.line(), "opened");
+    shell.send("lock");
+    assert_eq!(shell.line(), "locked");
+    server.pause();
+    shell.send("close");
+    assert_eq!(shell.line(), "closed");
+    // The kernel sends the close's RELEASE without waiting: the open must come after
+    // zkfs has it, i.e. once the removal it starts is waiting for a server.
+    wait_until(Duration::from_secs(10), "the removal waits for a server", || {
+        mount.log().contains(&format!("cannot remove {REG} yet"))
+    });
+    shell.send("open");
+    assert_eq!(shell.line(), "failed", "an open of a registration whose removal no server confirms");
+    server.resume();
+    gone(&zk, "the removal goes through once a server answers");
+    wait_until(Duration::from_secs(15), "an open registers again", || {
+        shell.send("open");
+        shell.line() == "opened" && zk.exists(REG)
+    });
+    shell.send("lock");
+    assert_eq!(shell.line(), "locked");
+    assert!(zk.exists(REG));
+    assert!(!mount.log().contains("panicked"));
+}
