@@ -281,9 +281,6 @@ fn open_flags(o: &Opened) -> FopenFlags {
     if o.direct_io {
         flags |= FopenFlags::FOPEN_DIRECT_IO;
     }
-    if o.keep_cache {
-        flags |= FopenFlags::FOPEN_KEEP_CACHE;
-    }
     if o.no_flush {
         flags |= FopenFlags::FOPEN_NOFLUSH;
     }

@@ -55,25 +55,12 @@ pub struct Inodes {
     /// The path of each number. A B-tree, not a hash table: a table of 100,000 paths
     /// doubles into a new allocation of megabytes, and the old one freed stays in the
     /// process's memory as a hole; a B-tree grows by small nodes.
-    by_number: BTreeMap<u64, Numbered>,
+    by_number: BTreeMap<u64, Arc<str>>,
     /// Each path's number, and in the top byte the kinds handed out for it
     /// ([`Entry`]). Ordered, so that a subtree is one range: removing it costs the
     /// subtree, not the whole table.
     by_path: BTreeMap<Arc<str>, Entry>,
 }
-
-/// What a number stands for.
-#[derive(Debug)]
-struct Numbered {
-    path: Arc<str>,
-    /// The mzxid of the data whose rendering the kernel's page cache holds for the
-    /// path's data file (its `properties.json` or registration file), or [`NOT_PAGED`]:
-    /// see [`Inodes::paged`]. Kept here, so that it goes with the inode.
-    paged: i64,
-}
-
-/// No version zkfs vouches for (mzxids are never negative).
-const NOT_PAGED: i64 = i64::MIN;
 
 /// A path's number (low 56 bits) and the kinds handed out for it (top byte, one bit
 /// per slot), in one word.
@@ -213,7 +200,7 @@ impl Inodes {
         let number = self.next;
         self.next += 1;
         let key = shared();
-        self.by_number.insert(number, Numbered { path: Arc::clone(&key), paged: NOT_PAGED });
+        self.by_number.insert(number, Arc::clone(&key));
         self.by_path.insert(key, Entry::new(number).with(kind));
         ino_of(number, kind)
     }
@@ -234,7 +221,7 @@ impl Inodes {
         let number = self.next;
         self.next += 1;
         let key: Arc<str> = Arc::from(path);
-        self.by_number.insert(number, Numbered { path: Arc::clone(&key), paged: NOT_PAGED });
+        self.by_number.insert(number, Arc::clone(&key));
         self.by_path.insert(key, Entry::new(number).with_undecided());
         ino_of(number, InodeKind::Dir)
     }
@@ -258,7 +245,7 @@ impl Inodes {
             return Some(Inode { path: "/".to_string(), kind: InodeKind::Dir });
         }
         let (number, offset) = split_ino(ino)?;
-        let path = &self.by_number.get(&number)?.path;
+        let path = self.by_number.get(&number)?;
         let entry = self.by_path.get(&**path)?;
         // Only numbers handed out with a kind: the other ones of a path are no inodes.
         let kind = match offset {
@@ -268,18 +255,6 @@ impl Inodes {
             _ => return None,
         };
         Some(Inode { path: path.to_string(), kind })
-    }
-
-    /// Records that the kernel's page cache of `ino` now holds the rendering of the data
-    /// of version `mzxid` (`None`: nothing zkfs vouches for, as a file opened for
-    /// direct I/O leaves it); true if it held that version already. False for an inode
-    /// not (or no longer) handed out.
-    pub fn paged(&mut self, ino: u64, mzxid: Option<i64>) -> bool {
-        let Some(numbered) = split_ino(ino).and_then(|(number, _)| self.by_number.get_mut(&number)) else {
-            return false;
-        };
-        let now = mzxid.unwrap_or(NOT_PAGED);
-        std::mem::replace(&mut numbered.paged, now) == now && now != NOT_PAGED
     }
 
     /// Forgets `path` (every kind of it, not what is below); the numbers dropped (not a
@@ -414,23 +389,6 @@ mod tests {
         assert_ne!(r, d);
         assert!(t.get(d).is_none() && t.get(p).is_none(), "the directory's inodes went");
         assert_eq!(t.get(r).map(|i| i.kind), Some(InodeKind::Registration));
-    }
-
-    #[test]
-    fn the_page_cache_version_goes_with_the_inode() {
-        let mut t = Inodes::default();
-        let f = t.ino("/a", InodeKind::Properties);
-        assert!(!t.paged(f, Some(7)), "nothing cached before the first open");
-        assert!(t.paged(f, Some(7)), "the same version again");
-        assert!(!t.paged(f, Some(8)), "a newer version");
-        assert!(!t.paged(f, None), "a direct open vouches for nothing");
-        assert!(!t.paged(f, Some(8)), "not after a direct open");
-        assert!(t.paged(f, Some(8)));
-        assert!(!t.paged(f + 4, Some(8)), "no such inode");
-        t.remove_path("/a");
-        assert!(!t.paged(f, Some(8)), "a removed inode");
-        let again = t.ino("/a", InodeKind::Properties);
-        assert!(!t.paged(again, Some(8)), "a node made again starts with nothing cached");
     }
 
     #[test]

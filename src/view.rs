@@ -245,12 +245,6 @@ impl View {
         self.tree().inodes.get(ino)
     }
 
-    /// Records which version of `ino`'s data the kernel's page cache holds (see
-    /// [`crate::inodes::Inodes::paged`]); true if it held that one already.
-    pub fn paged(&self, ino: u64, mzxid: Option<i64>) -> bool {
-        self.tree().inodes.paged(ino, mzxid)
-    }
-
     /// The inode number of `path` shown as `kind`.
     pub fn ino(&self, path: &str, kind: InodeKind) -> u64 {
         self.tree().ino(path, kind)
