@@ -111,8 +111,8 @@ pub use crate::tree::{data_file, Child, KernelNote, Kind, NodeView, Presence};
 use crate::tree::{node_view, Node, Tree};
 use crate::zk::{EventType, Stat, WatchedEvent};
 
-/// How long after a change of its data a file is read past the kernel's page cache
-/// (see `Fs::open`).
+/// How long after a change of its data a file's attributes are not cached by the
+/// kernel (see `Fs::getattr`).
 pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// Children whose kinds one multi-read learns: each answer carries the child's data,
