@@ -121,7 +121,7 @@ fn right_after_a_remote_data_change_stat_and_read_agree_on_the_new_version() {
         ),
         (r#"{"v": 3}"#, json!({"v": 3})),
     ] {
-        // At rest for over a second, so reads go through the kernel's page cache.
+        // At rest for over a second: the kernel caches the file's attributes again.
         std::thread::sleep(Duration::from_millis(1200));
         for _ in 0..2 {
             let bytes = std::fs::read(&file).expect("read properties.json");

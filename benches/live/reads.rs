@@ -55,8 +55,8 @@ pub fn reads_section(admin: &Zk, mount: &Mount) -> (usize, usize) {
         fs::read(&mnt_file).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             == Some(want.clone())
     });
-    // Warm means at rest: a file whose data changed in the last second is read past
-    // the page cache (see `zkfs::view::SETTLE`); that cost is the outage row's concern.
+    // Warm means at rest: for a second after a change of its data, a file's attributes
+    // are not cached by the kernel (see `zkfs::view::SETTLE`).
     thread::sleep(zkfs::view::SETTLE + Duration::from_millis(100));
 
     // tmpfs mirror: the same bytes, the same number of entries.
