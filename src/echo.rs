@@ -171,7 +171,7 @@ impl Fs {
     /// nothing else.
     pub fn open_echo(&self, ino: u64) -> Result<Opened> {
         self.inode(ino)?;
-        Ok(Opened { fh: ECHO_FH, direct_io: true, no_flush: true })
+        Ok(Opened { fh: ECHO_FH, no_flush: true })
     }
 
     /// `stat` for the echo thread: from the cache even while a re-read is in progress

@@ -77,13 +77,11 @@ pub struct DirEntry {
     pub kind: Option<FileKind>,
 }
 
-/// What an `open` gives back.
+/// What an `open` gives back (every file is opened for direct I/O: see `Fs::open`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Opened {
     /// The file handle.
     pub fh: u64,
-    /// Bypass the page cache (every data file: see `Fs::open`).
-    pub direct_io: bool,
     /// Nothing to report at close: the kernel need not send a flush.
     pub no_flush: bool,
 }
@@ -411,7 +409,7 @@ impl Fs {
         // stress tests hit about once in 100,000 reads (README "Choices").
         let snapshot = node.rendered();
         let fh = self.handles.insert(Handle::new(ino, inode, snapshot, mode));
-        Ok(Opened { fh, direct_io: true, no_flush: !mode.writes() })
+        Ok(Opened { fh, no_flush: !mode.writes() })
     }
 
     /// Reads from an open file.
@@ -532,7 +530,7 @@ impl Fs {
         let opened = open.map(|mode| {
             let inode = Inode { path, kind: InodeKind::Registration };
             let fh = self.handles.insert(Handle::new(ino, inode, node.rendered(), mode));
-            Opened { fh, direct_io: true, no_flush: false }
+            Opened { fh, no_flush: false }
         });
         Ok((attr, opened))
     }

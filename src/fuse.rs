@@ -277,10 +277,9 @@ fn name_str<'a>(op: &str, name: &'a OsStr) -> Result<&'a str, Errno> {
 }
 
 fn open_flags(o: &Opened) -> FopenFlags {
-    let mut flags = FopenFlags::empty();
-    if o.direct_io {
-        flags |= FopenFlags::FOPEN_DIRECT_IO;
-    }
+    // Every file is read and written past the page cache: each open reads one whole
+    // version (see `Fs::open`).
+    let mut flags = FopenFlags::FOPEN_DIRECT_IO;
     if o.no_flush {
         flags |= FopenFlags::FOPEN_NOFLUSH;
     }

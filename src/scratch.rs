@@ -436,7 +436,7 @@ fn open_file(ino: u64, flags: i32) -> OpenFile {
 pub(crate) fn opened(fh: u64) -> Opened {
     // Direct I/O: the bytes live here, and an inode renamed over a data file must never
     // show cached scratch pages.
-    Opened { fh, direct_io: true, no_flush: true }
+    Opened { fh, no_flush: true }
 }
 
 // The filesystem's side: hooks called from `fs.rs` and the FUSE adapter.
