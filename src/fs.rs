@@ -353,7 +353,7 @@ impl Fs {
             },
         ];
         // Listed (or refused) before the links are read, as the links need the node.
-        self.view.listing(&dir, 0, 0)?;
+        self.view.list_for_names(&dir)?;
         for (ino, name) in self.link_entries(&dir)? {
             entries.push(DirEntry { ino, name, kind: Some(FileKind::Symlink) });
         }

@@ -278,11 +278,10 @@ impl View {
         self.tree().nodes.get(path).is_some_and(|n| n.stale || n.changed.is_some_and(|t| t.elapsed() < SETTLE))
     }
 
-    /// The children of `path` that are shown, by name, with their kinds where known
-    /// (`None`: not learnt yet), listed (and watched) the first time: from the
-    /// `skip`-th on, at most `limit` of them, in name order. Nothing waits for kinds;
-    /// see the module docs.
-    pub fn listing(&self, path: &str, skip: usize, limit: usize) -> Result<Vec<(String, Option<Kind>)>> {
+    /// Makes `path` ready for a `readdir` to show its children's names: lists (and
+    /// watches) it the first time, and starts learning the kinds it lacks. Nothing
+    /// waits for those kinds; see the module docs. Then [`View::listing`].
+    pub fn list_for_names(&self, path: &str) -> Result<()> {
         self.listed(path)?;
         let mut tree = self.tree();
         let node = tree.nodes.get_mut(path).ok_or_else(|| Error::NotFound(path.to_string()))?;
@@ -300,8 +299,15 @@ impl View {
             if let Some(answered) = self.learn_shown_soon(path) {
                 let _ = self.session.runtime().block_on(async { tokio::time::timeout(FIRST_ANSWER, answered).await });
             }
-            tree = self.tree();
         }
+        Ok(())
+    }
+
+    /// The children of `path` that are shown, by name, with their kinds where known
+    /// (`None`: not learnt yet): from the `skip`-th on, at most `limit` of them, in name
+    /// order. `path` is listed first by [`View::list_for_names`].
+    pub fn listing(&self, path: &str, skip: usize, limit: usize) -> Result<Vec<(String, Option<Kind>)>> {
+        let tree = self.tree();
         let node = tree.nodes.get(path).ok_or_else(|| Error::NotFound(path.to_string()))?;
         let children = node.children.as_ref().ok_or_else(|| Error::NotFound(path.to_string()))?;
         let known =
