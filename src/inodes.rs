@@ -184,46 +184,46 @@ impl Inodes {
         if is_root_dir(path, kind) {
             return ROOT_INO;
         }
-        if let Some(entry) = self.by_path.get_mut(path) {
-            match entry.node_kind() {
-                // The path holds a node of the other kind: it was removed and made
-                // again without its numbers being dropped. A new file to the kernel.
-                Some(other) if is_node(kind) && other != kind => {
-                    self.remove_path(path);
-                }
-                _ => {
-                    *entry = entry.with(kind);
-                    return ino_of(entry.number(), kind);
-                }
-            }
+        let other_node = self.by_path.get(path).and_then(|e| e.node_kind()).is_some_and(|k| is_node(kind) && k != kind);
+        if other_node {
+            // The path holds a node of the other kind: it was removed and made again
+            // without its numbers being dropped. A new file to the kernel.
+            self.remove_path(path);
         }
-        let number = self.next;
-        self.next += 1;
-        let key = shared();
-        self.by_number.insert(number, Arc::clone(&key));
-        self.by_path.insert(key, Entry::new(number).with(kind));
-        ino_of(number, kind)
+        let entry = self.entry(path, shared);
+        *entry = entry.with(kind);
+        ino_of(entry.number(), kind)
     }
 
     /// The number of the node at `path` whose kind (directory or registration) is not
     /// known yet: the number it has, or one that whichever kind it turns out to be
-    /// will take (see the module docs).
-    pub fn node_ino(&mut self, path: &str) -> u64 {
+    /// will take (see the module docs); stored as [`Inodes::ino_shared`] does.
+    pub(crate) fn node_ino_shared(&mut self, path: &str, shared: impl FnOnce() -> Arc<str>) -> u64 {
         if path == "/" {
             return ROOT_INO;
         }
-        if let Some(entry) = self.by_path.get_mut(path) {
-            if entry.node_kind().is_none() {
-                *entry = entry.with_undecided();
-            }
-            return ino_of(entry.number(), InodeKind::Dir);
+        let entry = self.entry(path, shared);
+        if entry.node_kind().is_none() {
+            *entry = entry.with_undecided();
         }
-        let number = self.next;
-        self.next += 1;
-        let key: Arc<str> = Arc::from(path);
-        self.by_number.insert(number, Arc::clone(&key));
-        self.by_path.insert(key, Entry::new(number).with_undecided());
-        ino_of(number, InodeKind::Dir)
+        ino_of(entry.number(), InodeKind::Dir)
+    }
+
+    /// [`Inodes::node_ino_shared`] with a path of its own.
+    pub fn node_ino(&mut self, path: &str) -> u64 {
+        self.node_ino_shared(path, || Arc::from(path))
+    }
+
+    /// The entry of `path`, with a new number (stored as `shared()`) if it has none.
+    fn entry(&mut self, path: &str, shared: impl FnOnce() -> Arc<str>) -> &mut Entry {
+        if !self.by_path.contains_key(path) {
+            let number = self.next;
+            self.next += 1;
+            let key = shared();
+            self.by_number.insert(number, Arc::clone(&key));
+            self.by_path.insert(key, Entry::new(number));
+        }
+        self.by_path.get_mut(path).expect("an entry just made or found")
     }
 
     /// The table's allocation of `path`, if it has one.

@@ -233,31 +233,35 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    /// `path`, allocated once for the node cached there and its inode numbers: the
-    /// allocation either already has, or a new one.
-    fn intern(&self, path: &str) -> Arc<str> {
-        match self.nodes.get_key_value(path) {
-            Some((key, _)) => Arc::clone(key),
-            None => self.inodes.shared_path(path).cloned().unwrap_or_else(|| Arc::from(path)),
-        }
-    }
-
     /// Caches `node` at `path` unless a node is cached there already; true if it was
-    /// not.
+    /// not. The key is the inode table's allocation of `path` if it has one.
     pub(crate) fn cache(&mut self, path: &str, node: Node) -> bool {
         if self.nodes.contains_key(path) {
             return false;
         }
-        let key = self.intern(path);
+        let key = self.inodes.shared_path(path).cloned().unwrap_or_else(|| Arc::from(path));
         self.nodes.insert(key, Box::new(node));
         true
+    }
+
+    /// The cached node's allocation of `path`, if a node is cached there: what the
+    /// inode table stores for a path new to it (else it allocates the path itself).
+    fn cached_key(&self, path: &str) -> Option<Arc<str>> {
+        self.nodes.get_key_value(path).map(|(key, _)| Arc::clone(key))
     }
 
     /// The inode number of `path` as `kind`, handing out a new one if needed (see
     /// [`Inodes::ino`]); the path's allocation is shared with its cached node.
     pub(crate) fn ino(&mut self, path: &str, kind: InodeKind) -> u64 {
-        let shared = self.nodes.get_key_value(path).map(|(key, _)| Arc::clone(key));
-        self.inodes.ino_shared(path, kind, || shared.unwrap_or_else(|| Arc::from(path)))
+        let key = self.cached_key(path);
+        self.inodes.ino_shared(path, kind, || key.unwrap_or_else(|| Arc::from(path)))
+    }
+
+    /// The number of the node at `path`, whose kind may not be known yet (see
+    /// [`Inodes::node_ino`]); the path's allocation is shared as in [`Tree::ino`].
+    pub(crate) fn node_ino(&mut self, path: &str) -> u64 {
+        let key = self.cached_key(path);
+        self.inodes.node_ino_shared(path, || key.unwrap_or_else(|| Arc::from(path)))
     }
 
     pub(crate) fn is_local(&self, path: &str) -> bool {

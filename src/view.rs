@@ -331,7 +331,7 @@ impl View {
     /// The inode number of the node at `path`, whose kind may not be known yet (see
     /// `inodes.rs`).
     pub fn node_ino(&self, path: &str) -> u64 {
-        self.tree().inodes.node_ino(path)
+        self.tree().node_ino(path)
     }
 
     /// Learns the kinds of the children of `path` not known yet, all multi-reads sent
