@@ -21,6 +21,9 @@ pub enum Error {
     /// The name cannot be created here (not HOST:PORT, reserved, invalid for ZooKeeper).
     #[error("{0}")]
     InvalidName(String),
+    /// A name longer than a file name may be (`NAME_MAX`, 255 bytes, as `statfs` says).
+    #[error("{0}")]
+    NameTooLong(String),
     /// What was written is not one JSON object.
     #[error("{0}")]
     InvalidDocument(String),
@@ -52,6 +55,11 @@ pub enum Error {
     /// No ZooKeeper server answered in time, or the session is gone.
     #[error("ZooKeeper unavailable: {0}")]
     Unavailable(String),
+    /// A replacing write (`sed -i`, `mv`, `cp`, `>`) based on a version of the data that
+    /// another writer has replaced since: refused instead of overwriting that writer's
+    /// change (ESTALE: "what you read is stale"; re-run the command).
+    #[error("{0}")]
+    Conflict(String),
     /// A file handle that zkfs does not know (a bug or a handle from before a restart).
     #[error("stale file handle")]
     Stale,
@@ -75,6 +83,7 @@ impl Error {
             Error::Exists(_) => libc::EEXIST,
             Error::NotEmpty(_) => libc::ENOTEMPTY,
             Error::InvalidName(_) => libc::EINVAL,
+            Error::NameTooLong(_) => libc::ENAMETOOLONG,
             Error::InvalidDocument(_) => libc::EINVAL,
             Error::TooLarge(_) => libc::EFBIG,
             Error::NotPermitted(_) => libc::EPERM,
@@ -85,27 +94,11 @@ impl Error {
             Error::NotDir(_) => libc::ENOTDIR,
             Error::IsDir(_) => libc::EISDIR,
             Error::Unavailable(_) => libc::EIO,
+            Error::Conflict(_) => libc::ESTALE,
             Error::Stale => libc::ESTALE,
             Error::Locked(_) => libc::EWOULDBLOCK,
             Error::WouldWait => libc::EAGAIN,
             Error::Interrupted => libc::EINTR,
-        }
-    }
-
-    /// Maps a ZooKeeper client error met while operating on `path`.
-    pub fn from_zk(err: crate::zk::Error, path: &str) -> Error {
-        use crate::zk::Error as Zk;
-        match err {
-            Zk::NoNode => Error::NotFound(path.to_string()),
-            Zk::NodeExists => Error::Exists(path.to_string()),
-            Zk::NotEmpty => Error::NotEmpty(path.to_string()),
-            Zk::NoAuth => Error::AccessDenied(path.to_string()),
-            Zk::NoChildrenForEphemerals => Error::NotDir(path.to_string()),
-            Zk::BadArguments(why) => Error::InvalidName(format!("{path}: {why}")),
-            Zk::InvalidAcl => Error::AccessDenied(path.to_string()),
-            Zk::NotReadOnly => Error::ReadOnly,
-            Zk::QuotaExceeded => Error::TooLarge(format!("{path}: ZooKeeper quota exceeded")),
-            other => Error::Unavailable(format!("{path}: {other}")),
         }
     }
 }
@@ -123,6 +116,7 @@ impl fmt::Display for ErrnoName {
             libc::EEXIST => "EEXIST",
             libc::ENOTEMPTY => "ENOTEMPTY",
             libc::EINVAL => "EINVAL",
+            libc::ENAMETOOLONG => "ENAMETOOLONG",
             libc::EFBIG => "EFBIG",
             libc::EPERM => "EPERM",
             libc::EACCES => "EACCES",
@@ -138,21 +132,5 @@ impl fmt::Display for ErrnoName {
             other => return write!(f, "errno {other}"),
         };
         f.write_str(name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zookeeper_errors_map_to_the_errno_a_shell_user_expects() {
-        let e = |z| Error::from_zk(z, "/a").errno();
-        assert_eq!(e(crate::zk::Error::NoNode), libc::ENOENT);
-        assert_eq!(e(crate::zk::Error::NodeExists), libc::EEXIST);
-        assert_eq!(e(crate::zk::Error::NotEmpty), libc::ENOTEMPTY);
-        assert_eq!(e(crate::zk::Error::NoAuth), libc::EACCES);
-        assert_eq!(e(crate::zk::Error::ConnectionLoss), libc::EIO);
-        assert_eq!(e(crate::zk::Error::SessionExpired), libc::EIO);
     }
 }

@@ -5,29 +5,26 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fuser::{MountOption, SessionACL};
 use log::{error, info, warn};
-use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid, ForkResult};
 
 use zkfs::cli::{self, Command, Config};
-use zkfs::echo;
 use zkfs::fs::Fs;
-use zkfs::fuse::{FuseCache, ZkFuse};
-use zkfs::inodes::ROOT_INO;
-use zkfs::readonly::EchoRoot;
-use zkfs::session::Session;
-use zkfs::view::View;
+use zkfs::kernel::echo;
+use zkfs::kernel::mount::{self, Access, Spec};
+use zkfs::kernel::readonly::EchoRoot;
+use zkfs::model::inodes::ROOT_INO;
+use zkfs::model::view::View;
+use zkfs::zookeeper::session::Session;
 
 fn main() -> ExitCode {
-    zkfs::memory::compact_arenas();
+    zkfs::model::memory::compact_arenas();
     let config = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Mount(c)) => c,
         Ok(Command::Status(mountpoint)) => {
-            return match zkfs::status::print(&mountpoint) {
+            return match zkfs::fs::status::print(&mountpoint) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(msg) => {
                     eprintln!("zkfs: {msg}");
@@ -35,15 +32,17 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Command::Tree(command)) => return zkfs::transfer::run(&command),
-        Ok(Command::Help) => return printed(&zkfs::options::help()),
+        Ok(Command::Tree(command)) => return zkfs::cli::transfer::run(&command),
+        Ok(Command::Template(command)) => return zkfs::cli::template::run(&command),
+        Ok(Command::Snapshot(dir, out)) => return zkfs::cli::snapshot::run(&dir, &out),
+        Ok(Command::Help) => return printed(&zkfs::cli::options::help()),
         Ok(Command::Version) => return printed(&format!("zkfs {}\n", env!("CARGO_PKG_VERSION"))),
         Err(msg) => {
             eprintln!("zkfs: {msg}");
             return ExitCode::from(2);
         }
     };
-    let silent = match zkfs::logging::init_mount(config.foreground, config.log_file.as_deref()) {
+    let silent = match zkfs::cli::logging::init_mount(config.foreground, config.log_file.as_deref()) {
         Ok(warning) => warning,
         Err(msg) => {
             eprintln!("zkfs: {msg}");
@@ -51,14 +50,14 @@ fn main() -> ExitCode {
         }
     };
 
-    let mountpoint = match zkfs::mountpoint::prepare(&config.mountpoint) {
+    let mountpoint = match zkfs::kernel::mountpoint::prepare(&config.mountpoint) {
         Ok(p) => p,
         Err(msg) => {
             eprintln!("zkfs: {msg}");
             return ExitCode::FAILURE;
         }
     };
-    let credentials = match config.credentials.as_deref().map(zkfs::auth::read_credentials).transpose() {
+    let credentials = match config.credentials.as_deref().map(zkfs::zookeeper::auth::read_credentials).transpose() {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("zkfs: {msg}");
@@ -97,7 +96,7 @@ fn main() -> ExitCode {
 
 /// Prints `text`: a closed stdout (`zkfs --help | head -1`) is no panic.
 fn printed(text: &str) -> ExitCode {
-    match zkfs::status::to_stdout(text) {
+    match zkfs::fs::status::to_stdout(text) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zkfs: {e}");
@@ -187,40 +186,38 @@ fn run(
         return Err((format!("cannot read the root of {}: {e}", config.connect), ready));
     }
 
-    let mut fuse_config = fuser::Config::default();
-    fuse_config.mount_options =
-        vec![MountOption::FSName(config.connect.clone()), MountOption::CUSTOM("subtype=zkfs".into())];
-    // A read-only mount is made read-only once mounted (see readonly.rs): the echo
-    // thread needs a writable way in first. zkfs refuses changes with EROFS itself too.
-    if config.default_permissions {
-        fuse_config.mount_options.push(MountOption::DefaultPermissions);
-    }
-    for flag in &config.kernel_flags {
-        fuse_config.mount_options.push(kernel_flag(flag));
-    }
-    fuse_config.acl = if config.allow_other {
-        SessionACL::All
+    let access = if config.allow_other {
+        Access::All
     } else if config.allow_root {
-        SessionACL::RootAndOwner
+        Access::RootAndOwner
     } else {
-        SessionACL::Owner
+        Access::Owner
     };
-    fuse_config.n_threads = Some(4);
-
-    let fuse_session = match fuser::Session::new(ZkFuse::new(Arc::clone(&fs)), mountpoint, &fuse_config) {
-        Ok(s) => s,
+    let spec = Spec {
+        fsname: config.connect.clone(),
+        default_permissions: config.default_permissions,
+        kernel_flags: config.kernel_flags.clone(),
+        access,
+    };
+    let mounted = match mount::mount(Arc::clone(&fs), mountpoint, &spec) {
+        Ok(m) => m,
         Err(e) => {
             session.close();
             return Err((format!("cannot mount at {}: {e}", mountpoint.display()), ready));
         }
     };
     info!("mounted {} at {}", config.connect, mountpoint.display());
-    let echo_root = if config.read_only { EchoRoot::read_only(mountpoint) } else { EchoRoot::direct(mountpoint) };
-    if let Err(e) = echo::spawn(FuseCache(fuse_session.notifier()), notes_rx, Arc::clone(&echo_root), Arc::clone(&fs)) {
-        warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
+    let echo_root = if config.read_only { EchoRoot::read_only(mountpoint) } else { EchoRoot::read_write(mountpoint) };
+    match echo_root {
+        Ok(echo_root) => {
+            if let Err(e) = echo::spawn(mounted.cache(), notes_rx, echo_root, Arc::clone(&fs)) {
+                warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
+            }
+        }
+        Err(e) => warn!("cannot find the new mount ({e}); changes made elsewhere will give no inotify events"),
     }
     spawn_signal_thread(mountpoint.to_path_buf());
-    zkfs::unmounted::close_session_when_unmounted(mountpoint, Arc::clone(&session));
+    zkfs::kernel::unmounted::close_session_when_unmounted(mountpoint, Arc::clone(&session));
 
     if let Some(pipe) = ready.as_mut() {
         if let Some(warning) = silent {
@@ -230,10 +227,13 @@ fn run(
         drop(ready.take());
         detach_stdio();
     }
-    zkfs::notify::ready_when_serving(mountpoint, format!("mounted {} at {}", config.connect, mountpoint.display()));
-    let served = fuse_session.run();
+    zkfs::cli::notify::ready_when_serving(
+        mountpoint,
+        format!("mounted {} at {}", config.connect, mountpoint.display()),
+    );
+    let served = mounted.run();
     info!("unmounted {}", mountpoint.display());
-    zkfs::notify::notify("STOPPING=1");
+    zkfs::cli::notify::notify("STOPPING=1");
     session.close();
     supervisor.abort();
     events.abort();
@@ -245,23 +245,6 @@ fn run(
     Ok(())
 }
 
-fn kernel_flag(flag: &str) -> MountOption {
-    match flag {
-        "nosuid" => MountOption::NoSuid,
-        "suid" => MountOption::Suid,
-        "nodev" => MountOption::NoDev,
-        "dev" => MountOption::Dev,
-        "noexec" => MountOption::NoExec,
-        "exec" => MountOption::Exec,
-        "noatime" => MountOption::NoAtime,
-        "atime" => MountOption::Atime,
-        "sync" => MountOption::Sync,
-        "async" => MountOption::Async,
-        "dirsync" => MountOption::DirSync,
-        other => MountOption::CUSTOM(other.to_string()),
-    }
-}
-
 /// Waits for SIGINT/SIGTERM/SIGHUP and unmounts; the FUSE session then ends and the
 /// main thread closes the ZooKeeper session.
 fn spawn_signal_thread(mountpoint: PathBuf) {
@@ -270,7 +253,7 @@ fn spawn_signal_thread(mountpoint: PathBuf) {
             Ok(sig) => info!("signal {} ({sig}): unmounting {}", sig as i32, mountpoint.display()),
             Err(e) => warn!("sigwait: {e}; unmounting {}", mountpoint.display()),
         }
-        unmount(&mountpoint);
+        mount::unmount(&mountpoint);
     });
     if let Err(e) = spawned {
         // Every other thread blocks these signals, so unblocking them here lets the
@@ -278,27 +261,6 @@ fn spawn_signal_thread(mountpoint: PathBuf) {
         // ends (without a clean unmount) instead of ignoring SIGTERM forever.
         let _ = signal_set().thread_unblock();
         warn!("cannot start the signal thread: {e}; SIGINT/SIGTERM will end zkfs without unmounting cleanly");
-    }
-}
-
-/// Unmounts: a plain umount, lazily if the mount is busy (a busy mount left behind by
-/// an exiting daemon would be dead: "Transport endpoint is not connected"), and
-/// `fusermount3 -u -z` when not root.
-fn unmount(mountpoint: &Path) {
-    let err = match umount2(mountpoint, MntFlags::empty()) {
-        Ok(()) => return,
-        Err(e) => e,
-    };
-    if err == Errno::EBUSY {
-        warn!("{} is busy; unmounting lazily", mountpoint.display());
-        if umount2(mountpoint, MntFlags::MNT_DETACH).is_ok() {
-            return;
-        }
-    }
-    let err = std::io::Error::from(err);
-    let status = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(mountpoint).status();
-    if !matches!(status, Ok(s) if s.success()) {
-        error!("cannot unmount {}: {err}", mountpoint.display());
     }
 }
 

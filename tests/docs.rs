@@ -1,5 +1,5 @@
 //! `zkfs --help`, the man page zkfs(8), the README's tables and the bash completion
-//! all come from the rows of `src/options.rs`: these tests regenerate each and fail
+//! all come from the rows of `src/cli/options.rs`: these tests regenerate each and fail
 //! when a committed copy differs (`scripts/gen-docs` rewrites them), check that the
 //! man page renders without a warning, and run the completion in bash.
 
@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use zkfs::options;
+use zkfs::cli::options;
 
 const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
 
@@ -47,7 +47,7 @@ fn check_or_update(path: &Path, generated: &str) {
     }
     let first = committed.lines().zip(generated.lines()).position(|(a, b)| a != b);
     panic!(
-        "{} is not what src/options.rs generates (first difference at line {}); run scripts/gen-docs",
+        "{} is not what src/cli/options.rs generates (first difference at line {}); run scripts/gen-docs",
         path.display(),
         first.map_or_else(|| "the end".to_string(), |i| (i + 1).to_string()),
     );

@@ -18,12 +18,12 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value};
 
+use zkfs::fs::handles::OpenMode;
 use zkfs::fs::Fs;
-use zkfs::handles::OpenMode;
-use zkfs::inodes::ROOT_INO;
-use zkfs::session::{Session, State};
-use zkfs::view::{KernelNote, View};
-use zkfs::zk::{self, fake, Connector, Mode};
+use zkfs::model::inodes::ROOT_INO;
+use zkfs::model::view::{KernelNote, View};
+use zkfs::zookeeper::session::{Session, State};
+use zkfs::zookeeper::{self as zk, fake, Connector, Mode};
 
 /// The mount's session timeout: how long a call may wait for a stalled server, and
 /// how long a change waits before it fails while the connection is lost.
@@ -322,7 +322,7 @@ fn errno(r: zkfs::error::Result<impl Sized>) -> i32 {
 }
 
 fn acl() -> Vec<zk::Acl> {
-    zkfs::auth::anyone_all()
+    zkfs::zookeeper::auth::anyone_all()
 }
 
 /// Runs `ops` on a fresh mount, checking each step against the model.

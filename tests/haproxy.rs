@@ -1,7 +1,8 @@
 //! examples/haproxy: a load balancer that follows the registry, run as a user would
 //! run it. Real processes throughout: ZooKeeper, two zkfs mounts (the load balancer's
-//! host and an application host), `zkfs-haproxy`, HAProxy and small HTTP servers,
-//! all on loopback. HAProxy must be installed (`scripts/install-deps`).
+//! host and an application host), `zkfs template` with the example's template,
+//! HAProxy and small HTTP servers, all on loopback. HAProxy must be installed
+//! (`scripts/install-deps`).
 
 mod common;
 mod shell;
@@ -12,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -24,11 +25,12 @@ use nix::sys::signal::Signal;
 use shell::{q, sh_ok};
 use tempfile::TempDir;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy/zkfs-haproxy");
-const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy/haproxy.cfg.in");
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy/haproxy.cfg.tmpl");
+/// The directory the example's template reads, relative to the mount.
+const PROVIDERS: &str = "entries(\"fooservice/providers\")";
 /// How long a registration change may take to reach HAProxy's traffic.
 const FOLLOW: Duration = Duration::from_secs(15);
-/// How long the script and HAProxy may take to serve after the start.
+/// How long `zkfs template` and HAProxy may take to serve after the start.
 const START: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------
@@ -102,17 +104,17 @@ impl Drop for Backend {
 }
 
 // ---------------------------------------------------------------------------
-// The load balancer: zkfs-haproxy and the HAProxy it runs
+// The load balancer: zkfs template and the HAProxy it reloads
 
-/// `examples/haproxy/zkfs-haproxy` watching a providers directory, with HAProxy
-/// (from the example template) listening on a free loopback port.
+/// `zkfs template` rendering the example's template from a providers directory, with
+/// HAProxy listening on a free loopback port.
 ///
-/// Dropping it stops the script (its process group: bash, inotifywait, a running
+/// Dropping it stops `zkfs template` (its process group, with a running
 /// `haproxy -c`), then every HAProxy process it started: the one in the pidfile and
 /// any older one still finishing requests after a reload (found by the temporary
 /// config path on its command line, which nothing else has).
 struct Balancer {
-    script: Option<Child>,
+    templater: Option<Child>,
     /// A master-worker HAProxy started by the test (see `start_master_worker`).
     master: Option<Child>,
     port: u16,
@@ -126,14 +128,14 @@ struct Balancer {
 type Reply = (u16, String);
 
 impl Balancer {
-    /// The script runs HAProxy itself: `haproxy -D -p PIDFILE`, reloads with `-sf`.
+    /// The reload command runs HAProxy itself: `haproxy -D -p PIDFILE -sf OLD`.
     fn start(providers: &Path) -> Balancer {
         Balancer::launch(providers, false)
     }
 
     /// As with a distribution's haproxy.service: HAProxy runs in master-worker mode
-    /// (`-W`, started here), the script gets no PIDFILE, and its RELOAD command does
-    /// what `systemctl reload haproxy` does, SIGUSR2 to the master.
+    /// (`-W`, started here), and the reload command does what `systemctl reload
+    /// haproxy` does, SIGUSR2 to the master.
     fn start_master_worker(providers: &Path) -> Balancer {
         Balancer::launch(providers, true)
     }
@@ -144,31 +146,47 @@ impl Balancer {
         let port = free_port();
         let example = fs::read_to_string(TEMPLATE).unwrap_or_else(|e| panic!("read {TEMPLATE}: {e}"));
         assert!(example.contains("bind *:8080"), "{TEMPLATE} no longer binds *:8080; update this test");
-        let template = dir.path().join("haproxy.cfg.in");
-        fs::write(&template, example.replace("bind *:8080", &format!("bind 127.0.0.1:{port}"))).unwrap();
+        assert!(example.contains(PROVIDERS), "{TEMPLATE} no longer reads {PROVIDERS}; update this test");
+        let root = providers.parent().expect("providers has a parent");
+        let name = providers.file_name().expect("providers has a name").to_string_lossy();
+        let template = dir.path().join("haproxy.cfg.tmpl");
+        let example = example
+            .replace("bind *:8080", &format!("bind 127.0.0.1:{port}"))
+            .replace(PROVIDERS, &format!("entries({name:?})"));
+        fs::write(&template, example).unwrap();
         let config = dir.path().join("haproxy.cfg");
         let pidfile = dir.path().join("haproxy.pid");
-        let log = dir.path().join("zkfs-haproxy.log");
+        let log = dir.path().join("zkfs-template.log");
         let out = append(&log);
-        let mut cmd = Command::new(SCRIPT);
-        cmd.arg(providers).arg(&template).arg(&config);
-        if master_worker {
-            cmd.env("RELOAD", format!("[ ! -s {0} ] || kill -USR2 \"$(cat {0})\"", q(&pidfile)));
+        let reload = if master_worker {
+            format!("[ ! -s {0} ] || kill -USR2 \"$(cat {0})\"", q(&pidfile))
         } else {
-            cmd.arg(&pidfile);
-        }
-        let script = cmd
+            format!("haproxy -D -f {0} -p {1} -sf $(cat {1} 2>/dev/null)", q(&config), q(&pidfile))
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkfs"));
+        cmd.arg("template")
+            .arg("--root")
+            .arg(root)
+            .arg("--wait")
+            .arg("100ms:1s")
+            .arg("-t")
+            .arg(format!("{}:{}", template.display(), config.display()))
+            .arg("--check")
+            .arg("haproxy -c -f {}")
+            .arg("--reload")
+            .arg(reload);
+        let templater = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
-            // Its own process group, so that Drop stops inotifywait along with it.
+            // Its own process group, so that Drop stops a running check along with it.
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("run {SCRIPT}: {e}"));
-        let mut lb = Balancer { script: Some(script), master: None, port, config, pidfile, log, dir };
+            .unwrap_or_else(|e| panic!("run zkfs template: {e}"));
+        let mut lb = Balancer { templater: Some(templater), master: None, port, config, pidfile, log, dir };
         if master_worker {
             if !lb.poll(START, |lb| lb.config.exists()) {
-                panic!("zkfs-haproxy wrote no config within {START:?}\n{}", lb.report());
+                panic!("zkfs template wrote no config within {START:?}\n{}", lb.report());
             }
             let master = Command::new("haproxy")
                 .arg("-W")
@@ -190,12 +208,12 @@ impl Balancer {
     }
 
     /// Polls `f` every 20 ms until it is true (→ true) or `timeout` passes (→ false);
-    /// panics with the script's output if the script exits meanwhile.
+    /// panics with `zkfs template`'s output if it exits meanwhile.
     fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&Balancer) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         while !f(self) {
-            if let Some(Ok(Some(status))) = self.script.as_mut().map(Child::try_wait) {
-                panic!("zkfs-haproxy exited ({status})\n{}", self.report());
+            if let Some(Ok(Some(status))) = self.templater.as_mut().map(Child::try_wait) {
+                panic!("zkfs template exited ({status})\n{}", self.report());
             }
             if Instant::now() >= deadline {
                 return false;
@@ -207,7 +225,12 @@ impl Balancer {
 
     fn report(&self) -> String {
         let read = |p: &Path| fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"));
-        format!("--- zkfs-haproxy's output:\n{}--- {}:\n{}", read(&self.log), self.config.display(), read(&self.config))
+        format!(
+            "--- zkfs template's output:\n{}--- {}:\n{}",
+            read(&self.log),
+            self.config.display(),
+            read(&self.config)
+        )
     }
 
     /// Waits until requests reach exactly the backends `names`: a round of requests
@@ -257,25 +280,7 @@ impl Balancer {
         }
     }
 
-    /// Waits until the script exits by itself; its exit status. HAProxy stays.
-    fn wait_script_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let script = self.script.as_mut().expect("script running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = script.try_wait() {
-                // Whatever may be left of its group.
-                signal_group(script.id(), Signal::SIGKILL);
-                self.script = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!("zkfs-haproxy still runs after {timeout:?}\n{}", self.report());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The `server` lines of the config the script wrote, sorted.
+    /// The `server` lines of the config `zkfs template` wrote, sorted.
     fn server_lines(&self) -> Vec<String> {
         let config = fs::read_to_string(&self.config).unwrap_or_default();
         let mut lines: Vec<String> =
@@ -321,16 +326,16 @@ fn append(path: &Path) -> File {
 
 impl Drop for Balancer {
     fn drop(&mut self) {
-        if let Some(mut script) = self.script.take() {
-            let group = script.id();
+        if let Some(mut templater) = self.templater.take() {
+            let group = templater.id();
             signal_group(group, Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(script.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while matches!(templater.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(10));
             }
-            // Whatever is left of the group (inotifywait, haproxy -c), and the script.
+            // Whatever is left of the group (haproxy -c), and zkfs template.
             signal_group(group, Signal::SIGKILL);
-            let _ = script.wait();
+            let _ = templater.wait();
         }
         // SIGTERM stops HAProxy at once (SIGUSR1 would wait for open connections); a
         // master stops its workers.
@@ -456,7 +461,8 @@ fn only_host_port_entries_become_servers_and_ipv6_works() {
     sh_ok(&format!(r#"echo '{{"weight": 3}}' > {}"#, q(&providers.join(&v6_registration))));
     let mut lb = Balancer::start(&providers);
     let v6_server = v6_registration.replace(['[', ']'], "");
-    let mut want = vec![format!("server {0} {0}", v4.registration()), format!("server {v6_server} {v6_server}")];
+    let mut want =
+        vec![format!("server {0} {0}", v4.registration()), format!("server {v6_server} {v6_server} weight 3")];
     want.sort();
     if !lb.poll(START, |lb| lb.server_lines() == want) {
         panic!("the config's servers are not {want:?}\n{}", lb.report());
@@ -470,13 +476,14 @@ fn only_host_port_entries_become_servers_and_ipv6_works() {
     };
     lb.wait_reaching(&serving);
 
-    // The balancer's own mount goes away: the script stops (to be restarted once the
-    // mount is back) and HAProxy keeps serving the last servers it had, not none.
+    // The balancer's own mount goes away: `zkfs template` keeps the last output (it
+    // says so) and HAProxy keeps serving the last servers it had, not none.
     mount.unmount();
-    let status = lb.wait_script_exit(START);
-    assert!(!status.success(), "zkfs-haproxy exited with {status} when its mount went away");
-    assert!(lb.report().contains("went away"), "{}", lb.report());
+    if !lb.poll(START, |lb| lb.report().contains("OUTAGE (old output kept)")) {
+        panic!("no outage reported\n{}", lb.report());
+    }
     lb.wait_reaching(&serving);
+    assert_eq!(lb.server_lines(), want);
 }
 
 #[test]

@@ -544,7 +544,11 @@ fn an_append_open_right_after_a_close_fails_while_no_server_answers_and_register
     shell.send("open");
     assert_eq!(shell.line(), "failed", "an open of a registration whose removal no server confirms");
     server.resume();
-    gone(&zk, "the removal goes through once a server answers");
+    // Once a server answers, the removal goes through within about a session timeout
+    // (the mount reconnects, or the server expires its session and so its ephemeral).
+    // A new client asks: the old one may itself still be reconnecting.
+    let zk = Zk::connect(&server.connect_string());
+    wait_until(Duration::from_secs(15), "the removal goes through once a server answers", || !zk.exists(REG));
     wait_until(Duration::from_secs(15), "an open registers again", || {
         shell.send("open");
         shell.line() == "opened" && zk.exists(REG)
@@ -553,4 +557,88 @@ fn an_append_open_right_after_a_close_fails_while_no_server_answers_and_register
     assert_eq!(shell.line(), "locked");
     assert!(zk.exists(REG));
     assert!(!mount.log().contains("panicked"));
+}
+
+// ---------------------------------------------------------------------------
+// The lifetime rules (README "Registrations that live as long as a process", the
+// table): within one session a removal by anyone is final; a new session re-creates
+// every registration the mount holds, where its directory still exists.
+
+/// An admin deletes a registration a process holds with flock: it is not re-created,
+/// the mount no longer counts it as held, the holder's descriptor reads ENOENT, a new
+/// registration of the name is a new one, and the old holder's exit leaves it.
+#[test]
+fn an_admins_delete_of_a_held_registration_is_final_and_the_old_lock_leaves_the_new_one() {
+    let (_server, zk, mount) = common::fooservice();
+    let reg = mount.join(REG);
+    let mut old = holder(&reg);
+    zk.delete(REG);
+    shown_gone(&reg);
+    wait_until(AT_ONCE, "zkfs status no longer lists it", || {
+        !sh_ok(&format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path()))).contains("10.0.0.5:8080")
+    });
+    wait_until(AT_ONCE, "the log says the delete is final", || mount.log().contains("not re-created"));
+    // The holder's descriptor leads to a node that is gone.
+    let read = sh(&format!("cat /proc/{}/fd/9", old.pid()));
+    assert!(!zk.exists(REG), "an admin's delete was undone");
+    assert!(!read.ok, "reading the removed registration succeeded: {:?}", read.stdout);
+    // Registered again by someone else on this host: a new registration.
+    let mut new = holder(&reg);
+    let czxid = zk.stat(REG).unwrap().czxid;
+    old.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(zk.stat(REG).map(|s| s.czxid), Some(czxid), "the old holder's exit removed the new registration");
+    new.kill9();
+    gone(&zk, "the new one goes with its own lock");
+}
+
+/// The one case zkfs cannot tell apart: an admin's delete while the mount is frozen,
+/// then the session expires. A new session re-creates every registration it holds
+/// (the expiry removed them all), this one too; a registration whose directory is
+/// gone is dropped for good, and said so.
+#[test]
+fn a_new_session_re_creates_what_the_mount_holds_where_its_directory_exists() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    zk.mkdir_p("/gone/providers");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=2");
+    let _holding = holder(&mount.join(REG));
+    let doomed = "/gone/providers/10.0.0.7:80";
+    sh_ok(&format!("touch {}", q(&mount.join(doomed))));
+    mount.stop_process();
+    zk.delete(REG); // unseen by the frozen mount
+    wait_until(Duration::from_secs(15), "the frozen mount's session expired", || !zk.exists(doomed));
+    zk.delete_all("/gone");
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the held registration is back on the new session", || zk.exists(REG));
+    wait_until(AT_ONCE, "the one whose directory went is dropped, logged", || {
+        mount.log().contains("cannot re-create registration /gone/providers/10.0.0.7:80")
+    });
+    assert!(!zk.exists("/gone"), "a registration's directory was re-created");
+    let status = sh_ok(&format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path())));
+    assert!(status.contains("registration_count: 1\n"), "only the held one is held: {status}");
+    assert!(status.contains("last_error: re-creating /gone/providers/10.0.0.7:80"), "and says why: {status}");
+}
+
+/// Another session took the name while this mount's session was expiring: the name is
+/// left to it, and this mount no longer counts it as held.
+#[test]
+fn a_name_another_session_took_during_an_expiry_is_left_to_it() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/fooservice/providers");
+    let mount = Mount::with_options(&server.connect_string(), "session_timeout=2");
+    sh_ok(&format!("touch {}", q(&mount.join(REG))));
+    mount.stop_process();
+    wait_until(Duration::from_secs(15), "the frozen mount's session expired", || !zk.exists(REG));
+    zk.create_ephemeral(REG, br#"{"pid": 1}"#);
+    mount.cont_process();
+    wait_until(Duration::from_secs(15), "the mount has a new session", || new_sessions(&mount) >= 1);
+    wait_until(AT_ONCE, "it says the name is held elsewhere", || {
+        mount.log().contains("cannot re-create registration /fooservice/providers/10.0.0.5:8080")
+    });
+    assert_eq!(zk.stat(REG).map(|s| s.ephemeral_owner), Some(zk.session_id()), "the other session keeps it");
+    let status = sh_ok(&format!("{} status {}", env!("CARGO_BIN_EXE_zkfs"), q(mount.path())));
+    assert!(status.contains("registration_count: 0\n"), "{status}");
 }

@@ -19,7 +19,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -248,11 +247,11 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
         "/usr/share/doc/zkfs/README.md",
         "/usr/share/doc/zkfs/examples/systemd/mnt-zk.mount",
         "/usr/share/doc/zkfs/examples/systemd/example.conf",
-        "/usr/share/doc/zkfs/examples/haproxy/haproxy.cfg.in",
+        "/usr/share/doc/zkfs/examples/haproxy/haproxy.cfg.tmpl",
+        "/usr/share/doc/zkfs/examples/haproxy/zkfs-template-haproxy.service",
     ] {
         assert_eq!(mode(path), Some("-rw-r--r--"), "{path} in {files:?}");
     }
-    assert_eq!(mode("/usr/share/doc/zkfs/examples/haproxy/zkfs-haproxy"), Some("-rwxr-xr-x"));
     // Every example of the source tree is shipped.
     for entry in fs::read_dir(root().join("examples")).expect("examples/") {
         let name = entry.expect("entry").file_name();
@@ -274,7 +273,7 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
     // The installed binary, its man page and its completion.
     let help = output("/usr/bin/zkfs", &["--help"]);
     assert!(help.status.success());
-    assert_eq!(text(&help.stdout), zkfs::options::help());
+    assert_eq!(text(&help.stdout), zkfs::cli::options::help());
     let man = Command::new("man")
         .arg("zkfs")
         .env("MANPAGER", "cat")
@@ -296,8 +295,6 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
         let verify = output("systemd-analyze", &["verify", "--man=no", "/usr/lib/systemd/system/zkfs@.service"]);
         assert_eq!(text(&verify.stderr), "", "systemd-analyze verify zkfs@.service");
     }
-    assert!(fs::metadata("/usr/share/doc/zkfs/examples/haproxy/zkfs-haproxy")
-        .is_ok_and(|m| m.permissions().mode() & 0o111 != 0));
 
     // A mount as fstab and mount(8) make it, served by the installed binary — in a
     // mount namespace of its own, where /usr/local holds nothing that would shadow

@@ -230,10 +230,12 @@ fn bad_files_are_refused_with_their_line_and_change_nothing() {
     let ran = zkfs(&["import", "--force", "-", root], "");
     assert!(!ran.ok && ran.stderr.contains("unknown flag --force"), "{}", ran.stderr);
 
-    // A node the mount refuses (data over ZooKeeper's limit) fails the import loudly.
+    // A node the mount refuses (data over ZooKeeper's limit) fails the import before
+    // anything is created.
     let big = format!("/big\n  blob = '{}'\n", "x".repeat(1_100_000));
     let ran = zkfs(&["import", "-", root], &big);
-    assert!(!ran.ok && ran.stderr.contains("/big: cannot set its properties"), "{}", ran.stderr);
+    assert!(!ran.ok && ran.stderr.contains("/big: its properties are"), "{}", ran.stderr);
+    assert!(!zk.exists("/big"));
 
     // Exporting a name the format cannot carry fails, naming it, rather than lose it.
     zk.create("/odd", br#"{"has space": 1}"#);
@@ -489,9 +491,14 @@ fn a_read_only_mount_refuses_import_and_links() {
     let mount = Mount::with_options(&server.connect_string(), "ro");
     let root = path(mount.path());
     let ran = zkfs(&["import", "-", root], "/svc\n  threads = 2\n");
-    assert!(!ran.ok && ran.stderr.contains("/svc: cannot set its properties: Read-only file system"), "{}", ran.stderr);
+    let refused = |ran: &Ran, first: &str| {
+        !ran.ok
+            && ran.stderr.contains(&format!("(from `{first}`) failed: Read-only file system"))
+            && ran.stderr.contains("nothing was changed")
+    };
+    assert!(refused(&ran, "/svc threads change from 1 to 2"), "{}", ran.stderr);
     let ran = zkfs(&["import", "-", root], "/new\n");
-    assert!(!ran.ok && ran.stderr.contains("/new: cannot create it: Read-only file system"), "{}", ran.stderr);
+    assert!(refused(&ran, "add /new"), "{}", ran.stderr);
     assert_eq!(
         std::os::unix::fs::symlink(mount.join("svc"), mount.join("svc/l")).unwrap_err().raw_os_error(),
         Some(libc::EROFS)
@@ -546,5 +553,5 @@ fn property_links_are_kept_and_written_as_read() {
     assert_eq!(zk.get_json("/test-property-links/cms"), json!({"threads =>": "/fooservice"}));
     // A node the mount cannot show as a directory is refused, naming it.
     let ran = zkfs(&["import", "-", path(&dir)], "/cms\n  /properties.json\n");
-    assert!(!ran.ok && ran.stderr.contains("properties.json cannot be made"), "{}", ran.stderr);
+    assert!(!ran.ok && ran.stderr.contains("properties.json is the node's own properties file"), "{}", ran.stderr);
 }

@@ -56,8 +56,8 @@ pub fn reads_section(admin: &Zk, mount: &Mount) -> (usize, usize) {
             == Some(want.clone())
     });
     // Warm means at rest: for a second after a change of its data, a file's attributes
-    // are not cached by the kernel (see `zkfs::view::SETTLE`).
-    thread::sleep(zkfs::view::SETTLE + Duration::from_millis(100));
+    // are not cached by the kernel (see `zkfs::model::view::SETTLE`).
+    thread::sleep(zkfs::model::view::SETTLE + Duration::from_millis(100));
 
     // tmpfs mirror: the same bytes, the same number of entries.
     let shm = tempfile::Builder::new().prefix("zkfs-bench-").tempdir_in("/dev/shm").expect("temp dir in /dev/shm");

@@ -5,12 +5,13 @@
 //!   the configuration in `scripts/zookeeper/` that `scripts/zk-server` uses too;
 //! * [`mounts`] — [`Mount`], a running `zkfs -f` and its mountpoint;
 //!   [`BackgroundMount`] for a zkfs that daemonises itself; what the mount table
-//!   (read by the library's `zkfs::mountinfo`) says of a path;
+//!   (read by the library's `zkfs::kernel::mountinfo`) says of a path;
 //! * [`client`] — [`Zk`], a synchronous ZooKeeper client, independent of the mount,
 //!   to arrange and check what ZooKeeper holds;
 //! * [`procs`] — signals by pid and what /proc says of a process (the zkfs serving a
 //!   mountpoint, its memory and CPU time);
 //! * [`inotify`] — the one inotify reader, for tests and benchmarks;
+//! * [`semantics`] — `docs/semantics.md` read for the tests that check it;
 //! * here: [`wait_until`], [`require`] (what the machine must provide) and
 //!   [`fooservice`], the usual world of a registration test.
 //!
@@ -24,6 +25,7 @@ pub mod client;
 pub mod inotify;
 pub mod mounts;
 pub mod procs;
+pub mod semantics;
 pub mod zookeeper;
 
 use std::path::Path;

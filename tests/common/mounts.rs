@@ -1,6 +1,6 @@
 //! Mounts for the tests: [`Mount`], a running `zkfs -f` on a temporary mountpoint;
 //! [`BackgroundMount`], a mountpoint for a zkfs that daemonises itself; and what the
-//! mount table says of a path (through the library's `zkfs::mountinfo`, the one
+//! mount table says of a path (through the library's `zkfs::kernel::mountinfo`, the one
 //! parser of it). Neither fixture ever removes its directory through a live mount.
 
 use std::fs::{self, File};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
-use zkfs::mountinfo;
+use zkfs::kernel::mountinfo;
 
 use super::procs::{read_lossy, send_signal};
 use super::{require, Needs};

@@ -1,0 +1,290 @@
+//! The command line: `zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT`, parsed into a validated
+//! [`Config`]. Options may also follow the positional arguments, as fuse3's mount
+//! helper (`mount -t fuse.zkfs`, fstab) places them. What each option means, and the
+//! help text, are in [`crate::cli::options`].
+
+pub mod logging;
+pub mod notify;
+pub mod options;
+pub mod snapshot;
+pub mod template;
+pub mod transfer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default ZooKeeper session timeout.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The validated configuration of one mount.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// ZooKeeper connection string, `host:port[,host:port...][/chroot]`.
+    pub connect: String,
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground and log to stderr.
+    pub foreground: bool,
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Let other users use the mount.
+    pub allow_other: bool,
+    /// Let root use the mount.
+    pub allow_root: bool,
+    /// Let the kernel check permissions from the modes zkfs shows. Implied by
+    /// `allow_other` unless `no_default_permissions` is given.
+    pub default_permissions: bool,
+    /// The ZooKeeper session timeout asked for.
+    pub session_timeout: Duration,
+    /// Generic mount flags passed to the kernel (`nosuid`, `noexec`, ...).
+    pub kernel_flags: Vec<String>,
+    /// A file holding `user:password` for ZooKeeper's digest authentication.
+    pub credentials: Option<PathBuf>,
+    /// Also log to this file (`log_file=PATH`).
+    pub log_file: Option<PathBuf>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// Mount.
+    Mount(Config),
+    /// Print the state of a mount.
+    Status(PathBuf),
+    /// `export`, `import` or `validate` a tree in zc.zk's text format.
+    Tree(crate::cli::transfer::TreeCommand),
+    /// Render templates from a mount (`zkfs template`).
+    Template(crate::cli::template::TemplateCommand),
+    /// Copy a subtree as one consistent state (`zkfs snapshot DIR OUTDIR`).
+    Snapshot(PathBuf, PathBuf),
+    /// Print the help text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut foreground = false;
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "status") {
+        args.next();
+        return match (args.next(), args.next()) {
+            (Some(mountpoint), None) => Ok(Command::Status(PathBuf::from(mountpoint))),
+            _ => Err("usage: zkfs status MOUNTPOINT".into()),
+        };
+    }
+    if args.next_if(|a| a == "snapshot").is_some() {
+        let (dir, out) = crate::cli::snapshot::parse_args(args.collect())?;
+        return Ok(Command::Snapshot(dir, out));
+    }
+    if args.next_if(|a| a == "template").is_some() {
+        return crate::cli::template::parse_args(args.collect()).map(Command::Template);
+    }
+    if let Some(command) = args.next_if(|a| matches!(a.as_str(), "export" | "import" | "validate")) {
+        return crate::cli::transfer::parse_args(&command, args.collect()).map(Command::Tree);
+    }
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-f" | "-d" => foreground = true,
+            "-o" => options.push(args.next().ok_or("-o needs a value, e.g. -o ro")?),
+            "--" => positional.extend(args.by_ref()),
+            o if o.starts_with("-o") => options.push(o[2..].to_string()),
+            o if o.starts_with('-') && o.len() > 1 => {
+                return Err(format!("unknown flag {o}; see zkfs --help"));
+            }
+            _ => positional.push(arg),
+        }
+    }
+    let [connect, mountpoint] = <[String; 2]>::try_from(positional).map_err(|p| {
+        format!(
+            "expected CONNECT and MOUNTPOINT, got {} argument(s); usage: zkfs [-f] [-o OPTIONS] CONNECT MOUNTPOINT",
+            p.len()
+        )
+    })?;
+    check_connect(&connect)?;
+    let mut config = Config {
+        connect,
+        mountpoint: PathBuf::from(mountpoint),
+        foreground,
+        read_only: false,
+        allow_other: false,
+        allow_root: false,
+        default_permissions: false,
+        session_timeout: DEFAULT_SESSION_TIMEOUT,
+        kernel_flags: Vec::new(),
+        credentials: None,
+        log_file: None,
+    };
+    let mut permissions = None;
+    for option in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
+        match option {
+            "default_permissions" | "no_default_permissions" => {
+                let on = option == "default_permissions";
+                if permissions == Some(!on) {
+                    return Err("default_permissions and no_default_permissions contradict each other".into());
+                }
+                permissions = Some(on);
+            }
+            _ => apply_option(&mut config, option)?,
+        }
+    }
+    // allow_other without the kernel's mode checks would let every local user change
+    // ZooKeeper with the mount's identity: that takes an explicit no_default_permissions.
+    config.default_permissions = permissions.unwrap_or(config.allow_other);
+    Ok(Command::Mount(config))
+}
+
+fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
+    let (key, value) = match option.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (option, None),
+    };
+    match (key, value) {
+        ("ro", None) => config.read_only = true,
+        ("rw", None) => config.read_only = false,
+        ("allow_other", None) => config.allow_other = true,
+        ("allow_root", None) => config.allow_root = true,
+        ("session_timeout", Some(v)) => {
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 1.0 && *s <= 3600.0)
+                .ok_or_else(|| format!("session_timeout={v}: expected seconds from 1 to 3600"))?;
+            config.session_timeout = Duration::from_secs_f64(secs);
+        }
+        ("credentials", Some(v)) if !v.is_empty() => config.credentials = Some(PathBuf::from(v)),
+        ("log_file", Some(v)) if !v.is_empty() => config.log_file = Some(PathBuf::from(v)),
+        (k, None) if options::KERNEL_FLAGS.contains(&k) => config.kernel_flags.push(k.to_string()),
+        (k, None) if options::FSTAB_WORDS.contains(&k) => {}
+        ("fsname" | "subtype" | "comment" | "user", Some(_)) => {}
+        ("remount", None) => {
+            return Err("remount is not supported: umount the mount and mount it again".into());
+        }
+        ("drop_privileges", None) => {
+            return Err("drop_privileges is not supported: run zkfs as the user who should own the mount".into());
+        }
+        (k, _) if k.starts_with("x-") => {}
+        _ => return Err(format!("unknown mount option {option:?}; see zkfs --help for the options")),
+    }
+    Ok(())
+}
+
+/// Checks a connection string: `host:port[,host:port...][/chroot]`.
+pub fn check_connect(connect: &str) -> Result<(), String> {
+    let bad = |why: String| {
+        Err(format!("bad connection string {connect:?}: {why}; expected host:port[,host:port...][/chroot]"))
+    };
+    let (hosts, chroot) = match connect.find('/') {
+        Some(i) => (&connect[..i], Some(&connect[i..])),
+        None => (connect, None),
+    };
+    if hosts.is_empty() {
+        return bad("no host".into());
+    }
+    for hp in hosts.split(',') {
+        let Some((host, port)) = hp.rsplit_once(':') else {
+            return bad(format!("{hp:?} has no :port"));
+        };
+        if host.is_empty() || host.trim_matches(|c| c == '[' || c == ']').is_empty() {
+            return bad(format!("{hp:?} has no host"));
+        }
+        if !matches!(port.parse::<u32>(), Ok(1..=65535)) {
+            return bad(format!("{hp:?} has a bad port"));
+        }
+    }
+    if let Some(chroot) = chroot {
+        if chroot != "/" && (chroot.ends_with('/') || chroot.contains("//")) {
+            return bad(format!("chroot {chroot:?} must look like /a/b"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn mount(s: &str) -> Config {
+        match parse(args(s)).unwrap() {
+            Command::Mount(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_before_or_after_the_positional_arguments() {
+        let a = mount("-f -o ro,session_timeout=4 127.0.0.1:2181 /mnt");
+        let b = mount("127.0.0.1:2181 /mnt -f -o ro -o session_timeout=4");
+        assert_eq!(a, b);
+        assert!(a.read_only && a.foreground);
+        assert_eq!(a.session_timeout, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn fstab_options_are_accepted() {
+        let c =
+            mount("h:1/app /mnt -o rw,nosuid,nodev,_netdev,noauto,x-systemd.automount,allow_other,default_permissions");
+        assert!(c.allow_other && c.default_permissions && !c.read_only);
+        assert_eq!(c.kernel_flags, vec!["nosuid", "nodev"]);
+    }
+
+    #[test]
+    fn what_mount_8_and_fuse3_pass_is_accepted() {
+        // The argv fuse3's mount helper gives zkfs (measured: see tests/fstab.rs).
+        let c = mount("h:1 /mnt -o ro,allow_other,session_timeout=5,dev,suid");
+        assert!(c.read_only && c.allow_other);
+        assert_eq!(c.session_timeout, Duration::from_secs(5));
+        mount("h:1 /mnt -o rw,nodiratime,lazytime,nosymfollow,silent,_rnetdev,user=bob");
+        assert!(parse(args("h:1 /mnt -o remount,ro")).unwrap_err().contains("umount"));
+    }
+
+    #[test]
+    fn allow_other_implies_default_permissions_unless_refused_explicitly() {
+        let c = mount("h:1 /mnt -o allow_other");
+        assert!(c.allow_other && c.default_permissions);
+        let c = mount("h:1 /mnt -o allow_other,no_default_permissions");
+        assert!(c.allow_other && !c.default_permissions);
+        let c = mount("h:1 /mnt -o no_default_permissions -o allow_other");
+        assert!(!c.default_permissions, "the order does not matter");
+        assert!(!mount("h:1 /mnt").default_permissions);
+        assert!(mount("h:1 /mnt -o default_permissions").default_permissions);
+        assert!(parse(args("h:1 /m -o default_permissions,no_default_permissions"))
+            .unwrap_err()
+            .contains("contradict"));
+    }
+
+    #[test]
+    fn log_file_takes_a_path() {
+        assert_eq!(mount("h:1 /mnt -o log_file=/var/log/zkfs.log").log_file, Some(PathBuf::from("/var/log/zkfs.log")));
+        assert!(parse(args("h:1 /m -o log_file=")).is_err());
+        assert!(parse(args("h:1 /m -o log_file")).is_err());
+    }
+
+    #[test]
+    fn unknown_options_and_bad_values_are_errors() {
+        assert!(parse(args("-o bogus h:1 /m")).unwrap_err().contains("unknown mount option \"bogus\""));
+        assert!(parse(args("-o session_timeout=0 h:1 /m")).is_err());
+        assert!(parse(args("-o session_timeout=abc h:1 /m")).is_err());
+        assert!(parse(args("-x h:1 /m")).is_err());
+        assert!(parse(args("h:1")).is_err());
+    }
+
+    #[test]
+    fn connection_strings_are_checked() {
+        for ok in ["h:1", "a:1,b:2", "a:1,b:2/chroot/x", "[::1]:2181"] {
+            assert!(check_connect(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "h", "h:", "h:0", "h:99999", ":1", "h:1,", "h:1/x/", "/x"] {
+            assert!(check_connect(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The ZooKeeper layer: the only folder that names `zookeeper_client`.
+//!
+//! * `seam` — the operations zkfs uses, behind one client type (re-exported here, so
+//!   the rest of the crate says `zookeeper::Stat`, `zookeeper::Client`);
+//! * [`fake`] — an in-memory ZooKeeper behind the same seam, which can misbehave;
+//! * [`session`] — the mount's session: its state machine, reconnection after expiry,
+//!   and the registrations it holds;
+//! * [`auth`] — credentials and the ACLs of nodes zkfs creates;
+//! * [`wait`] — whether the current thread may wait for ZooKeeper;
+//! * [`background`] — requests the mount makes for itself yield to those programs wait for.
+
+mod seam;
+pub use seam::*;
+
+pub mod auth;
+pub mod background;
+pub mod fake;
+pub mod session;
+pub mod wait;
