@@ -43,7 +43,7 @@
 //! change per host too many from the native row (the zkfs hosts of a recursive watch
 //! receive but send nothing, and keep pinging).
 //!
-//! Run with `scripts/bench fleet [H,H,...]` (default 1,4,8,16,32, several minutes);
+//! Run with `scripts/bench fleet [H,H,...]` (default 1,4,8,16,32, ~7 minutes here);
 //! `ZKFS_BENCH_FLEET=small` runs 1,4; `ZKFS_BENCH_FLEET=1,4,8` picks sizes too.
 //! `ZKFS_FLEET_CHANGES=N` and `ZKFS_FLEET_RATE=N` change the writer's changes and
 //! changes per second. Every process and mount it starts is stopped by `Drop`, also
