@@ -1,6 +1,6 @@
 //! Issue 21, "connect to secure ensembles": TLS with a client certificate, SASL
 //! DIGEST-MD5, and what a bad certificate or password does (a clear message, nothing
-//! mounted). The servers and certificates come from `tests/common/secure.rs`.
+//! mounted); a read-only server during a partition (`readonly_ok`). The servers and certificates come from `tests/common/secure.rs`.
 
 mod common;
 mod shell;
@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::secure::{sasl_server, tls_server, Pki, SASL_USERS};
-use common::{wait_until, Mount, Zk};
+use common::zookeeper::Extra;
+use common::{four_letter, wait_until, Ensemble, Mount, Zk};
 use serde_json::json;
 use shell::{cat_json, q, sh, sh_ok};
 use zookeeper_client::{Acl, AuthId, CreateMode, Permission};
@@ -172,4 +173,56 @@ fn sasl_digest_md5_mounts_as_its_user_sasl_acls_hold_and_a_bad_password_is_refus
     assert!(e.contains("chmod 600"), "{e}");
     let e = refused(&server.connect_string(), &format!("sasl_user={user},sasl_password={password}"));
     assert!(e.contains("never given on the command line"), "{e}");
+}
+
+#[test]
+fn with_readonly_ok_a_partitioned_mount_reads_from_a_read_only_server_then_returns_to_read_write() {
+    // A read-only server serves only local sessions (zookeeper-client's own test sets it
+    // up so); a local session makes a registration only if it may become global.
+    let mut ensemble = Ensemble::with_extra(Extra {
+        cfg: vec!["localSessionsEnabled=true".into(), "localSessionsUpgradingEnabled=true".into()],
+        jvm: vec!["-Dreadonlymode.enabled=true".into()],
+        classpath: Vec::new(),
+    });
+    // Written through member 0, which answers once it has applied the change itself.
+    let zk = Zk::connect(&format!("127.0.0.1:{}", ensemble.port(0)));
+    zk.create("/svc", br#"{"port": 80}"#);
+    drop(zk);
+    ensemble.stop(1);
+    ensemble.stop(2);
+    // `isro` says `ro` as soon as the read-only server exists; `srvr` shows its mode once
+    // it serves.
+    wait_until(Duration::from_secs(30), "member 0 serves read-only", || {
+        four_letter(ensemble.port(0), "srvr").is_some_and(|s| s.contains("Mode: read-only"))
+    });
+
+    let mount = Mount::with_options(&ensemble.connect_string(), "readonly_ok");
+    assert_eq!(cat_json(&mount.join("svc/properties.json")), json!({"port": 80}));
+    let r = sh(&format!("touch {}", q(&mount.join("svc/10.0.0.1:80"))));
+    assert!(!r.ok && r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    // /bin/echo: dash's own echo says "I/O error" whatever the errno.
+    let r = sh(&format!(r#"/bin/echo '{{"port": 81}}' >> {}"#, q(&mount.join("svc/properties.json"))));
+    assert!(!r.ok && r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    assert!(mount.log().contains("the ZooKeeper server is read-only"), "no log line:\n{}", mount.log());
+    assert!(status(&mount).contains("server_mode: read-only"), "{}", status(&mount));
+
+    // The partition heals: the mount goes back to a read-write session by itself.
+    ensemble.start(1);
+    ensemble.start(2);
+    wait_until(Duration::from_secs(40), "the mount is read-write again", || {
+        let st = status(&mount);
+        st.contains("server_mode: read-write") && st.contains("state: connected")
+    });
+    let mut ok = false;
+    for _ in 0..50 {
+        ok = sh(&format!("touch {}", q(&mount.join("svc/10.0.0.1:80")))).ok;
+        if ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "no registration after returning to read-write:\n{}", mount.log());
+    let zk = Zk::connect(&ensemble.connect_string());
+    assert!(zk.get("/svc/10.0.0.1:80").is_some());
+    sh_ok(&format!("rm {}", q(&mount.join("svc/10.0.0.1:80"))));
 }

@@ -294,7 +294,7 @@ pub const ERRNOS: &[(&str, &str)] = &[
         "a ZooKeeper ACL forbids the operation; with default_permissions (implied by allow_other), the kernel's \
          mode check: another user changing anything",
     ),
-    ("EROFS", "any change on a -o ro mount"),
+    ("EROFS", "any change on a -o ro mount, or (with readonly_ok) while the session is on a read-only server (logged)"),
     (
         "ENOTSUP",
         "rename of a directory or of a data file onto another, hard links, fifos, sockets and device nodes: \
@@ -794,6 +794,7 @@ mod tests {
             Error::NotPermitted(String::new()),
             Error::AccessDenied(String::new()),
             Error::ReadOnly,
+            Error::ReadOnlyServer(String::new()),
             Error::Unsupported(""),
             Error::NotDir(String::new()),
             Error::IsDir(String::new()),
@@ -816,6 +817,7 @@ mod tests {
                 | Error::NotPermitted(_)
                 | Error::AccessDenied(_)
                 | Error::ReadOnly
+                | Error::ReadOnlyServer(_)
                 | Error::Unsupported(_)
                 | Error::NotDir(_)
                 | Error::IsDir(_)

@@ -410,7 +410,13 @@ pub fn error_at(err: Error, path: &str) -> crate::error::Error {
         Zk::NoChildrenForEphemerals => E::NotDir(path.to_string()),
         Zk::BadArguments(why) => E::InvalidName(format!("{path}: {why}")),
         Zk::InvalidAcl => E::AccessDenied(path.to_string()),
-        Zk::NotReadOnly => E::ReadOnly,
+        Zk::NotReadOnly => E::ReadOnlyServer(path.to_string()),
+        // EPHEMERALONLOCALSESSION: a registration on a local session (servers with
+        // localSessionsEnabled and not localSessionsUpgradingEnabled).
+        Zk::UnexpectedErrorCode(-120) => E::NotPermitted(format!(
+            "{path}: ZooKeeper refuses ephemeral nodes on this local session (the servers need \
+             localSessionsUpgradingEnabled=true)"
+        )),
         Zk::QuotaExceeded => E::TooLarge(format!("{path}: ZooKeeper quota exceeded")),
         other => E::Unavailable(format!("{path}: {other}")),
     }

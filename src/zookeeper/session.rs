@@ -256,6 +256,14 @@ impl Session {
                         was_disconnected = true;
                         self.set_state(State::Disconnected, None);
                     }
+                    // A read-only session cannot move to a read-write server: the client
+                    // opens a new session there, whose id its `Client` does not know
+                    // (it would take the mount's own registrations for another's). So
+                    // zkfs opens a new session itself, as after an expiry.
+                    ZkState::SyncConnected if self.on_read_only_server() => {
+                        info!("a read-write ZooKeeper server is reachable again: leaving the read-only session");
+                        break ZkState::Expired;
+                    }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                         self.set_outage(false);
                         self.set_state(State::Connected, None);
@@ -274,7 +282,11 @@ impl Session {
                 self.set_state(State::Closed, None);
                 return;
             }
-            error!("ZooKeeper session ended ({terminal:?}); opening a new session");
+            if self.on_read_only_server() {
+                info!("opening a read-write session");
+            } else {
+                error!("ZooKeeper session ended ({terminal:?}); opening a new session");
+            }
             self.set_state(State::Expired, Some(format!("session {terminal:?}")));
             // Watched from before the new session is in use: an expiry of it meanwhile
             // would otherwise go unseen (the watcher reports only later changes).

@@ -340,6 +340,11 @@ impl Ensemble {
     /// Starts three servers and waits until all of them serve clients (a leader
     /// has been elected and both followers have joined).
     pub fn new() -> Ensemble {
+        Ensemble::with_extra(Extra::default())
+    }
+
+    /// [`Ensemble::new`] with `extra` added to every member's configuration.
+    pub fn with_extra(extra: Extra) -> Ensemble {
         let dir =
             tempfile::Builder::new().prefix("zkfs-test-ensemble-").tempdir().expect("create temp dir for the ensemble");
         let ports: Vec<[u16; 3]> = (0..Self::SIZE).map(|_| [free_port(), free_port(), free_port()]).collect();
@@ -355,9 +360,13 @@ impl Ensemble {
             fs::create_dir_all(&data).expect("create member data dir");
             fs::write(data.join("myid"), format!("{}\n", i + 1)).expect("write myid");
             let cfg = mdir.join("zoo.cfg");
-            let text = format!("{}initLimit=10\nsyncLimit=5\n{servers}", common_config(&data, *client));
+            let lines: String = extra.cfg.iter().map(|l| format!("{l}\n")).collect();
+            let text = format!("{}initLimit=10\nsyncLimit=5\n{servers}{lines}", common_config(&data, *client));
             fs::write(&cfg, text).expect("write zoo.cfg");
-            members.push(ZkProcess::new(cfg, mdir.join("zk.log"), *client));
+            let mut member = ZkProcess::new(cfg, mdir.join("zk.log"), *client);
+            member.jvm = extra.jvm.clone();
+            member.classpath = extra.classpath.clone();
+            members.push(member);
         }
         let mut ensemble = Ensemble { members, dir };
         for m in &mut ensemble.members {
