@@ -354,6 +354,31 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_sasl_options_go_together_and_take_no_secret() {
+        let c = mount("h:1 /m -o tls_ca=/ca.pem,tls_cert=/c.pem,tls_key=/c.key,sasl_user=alice,sasl_password_file=/p");
+        let tls = c.security.tls.expect("tls");
+        assert_eq!((tls.ca.to_str(), tls.verify_hostname), (Some("/ca.pem"), true));
+        assert_eq!(c.security.sasl.expect("sasl").user, "alice");
+        assert!(!mount("h:1 /m -o tls_ca=/ca.pem,tls_no_verify_hostname").security.tls.unwrap().verify_hostname);
+        assert!(mount("h:1 /m -o readonly_ok").security.readonly_ok);
+        for bad in [
+            "tls_cert=/c.pem,tls_key=/c.key",
+            "tls_ca=/ca.pem,tls_cert=/c.pem",
+            "tls_ca=/ca.pem,tls_key=/c.key",
+            "tls_no_verify_hostname",
+            "tls_ca=",
+            "sasl_user=alice",
+            "sasl_password_file=/p",
+            "sasl_user=alice,sasl_password=s3cret",
+        ] {
+            assert!(parse(args(&format!("h:1 /m -o {bad}"))).is_err(), "{bad}");
+        }
+        // No per-server protocol: with TLS options every server is reached over TLS.
+        assert!(parse(args("tcp://h:1 /m -o tls_ca=/ca.pem")).is_err());
+        assert!(parse(args("h:1,tcp://g:2 /m -o tls_ca=/ca.pem")).is_err());
+    }
+
+    #[test]
     fn connection_strings_are_checked() {
         for ok in ["h:1", "a:1,b:2", "a:1,b:2/chroot/x", "[::1]:2181"] {
             assert!(check_connect(ok).is_ok(), "{ok}");
