@@ -11,7 +11,8 @@
 //!
 //! Certificate rotation: the TLS files are checked for changes (their size, mtime and
 //! inode) every [`REFRESH_EVERY`] and whenever the connection is lost; changed files
-//! that still load are used for every later connection (zookeeper-client builds each
+//! that have not changed again since the previous check and that load are used for
+//! every later connection (zookeeper-client builds each
 //! connection's TLS configuration from the current certificates), without a remount;
 //! files that no longer load are logged and the previous certificates kept. A
 //! connection already established keeps the certificate it was made with.
@@ -73,14 +74,21 @@ struct Tls {
     files: TlsFiles,
     /// Shared with every client made: updating it changes the next connection's certs.
     certs: TlsDynamicCerts,
-    /// What the files looked like when last loaded. Held only to compare and replace
-    /// the stamps, never with another lock: cannot deadlock.
-    stamps: Mutex<Vec<Stamp>>,
+    /// What the files looked like when last loaded, and at the last check. Held only
+    /// to compare and replace the stamps, never with another lock: cannot deadlock.
+    stamps: Mutex<Stamps>,
 }
 
 /// A file's size, mtime and inode: a change of any means it was replaced or rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp(u64, i64, i64, u64);
+
+/// The stamps of the TLS files when loaded, and when last seen.
+#[derive(Debug)]
+struct Stamps {
+    loaded: Vec<Stamp>,
+    seen: Vec<Stamp>,
+}
 
 impl Security {
     /// Plaintext, no SASL: what a mount has without the options of this module.
@@ -99,7 +107,8 @@ impl Security {
             None => None,
             Some(files) => {
                 let certs = load_certs(files)?;
-                let stamps = Mutex::new(stamps(files));
+                let now = stamps(files);
+                let stamps = Mutex::new(Stamps { loaded: now.clone(), seen: now });
                 Some(Tls { files: files.clone(), certs: TlsDynamicCerts::new(certs), stamps })
             }
         };
@@ -151,17 +160,24 @@ impl Security {
         connector.with_readonly(self.readonly_ok)
     }
 
-    /// Reloads the TLS files if they changed since last loaded: the next connection
-    /// uses them. Files that no longer load are logged and the previous ones kept.
+    /// Reloads the TLS files if they changed since last loaded and not since the last
+    /// check (a rotation replaces the certificate and the key one after the other: a
+    /// pair is taken once it has settled): the next connection uses them. Files that
+    /// do not load are logged once and the previous ones kept.
     pub fn refresh(&self) {
         let Some(tls) = &self.tls else { return };
         let now = stamps(&tls.files);
         {
-            let mut last = tls.stamps.locked();
-            if *last == now {
+            let mut s = tls.stamps.locked();
+            if s.loaded == now {
+                s.seen = now;
                 return;
             }
-            *last = now;
+            if s.seen != now {
+                s.seen = now;
+                return; // changed since the last check: wait until it settles
+            }
+            s.loaded = now;
         }
         match load_certs(&tls.files) {
             Ok(certs) => {
@@ -203,6 +219,13 @@ pub fn observe(record: &log::Record) {
         return;
     }
     let text = record.args().to_string();
+    if let Some(why) = text.strip_prefix("fail to create tls config for updated certs: ") {
+        // A rotated pair zkfs loaded but rustls refuses (a key that does not match its
+        // certificate): said at zkfs's level, since zookeeper-client's warnings are
+        // filtered out by default.
+        warn!("the changed TLS certificate files cannot be used ({why}); connections keep the previous ones");
+        return;
+    }
     if text.starts_with("fails in connecting to") || text.starts_with("fails to establish session") {
         if let Some((_, why)) = text.split_once(" due to ") {
             *LAST_FAILURE.locked() = Some(why.to_string());
