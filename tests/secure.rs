@@ -93,7 +93,7 @@ fn a_mount_over_tls_acts_as_its_certificate_and_uses_a_rotated_one_on_the_next_c
     // presents bob's certificate, without a remount.
     copy(&pki.path("bob.pem"), &cert, 0o644);
     copy(&pki.path("bob.key"), &key, 0o600);
-    wait_until(Duration::from_secs(15), "zkfs notices the new certificate", || {
+    wait_until(Duration::from_secs(30), "zkfs notices the new certificate", || {
         mount.log().contains("TLS certificate files changed")
     });
     server.restart();

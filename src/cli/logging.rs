@@ -108,7 +108,7 @@ impl Log for Logger {
         self.filter.enabled(metadata)
             || (self.observe_client
                 && metadata.level() <= Level::Debug
-                && metadata.target().starts_with("zookeeper_client"))
+                && crate::zookeeper::secure::observes(metadata.target()))
     }
 
     fn log(&self, record: &Record) {

@@ -211,11 +211,17 @@ impl Security {
 /// never with another lock: cannot deadlock.
 static LAST_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 
+/// The targets of the zookeeper-client records [`observe`] reads: its session (why a
+/// connection failed) and its TLS client (a rotated pair refused).
+pub fn observes(target: &str) -> bool {
+    matches!(target, "zookeeper_client::session" | "zookeeper_client::tls::client")
+}
+
 /// Takes note of zookeeper-client's log record saying why a connection failed (it logs
 /// the handshake's error at debug level and returns only "no hosts" or a timeout). The
-/// logger hands every record of zookeeper-client's here.
+/// logger hands every record of the targets [`observes`] names here.
 pub fn observe(record: &log::Record) {
-    if !record.target().starts_with("zookeeper_client") {
+    if !observes(record.target()) {
         return;
     }
     let text = record.args().to_string();
