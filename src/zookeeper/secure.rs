@@ -19,6 +19,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -211,10 +212,22 @@ impl Security {
 /// never with another lock: cannot deadlock.
 static LAST_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 
-/// The targets of the zookeeper-client records [`observe`] reads: its session (why a
-/// connection failed) and its TLS client (a rotated pair refused).
+/// True while a connection is being made (see [`connecting`]): only then are
+/// zookeeper-client's records read, so that a connected mount formats none of the
+/// debug records its requests make.
+static CONNECTING: AtomicBool = AtomicBool::new(false);
+
+/// Says whether the mount is connecting (opening a session, or reconnecting after a
+/// lost connection): [`observe`] reads zookeeper-client's records only meanwhile.
+pub fn connecting(on: bool) {
+    CONNECTING.store(on, Ordering::Relaxed);
+}
+
+/// True for the records [`observe`] reads: while connecting, those of zookeeper-client's
+/// session (why a connection failed) and its TLS client (a rotated pair refused).
 pub fn observes(target: &str) -> bool {
-    matches!(target, "zookeeper_client::session" | "zookeeper_client::tls::client")
+    CONNECTING.load(Ordering::Relaxed)
+        && matches!(target, "zookeeper_client::session" | "zookeeper_client::tls::client")
 }
 
 /// Takes note of zookeeper-client's log record saying why a connection failed (it logs

@@ -143,6 +143,7 @@ impl Session {
         // unreachable ensemble still fails within about two seconds.
         let started = Instant::now();
         let security = connector.security();
+        secure::connecting(true);
         let client = loop {
             secure::clear_failure();
             match connector.connect(timeout, true).await {
@@ -164,6 +165,7 @@ impl Session {
                 }
             }
         };
+        secure::connecting(false);
         match tokio::time::timeout(timeout, client.check_stat("/")).await {
             Ok(Err(zk::Error::NoAuth)) if security.authenticates() => {
                 return Err(format!("ZooKeeper at {connect}: the mount's identity may not read the root of the mount"))
@@ -253,6 +255,7 @@ impl Session {
                     ZkState::Disconnected => {
                         warn!("lost the connection to ZooKeeper; reconnecting (reads are answered from the view)");
                         self.security.refresh();
+                        secure::connecting(true);
                         was_disconnected = true;
                         self.set_state(State::Disconnected, None);
                     }
@@ -265,6 +268,7 @@ impl Session {
                         break ZkState::Expired;
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        secure::connecting(false);
                         self.set_outage(false);
                         self.set_state(State::Connected, None);
                         self.learn_identity(state == ZkState::ConnectedReadOnly);
@@ -306,7 +310,9 @@ impl Session {
             if self.is_closed() {
                 return None;
             }
+            secure::connecting(true);
             let attempt = self.connector.connect(self.timeout, false).await;
+            secure::connecting(false);
             match attempt {
                 Ok(client) => {
                     info!("new ZooKeeper session {:#x}", client.session_id());
