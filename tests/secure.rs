@@ -131,6 +131,17 @@ fn bad_certificates_and_key_files_are_refused_clearly_and_nothing_is_mounted() {
     let e = refused(&connect, &format!("tls_cert={},tls_key={}", alice_pem.display(), alice_key.display()));
     assert!(e.contains("need tls_ca=FILE"), "{e}");
 
+    // A server whose certificate names another host: refused unless told otherwise.
+    let (_other, other_port) = tls_server(&pki, "other-name-server-keystore.pem");
+    let other = format!("127.0.0.1:{other_port}");
+    let e = refused(&other, &tls_options(&pki, "ca.pem", &alice_pem, &alice_key));
+    assert!(e.contains("does not name the host in the connection string"), "{e}");
+    let opts = format!("{},tls_no_verify_hostname", tls_options(&pki, "ca.pem", &alice_pem, &alice_key));
+    let mount = Mount::with_options(&other, &opts);
+    assert!(mount.join("zookeeper").is_dir());
+    assert!(status(&mount).contains("transport: tls (server name NOT verified"), "{}", status(&mount));
+    drop(mount);
+
     // A server whose own certificate has expired.
     let (_expired, expired_port) = tls_server(&pki, "expired-server-keystore.pem");
     let e = refused(&format!("127.0.0.1:{expired_port}"), &tls_options(&pki, "ca.pem", &alice_pem, &alice_key));

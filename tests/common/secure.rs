@@ -26,7 +26,8 @@ pub const NETTY_JARS: &[&str] = &[
 /// PEM key store wants), client certificates `alice.pem`/`alice.key` and
 /// `bob.pem`/`bob.key` (subjects `CN=alice`, `CN=bob`), an expired client certificate
 /// `expired.pem` (alice's key), an expired server certificate
-/// (`expired-server-keystore.pem`), and another CA (`wrong-ca.pem`). Keys are mode 600.
+/// (`expired-server-keystore.pem`), one for the name `zk.invalid` only
+/// (`other-name-server-keystore.pem`), and another CA (`wrong-ca.pem`). Keys are mode 600.
 pub struct Pki {
     dir: TempDir,
 }
@@ -81,6 +82,12 @@ impl Pki {
         )
         .expect("write server.ext");
         fs::write(
+            d.join("other-name.ext"),
+            "subjectAltName=DNS:zk.invalid\nextendedKeyUsage=serverAuth,clientAuth\n\
+             basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n",
+        )
+        .expect("write other-name.ext");
+        fs::write(
             d.join("client.ext"),
             "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n\
              keyUsage=digitalSignature\n",
@@ -113,9 +120,12 @@ impl Pki {
         key("server.key");
         sign("server.key", "zkfs-test-server", "server.ext", "2", "server.pem");
         sign("server.key", "zkfs-test-server", "server.ext", "-1", "expired-server.pem");
-        for (keystore, cert) in
-            [("server-keystore.pem", "server.pem"), ("expired-server-keystore.pem", "expired-server.pem")]
-        {
+        sign("server.key", "zk.invalid", "other-name.ext", "2", "other-name-server.pem");
+        for (keystore, cert) in [
+            ("server-keystore.pem", "server.pem"),
+            ("expired-server-keystore.pem", "expired-server.pem"),
+            ("other-name-server-keystore.pem", "other-name-server.pem"),
+        ] {
             let text = fs::read_to_string(d.join("server.key")).unwrap() + &fs::read_to_string(d.join(cert)).unwrap();
             fs::write(d.join(keystore), text).expect("write key store");
             fs::set_permissions(d.join(keystore), fs::Permissions::from_mode(0o600)).expect("chmod key store");
