@@ -101,6 +101,28 @@ fn a_mount_over_tls_acts_as_its_certificate_and_uses_a_rotated_one_on_the_next_c
         status(&mount).contains("identity: x509:CN=bob\n")
     });
     assert_eq!(cat_json(&mount.join("bob/properties.json")), json!({"who": "/bob"}));
+
+    // A CA file rotated to the wrong CA: the next connection fails, and status and the
+    // log say why; rotated back, the mount reconnects by itself.
+    let ca = files.path().join("ca.pem");
+    copy(&pki.path("ca.pem"), &ca, 0o644);
+    drop(mount);
+    let opts = format!("tls_ca={},tls_cert={},tls_key={}", ca.display(), cert.display(), key.display());
+    let mount = Mount::with_options(&connect, &opts);
+    copy(&pki.path("wrong-ca.pem"), &ca, 0o644);
+    wait_until(Duration::from_secs(30), "zkfs takes the new CA", || {
+        mount.log().contains("TLS certificate files changed")
+    });
+    server.restart();
+    wait_until(Duration::from_secs(30), "status says why the mount cannot reconnect", || {
+        status(&mount).contains("last_error: TLS: the server's certificate is not signed by a CA in tls_ca=")
+    });
+    assert!(mount.log().contains("cannot reconnect to ZooKeeper over TLS: the server's certificate is not signed"));
+    copy(&pki.path("ca.pem"), &ca, 0o644);
+    wait_until(Duration::from_secs(30), "the mount reconnects with the right CA", || {
+        status(&mount).contains("state: connected")
+    });
+    assert_eq!(cat_json(&mount.join("bob/properties.json")), json!({"who": "/bob"}));
 }
 
 #[test]

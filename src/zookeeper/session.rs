@@ -166,6 +166,7 @@ impl Session {
             }
         };
         secure::connecting(false);
+        secure::clear_failure();
         match tokio::time::timeout(timeout, client.check_stat("/")).await {
             Ok(Err(zk::Error::NoAuth)) if security.authenticates() => {
                 return Err(format!("ZooKeeper at {connect}: the mount's identity may not read the root of the mount"))
@@ -215,13 +216,31 @@ impl Session {
         if self.security.tls() {
             let this = Arc::clone(self);
             self.rt.spawn(async move {
+                let mut reported = None;
                 while !this.is_closed() {
                     tokio::time::sleep(secure::REFRESH_EVERY).await;
                     this.security.refresh();
+                    this.report_tls_failure(&mut reported);
                 }
             });
         }
         self.rt.spawn(async move { this.supervisor(watcher, events).await })
+    }
+
+    /// While the mount cannot reconnect, says why the TLS connections fail (the client
+    /// says so only at debug level): in the log, once per reason, and as `last_error`.
+    fn report_tls_failure(&self, reported: &mut Option<String>) {
+        if matches!(self.state().0, State::Connected | State::Closed) {
+            *reported = None;
+            return;
+        }
+        let Some(why) = self.security.last_failure() else { return };
+        if reported.as_deref() != Some(why.as_str()) {
+            warn!("cannot reconnect to ZooKeeper over TLS: {why}");
+            let state = self.state().0;
+            self.set_state(state, Some(format!("TLS: {why}")));
+            *reported = Some(why);
+        }
     }
 
     /// Learns again who the server knows the session as, and whether it is read-only.
@@ -269,6 +288,7 @@ impl Session {
                     }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
                         secure::connecting(false);
+                        secure::clear_failure();
                         self.set_outage(false);
                         self.set_state(State::Connected, None);
                         self.learn_identity(state == ZkState::ConnectedReadOnly);
