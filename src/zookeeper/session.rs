@@ -306,12 +306,14 @@ impl Session {
                 self.set_state(State::Closed, None);
                 return;
             }
-            if self.on_read_only_server() {
+            let why = if self.on_read_only_server() {
                 info!("opening a read-write session");
+                "left the read-only session for a read-write one".to_string()
             } else {
                 error!("ZooKeeper session ended ({terminal:?}); opening a new session");
-            }
-            self.set_state(State::Expired, Some(format!("session {terminal:?}")));
+                format!("session {terminal:?}")
+            };
+            self.set_state(State::Expired, Some(why));
             // Watched from before the new session is in use: an expiry of it meanwhile
             // would otherwise go unseen (the watcher reports only later changes).
             let Some(next) = self.reopen().await else { return };
