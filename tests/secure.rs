@@ -150,6 +150,10 @@ fn bad_certificates_and_key_files_are_refused_clearly_and_nothing_is_mounted() {
     assert!(e.contains("can be read by others") && e.contains("chmod 600"), "{e}");
     let e = refused(&connect, &tls_options(&pki, "ca.pem", &alice_pem, &files.path().join("none.key")));
     assert!(e.contains("No such file"), "{e}");
+    let e = refused(&connect, &tls_options(&pki, "ca.pem", &alice_pem, &pki.path("bob.key")));
+    assert!(e.contains("is not the key of tls_cert"), "{e}");
+    let e = refused(&connect, &tls_options(&pki, "ca.pem", &alice_pem, &pki.path("encrypted.key")));
+    assert!(e.contains("the key is encrypted"), "{e}");
     let e = refused(&connect, &format!("tls_cert={},tls_key={}", alice_pem.display(), alice_key.display()));
     assert!(e.contains("need tls_ca=FILE"), "{e}");
 

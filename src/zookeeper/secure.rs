@@ -196,6 +196,15 @@ impl Security {
         Some(explain(&raw, &tls.files))
     }
 
+    /// What a connection error that is no server's answer means: the TLS setup itself
+    /// refused (a key that is not the certificate's). `None` for any other error.
+    pub fn setup_failure(&self, error: &str) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        let (cert, key) = (tls.files.cert.as_ref()?, tls.files.key.as_ref()?);
+        (error.contains("KeyMismatch") || error.contains("invalid client private key"))
+            .then(|| format!("tls_key {} is not the key of tls_cert {} [{error}]", key.display(), cert.display()))
+    }
+
     /// True if the last TLS failure was about certificates (retrying cannot help),
     /// rather than a server not answering yet.
     pub fn failure_is_final(&self) -> bool {
@@ -348,6 +357,13 @@ fn load_certs(files: &TlsFiles) -> Result<TlsCerts, String> {
     let mut builder = TlsCerts::builder().with_ca(ca);
     if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
         let key_pem = read_private(key, "tls_key")?;
+        if key_pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || key_pem.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(format!(
+                "tls_key {}: the key is encrypted; zkfs reads unencrypted keys (mode 600) only: \
+                 openssl pkey -in {0} -out NEW.key",
+                key.display()
+            ));
+        }
         let cert_pem = read_public(cert, "tls_cert")?;
         let first = first_pem_der(&cert_pem, "CERTIFICATE")
             .ok_or_else(|| format!("tls_cert {}: no certificate in it; expected PEM", cert.display()))?;

@@ -154,6 +154,10 @@ impl Session {
                          or unknown user?)"
                     ));
                 }
+                Err(e) if security.setup_failure(&e.to_string()).is_some() => {
+                    let why = security.setup_failure(&e.to_string()).unwrap_or_default();
+                    return Err(format!("cannot connect to ZooKeeper at {connect} over TLS: {why}"));
+                }
                 Err(e) if started.elapsed() > STARTUP_RETRY || security.failure_is_final() => {
                     let why = security.last_failure().unwrap_or_else(|| e.to_string());
                     let over = if security.tls() { " over TLS" } else { "" };

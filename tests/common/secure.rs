@@ -27,7 +27,8 @@ pub const NETTY_JARS: &[&str] = &[
 /// `bob.pem`/`bob.key` (subjects `CN=alice`, `CN=bob`), an expired client certificate
 /// `expired.pem` (alice's key), an expired server certificate
 /// (`expired-server-keystore.pem`), one for the name `zk.invalid` only
-/// (`other-name-server-keystore.pem`), and another CA (`wrong-ca.pem`). Keys are mode 600.
+/// (`other-name-server-keystore.pem`), another CA (`wrong-ca.pem`) and a key encrypted
+/// with a passphrase (`encrypted.key`). Keys are mode 600.
 pub struct Pki {
     dir: TempDir,
 }
@@ -135,6 +136,22 @@ impl Pki {
             sign(&format!("{user}.key"), user, "client.ext", "2", &format!("{user}.pem"));
         }
         sign("alice.key", "alice", "client.ext", "-1", "expired.pem");
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-aes256",
+                "-pass",
+                "pass:x",
+                "-out",
+                "encrypted.key",
+            ],
+        );
+        fs::set_permissions(d.join("encrypted.key"), fs::Permissions::from_mode(0o600)).expect("chmod key");
         Pki { dir }
     }
 
