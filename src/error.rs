@@ -39,6 +39,9 @@ pub enum Error {
     /// The mount is read-only.
     #[error("read-only mount")]
     ReadOnly,
+    /// The session is on a read-only server (`readonly_ok`, during a partition).
+    #[error("{0}: the ZooKeeper server is read-only (no read-write server reachable); nothing changed")]
+    ReadOnlyServer(String),
     /// The operation does not exist in ZooKeeper (rename, links, ...).
     #[error("{0} is not supported: ZooKeeper has no such operation")]
     Unsupported(&'static str),
@@ -88,7 +91,7 @@ impl Error {
             Error::TooLarge(_) => libc::EFBIG,
             Error::NotPermitted(_) => libc::EPERM,
             Error::AccessDenied(_) => libc::EACCES,
-            Error::ReadOnly => libc::EROFS,
+            Error::ReadOnly | Error::ReadOnlyServer(_) => libc::EROFS,
             Error::Unsupported(_) => libc::ENOTSUP,
             Error::CrossDevice(_) => libc::EXDEV,
             Error::NotDir(_) => libc::ENOTDIR,

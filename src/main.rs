@@ -42,7 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let silent = match zkfs::cli::logging::init_mount(config.foreground, config.log_file.as_deref()) {
+    let silent = match zkfs::cli::logging::init_mount(
+        config.foreground,
+        config.log_file.as_deref(),
+        config.security.tls.is_some(),
+    ) {
         Ok(warning) => warning,
         Err(msg) => {
             eprintln!("zkfs: {msg}");
@@ -64,6 +68,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let security = match zkfs::zookeeper::secure::Security::load(&config.security) {
+        Ok(s) => Arc::new(s),
+        Err(msg) => {
+            eprintln!("zkfs: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Signals are blocked before any thread starts, so every thread inherits the mask
     // and only the signal thread, in sigwait, receives them.
     block_signals();
@@ -80,7 +91,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&config, &mountpoint, credentials, ready, silent) {
+    match run(&config, &mountpoint, credentials, security, ready, silent) {
         Ok(()) => ExitCode::SUCCESS,
         Err((msg, ready)) => {
             match ready {
@@ -156,6 +167,7 @@ fn run(
     config: &Config,
     mountpoint: &Path,
     credentials: Option<Vec<u8>>,
+    security: Arc<zkfs::zookeeper::secure::Security>,
     mut ready: Option<ReadyPipe>,
     silent: Option<String>,
 ) -> Result<(), Failure> {
@@ -165,11 +177,11 @@ fn run(
             Ok(rt) => rt,
             Err(e) => return Err((format!("cannot start the runtime: {e}"), ready)),
         };
-    let session =
-        match rt.block_on(Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials)) {
-            Ok(s) => s,
-            Err(msg) => return Err((msg, ready)),
-        };
+    let opened = Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials, security);
+    let session = match rt.block_on(opened) {
+        Ok(s) => s,
+        Err(msg) => return Err((msg, ready)),
+    };
     let (notes_tx, notes_rx) = std::sync::mpsc::channel();
     let (view, changes) = View::new(Arc::clone(&session), notes_tx);
     let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -40,9 +40,20 @@ pub struct Sinks {
 
 /// Installs the logger: `default_filter` unless `RUST_LOG` says otherwise.
 pub fn init(sinks: Sinks, default_filter: &str) {
+    init_with(sinks, default_filter, false);
+}
+
+/// [`init`]; `observe_client`: also hand zookeeper-client's debug records, whatever the
+/// filter, to `zookeeper::secure::observe`, which learns from them why a TLS
+/// connection failed (the client says so only there).
+fn init_with(sinks: Sinks, default_filter: &str, observe_client: bool) {
     let filter = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter)).build();
-    let max = filter.filter();
-    let logger = Logger { filter, stderr: sinks.stderr, syslog: sinks.syslog.map(Mutex::new), file: sinks.file };
+    let mut max = filter.filter();
+    if observe_client {
+        max = max.max(log::LevelFilter::Debug);
+    }
+    let logger =
+        Logger { filter, observe_client, stderr: sinks.stderr, syslog: sinks.syslog.map(Mutex::new), file: sinks.file };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max);
     }
@@ -55,7 +66,9 @@ pub fn init(sinks: Sinks, default_filter: &str) {
 ///
 /// # Notable errors
 /// The log file cannot be opened: the mount must not start without its log.
-pub fn init_mount(foreground: bool, log_file: Option<&Path>) -> Result<Option<String>, String> {
+///
+/// `tls`: the mount connects over TLS (see [`init_with`]).
+pub fn init_mount(foreground: bool, log_file: Option<&Path>, tls: bool) -> Result<Option<String>, String> {
     let file = log_file.map(open_file).transpose()?;
     let syslog = if foreground { None } else { Syslog::at(Path::new(SYSLOG_SOCKET)) };
     let warning = (!foreground && syslog.is_none() && file.is_none()).then(|| {
@@ -66,7 +79,7 @@ pub fn init_mount(foreground: bool, log_file: Option<&Path>) -> Result<Option<St
     });
     // Mounts, expiries, registrations and refused changes are info and up: what an
     // operator reads in the journal; RUST_LOG=zkfs=debug for everything.
-    init(Sinks { stderr: foreground, syslog, file }, "zkfs=info,zookeeper_client=error");
+    init_with(Sinks { stderr: foreground, syslog, file }, "zkfs=info,zookeeper_client=error", tls);
     Ok(warning)
 }
 
@@ -83,6 +96,7 @@ pub fn open_file(path: &Path) -> Result<File, String> {
 
 struct Logger {
     filter: env_logger::Logger,
+    observe_client: bool,
     stderr: bool,
     /// Held only while one datagram is sent: never across anything that logs.
     syslog: Option<Mutex<Syslog>>,
@@ -92,9 +106,15 @@ struct Logger {
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         self.filter.enabled(metadata)
+            || (self.observe_client
+                && metadata.level() <= Level::Debug
+                && crate::zookeeper::secure::observes(metadata.target()))
     }
 
     fn log(&self, record: &Record) {
+        if self.observe_client {
+            crate::zookeeper::secure::observe(record);
+        }
         if !self.filter.matches(record) {
             return;
         }

@@ -42,6 +42,8 @@ pub struct Config {
     pub credentials: Option<PathBuf>,
     /// Also log to this file (`log_file=PATH`).
     pub log_file: Option<PathBuf>,
+    /// TLS, SASL and read-only servers (`tls_*`, `sasl_*`, `readonly_ok`).
+    pub security: crate::zookeeper::secure::Options,
 }
 
 /// What the command line asks for.
@@ -119,7 +121,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         kernel_flags: Vec::new(),
         credentials: None,
         log_file: None,
+        security: Default::default(),
     };
+    let mut secure = SecureWords::default();
     let mut permissions = None;
     for option in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
         match option {
@@ -130,13 +134,84 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 }
                 permissions = Some(on);
             }
+            _ if secure.take(option)? => {}
             _ => apply_option(&mut config, option)?,
         }
     }
+    config.security = secure.into_options()?;
     // allow_other without the kernel's mode checks would let every local user change
     // ZooKeeper with the mount's identity: that takes an explicit no_default_permissions.
     config.default_permissions = permissions.unwrap_or(config.allow_other);
     Ok(Command::Mount(config))
+}
+
+/// The `tls_*`, `sasl_*` and `readonly_ok` options as given, checked together at the end.
+#[derive(Default)]
+struct SecureWords {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    no_verify_hostname: bool,
+    sasl_user: Option<String>,
+    sasl_password_file: Option<PathBuf>,
+    readonly_ok: bool,
+}
+
+impl SecureWords {
+    /// Takes `option` if it is one of these; false if it is another option.
+    fn take(&mut self, option: &str) -> Result<bool, String> {
+        let (key, value) = match option.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (option, None),
+        };
+        let file = |v: &str| {
+            if v.is_empty() {
+                Err(format!("{key}= needs a file name"))
+            } else {
+                Ok(Some(PathBuf::from(v)))
+            }
+        };
+        match (key, value) {
+            ("tls_ca", Some(v)) => self.ca = file(v)?,
+            ("tls_cert", Some(v)) => self.cert = file(v)?,
+            ("tls_key", Some(v)) => self.key = file(v)?,
+            ("tls_no_verify_hostname", None) => self.no_verify_hostname = true,
+            ("sasl_user", Some(v)) if !v.is_empty() => self.sasl_user = Some(v.to_string()),
+            ("sasl_password_file", Some(v)) => self.sasl_password_file = file(v)?,
+            ("sasl_password" | "sasl_pass", _) => {
+                return Err("the SASL password is never given on the command line (ps shows it to everyone): \
+                            write it to a file of mode 600 and give sasl_password_file=FILE"
+                    .into())
+            }
+            ("readonly_ok", None) => self.readonly_ok = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn into_options(self) -> Result<crate::zookeeper::secure::Options, String> {
+        use crate::zookeeper::secure::{Options, SaslFiles, TlsFiles};
+        let tls = match (self.ca, self.cert.is_some() || self.key.is_some() || self.no_verify_hostname) {
+            (None, true) => {
+                return Err("tls_cert, tls_key and tls_no_verify_hostname need tls_ca=FILE, the CA bundle the \
+                            servers' certificates are checked against"
+                    .into())
+            }
+            (None, false) => None,
+            (Some(ca), _) => {
+                if self.cert.is_some() != self.key.is_some() {
+                    return Err("tls_cert=FILE and tls_key=FILE go together: give both or neither".into());
+                }
+                Some(TlsFiles { ca, cert: self.cert, key: self.key, verify_hostname: !self.no_verify_hostname })
+            }
+        };
+        let sasl = match (self.sasl_user, self.sasl_password_file) {
+            (Some(user), Some(password_file)) => Some(SaslFiles { user, password_file }),
+            (None, None) => None,
+            _ => return Err("sasl_user=NAME and sasl_password_file=FILE go together: give both".into()),
+        };
+        Ok(Options { tls, sasl, readonly_ok: self.readonly_ok })
+    }
 }
 
 fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
@@ -276,6 +351,31 @@ mod tests {
         assert!(parse(args("-o session_timeout=abc h:1 /m")).is_err());
         assert!(parse(args("-x h:1 /m")).is_err());
         assert!(parse(args("h:1")).is_err());
+    }
+
+    #[test]
+    fn tls_and_sasl_options_go_together_and_take_no_secret() {
+        let c = mount("h:1 /m -o tls_ca=/ca.pem,tls_cert=/c.pem,tls_key=/c.key,sasl_user=alice,sasl_password_file=/p");
+        let tls = c.security.tls.expect("tls");
+        assert_eq!((tls.ca.to_str(), tls.verify_hostname), (Some("/ca.pem"), true));
+        assert_eq!(c.security.sasl.expect("sasl").user, "alice");
+        assert!(!mount("h:1 /m -o tls_ca=/ca.pem,tls_no_verify_hostname").security.tls.unwrap().verify_hostname);
+        assert!(mount("h:1 /m -o readonly_ok").security.readonly_ok);
+        for bad in [
+            "tls_cert=/c.pem,tls_key=/c.key",
+            "tls_ca=/ca.pem,tls_cert=/c.pem",
+            "tls_ca=/ca.pem,tls_key=/c.key",
+            "tls_no_verify_hostname",
+            "tls_ca=",
+            "sasl_user=alice",
+            "sasl_password_file=/p",
+            "sasl_user=alice,sasl_password=s3cret",
+        ] {
+            assert!(parse(args(&format!("h:1 /m -o {bad}"))).is_err(), "{bad}");
+        }
+        // No per-server protocol: with TLS options every server is reached over TLS.
+        assert!(parse(args("tcp://h:1 /m -o tls_ca=/ca.pem")).is_err());
+        assert!(parse(args("h:1,tcp://g:2 /m -o tls_ca=/ca.pem")).is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Value {
     Number,
     /// A file name.
     File,
+    /// A word such as a user name (nothing to complete).
+    Word,
 }
 
 /// A `-o` mount option that zkfs acts on.
@@ -75,6 +77,53 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
         value: Value::File,
         help: "authenticate with ZooKeeper's digest scheme as the user:password on the first line of FILE \
                (yours or root's, mode 600)",
+    },
+    MountOption {
+        name: "tls_ca",
+        placeholder: Some("FILE"),
+        value: Value::File,
+        help: "connect over TLS (to the servers' secureClientPort), trusting the CA certificates in FILE (PEM); \
+               every server of CONNECT is then reached over TLS, never in plaintext",
+    },
+    MountOption {
+        name: "tls_cert",
+        placeholder: Some("FILE"),
+        value: Value::File,
+        help: "with tls_ca: present the client certificate (chain) in FILE (PEM); needs tls_key",
+    },
+    MountOption {
+        name: "tls_key",
+        placeholder: Some("FILE"),
+        value: Value::File,
+        help: "the private key of tls_cert, PEM (yours or root's, mode 600); changed certificate and key files \
+               are used from the next connection on, without a remount",
+    },
+    MountOption {
+        name: "tls_no_verify_hostname",
+        placeholder: None,
+        value: Value::None,
+        help: "with tls_ca: accept a server certificate that does not name the host connected to (the CA is \
+               still checked; dangerous)",
+    },
+    MountOption {
+        name: "sasl_user",
+        placeholder: Some("NAME"),
+        value: Value::Word,
+        help: "authenticate with SASL DIGEST-MD5 as NAME (the server's JAAS Server section); needs \
+               sasl_password_file",
+    },
+    MountOption {
+        name: "sasl_password_file",
+        placeholder: Some("FILE"),
+        value: Value::File,
+        help: "the SASL password, on the first line of FILE (yours or root's, mode 600)",
+    },
+    MountOption {
+        name: "readonly_ok",
+        placeholder: None,
+        value: Value::None,
+        help: "accept a session on a read-only server (readonlymode.enabled) while no read-write one is \
+               reachable: reads and events go on, changes fail with EROFS",
     },
     MountOption {
         name: "log_file",
@@ -245,7 +294,7 @@ pub const ERRNOS: &[(&str, &str)] = &[
         "a ZooKeeper ACL forbids the operation; with default_permissions (implied by allow_other), the kernel's \
          mode check: another user changing anything",
     ),
-    ("EROFS", "any change on a -o ro mount"),
+    ("EROFS", "any change on a -o ro mount, or (with readonly_ok) while the session is on a read-only server (logged)"),
     (
         "ENOTSUP",
         "rename of a directory or of a data file onto another, hard links, fifos, sockets and device nodes: \
@@ -667,13 +716,26 @@ mod tests {
             Value::None => o.name.to_string(),
             Value::Number => format!("{}=5", o.name),
             Value::File => format!("{}=/some/file", o.name),
+            Value::Word => format!("{}=alice", o.name),
+        }
+    }
+
+    /// What an option needs beside it to be accepted (`tls_cert` needs `tls_ca`...).
+    fn companions(o: &MountOption) -> &'static str {
+        match o.name {
+            "tls_cert" => ",tls_key=/k,tls_ca=/c",
+            "tls_key" => ",tls_cert=/k,tls_ca=/c",
+            "tls_no_verify_hostname" => ",tls_ca=/c",
+            "sasl_user" => ",sasl_password_file=/p",
+            "sasl_password_file" => ",sasl_user=alice",
+            _ => "",
         }
     }
 
     #[test]
     fn every_documented_option_is_accepted_and_every_unsupported_one_refused() {
         for o in MOUNT_OPTIONS {
-            assert_eq!(parse_option(&example(o)), Ok(()), "{}", o.name);
+            assert_eq!(parse_option(&format!("{}{}", example(o), companions(o))), Ok(()), "{}", o.name);
         }
         for w in KERNEL_FLAGS.iter().chain(FSTAB_WORDS) {
             assert_eq!(parse_option(w), Ok(()), "{w}");
@@ -732,6 +794,7 @@ mod tests {
             Error::NotPermitted(String::new()),
             Error::AccessDenied(String::new()),
             Error::ReadOnly,
+            Error::ReadOnlyServer(String::new()),
             Error::Unsupported(""),
             Error::NotDir(String::new()),
             Error::IsDir(String::new()),
@@ -754,6 +817,7 @@ mod tests {
                 | Error::NotPermitted(_)
                 | Error::AccessDenied(_)
                 | Error::ReadOnly
+                | Error::ReadOnlyServer(_)
                 | Error::Unsupported(_)
                 | Error::NotDir(_)
                 | Error::IsDir(_)

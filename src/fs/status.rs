@@ -4,9 +4,10 @@
 //! * every file and directory: `user.zk.*` — the znode's version, cversion, aversion,
 //!   numChildren, ephemeralOwner, czxid, mzxid, pzxid, ctime and mtime (ms), dataLength;
 //! * the mount's root, in addition: `user.zkfs.*` — session id, state, the server the
-//!   session is connected to, the connection string, the session timeout, the
-//!   registrations held, reconnects, new sessions, the last error, and whether the
-//!   mount's root node (its chroot) still exists.
+//!   session is connected to, the connection string, the transport (plaintext or TLS),
+//!   the identity the server knows the session by, whether the server is read-only,
+//!   the session timeout, the registrations held, reconnects, new sessions, the last
+//!   error, and whether the mount's root node (its chroot) still exists.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -53,6 +54,9 @@ pub fn mount_attrs(session: &Session) -> Vec<(&'static str, String)> {
         ("user.zkfs.state", state.to_string()),
         ("user.zkfs.server", connected_server(session.connect_string()).unwrap_or_else(|| "none".into())),
         ("user.zkfs.connect", session.connect_string().to_string()),
+        ("user.zkfs.transport", session.security().transport()),
+        ("user.zkfs.identity", session.identity()),
+        ("user.zkfs.server_mode", server_mode(session).to_string()),
         ("user.zkfs.session_timeout_ms", session.timeout().as_millis().to_string()),
         ("user.zkfs.registration_count", registrations.len().to_string()),
         ("user.zkfs.registrations", registrations.join("\n")),
@@ -60,6 +64,15 @@ pub fn mount_attrs(session: &Session) -> Vec<(&'static str, String)> {
         ("user.zkfs.new_sessions", stats.new_sessions.to_string()),
         ("user.zkfs.last_error", stats.last_error.unwrap_or_default()),
     ]
+}
+
+/// Whether the session is on a read-write or a read-only server (`readonly_ok`).
+fn server_mode(session: &Session) -> &'static str {
+    match (session.on_read_only_server(), session.security().readonly_ok()) {
+        (true, _) => "read-only (changes fail with EROFS until a read-write server is reachable)",
+        (false, true) => "read-write (read-only servers accepted: readonly_ok)",
+        (false, false) => "read-write",
+    }
 }
 
 /// `user.zkfs.root` when the mount's root node is gone.

@@ -235,7 +235,7 @@ fn file_type(kind: FileKind) -> FileType {
 
 fn errno(op: &str, e: &Error) -> Errno {
     let code = e.errno();
-    if code == libc::EACCES {
+    if code == libc::EACCES || matches!(e, Error::ReadOnlyServer(_)) {
         warn!("{op}: {e}");
     } else {
         debug!("{op}: {} ({e})", ErrnoName(code));

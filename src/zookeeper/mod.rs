@@ -6,6 +6,8 @@
 //! * [`session`] — the mount's session: its state machine, reconnection after expiry,
 //!   and the registrations it holds;
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates;
+//! * [`secure`] — TLS, SASL and read-only servers: their files, checked at mount time,
+//!   certificate rotation, and why a TLS connection failed;
 //! * [`wait`] — whether the current thread may wait for ZooKeeper;
 //! * [`background`] — requests the mount makes for itself yield to those programs wait for.
 
@@ -15,5 +17,6 @@ pub use seam::*;
 pub mod auth;
 pub mod background;
 pub mod fake;
+pub mod secure;
 pub mod session;
 pub mod wait;

@@ -117,6 +117,28 @@ impl Client {
         }
     }
 
+    /// The identities the server knows this session by (`scheme:id`, e.g.
+    /// `x509:CN=alice`, `sasl:alice`, `ip:127.0.0.1`).
+    pub fn who_am_i(&self) -> Reply<Vec<String>> {
+        match self {
+            Client::Real(c) => {
+                let reply = c.list_auth_users();
+                Box::pin(async move {
+                    reply.await.map(|users| users.into_iter().map(|u| format!("{}:{}", u.scheme(), u.user())).collect())
+                })
+            }
+            Client::Fake(_) => Box::pin(async { Ok(Vec::new()) }),
+        }
+    }
+
+    /// True while the session is on a read-only server.
+    pub fn on_read_only_server(&self) -> bool {
+        match self {
+            Client::Real(c) => c.state() == SessionState::ConnectedReadOnly,
+            Client::Fake(_) => false,
+        }
+    }
+
     /// The node's data and stat.
     pub fn get_data(&self, path: &str) -> Reply<(Vec<u8>, Stat)> {
         match self {
@@ -334,25 +356,42 @@ pub enum Connector {
         connect: String,
         /// `user:password`.
         auth: Option<Vec<u8>>,
+        /// TLS, SASL and read-only settings.
+        security: std::sync::Arc<super::secure::Security>,
     },
     /// A session of the fake server.
     Fake(super::fake::Server),
 }
 
 impl Connector {
+    /// The TLS, SASL and read-only settings sessions are opened with.
+    pub fn security(&self) -> std::sync::Arc<super::secure::Security> {
+        match self {
+            Connector::Real { security, .. } => std::sync::Arc::clone(security),
+            Connector::Fake(_) => std::sync::Arc::new(super::secure::Security::none()),
+        }
+    }
+
     /// Opens a session asking for `timeout`. `fail_eagerly`: give up at the first
     /// unreachable server instead of retrying.
     pub async fn connect(&self, timeout: Duration, fail_eagerly: bool) -> Result<Client, Error> {
         match self {
-            Connector::Real { connect, auth } => {
-                let mut connector = zookeeper_client::Client::connector().with_session_timeout(timeout);
+            Connector::Real { connect, auth, security } => {
+                let mut connector = security.apply(zookeeper_client::Client::connector().with_session_timeout(timeout));
                 if let Some(auth) = auth {
                     connector = connector.with_auth("digest", auth);
                 }
                 if fail_eagerly {
                     connector = connector.with_fail_eagerly();
                 }
-                connector.connect(connect).await.map(Client::Real)
+                // With TLS every server of the string is reached over TLS (the string
+                // takes no tcp:// prefix): there is no plaintext fallback.
+                let client = if security.tls() {
+                    connector.secure_connect(connect).await
+                } else {
+                    connector.connect(connect).await
+                };
+                client.map(Client::Real)
             }
             Connector::Fake(server) => server.connect(timeout).map(Client::Fake),
         }
@@ -371,7 +410,13 @@ pub fn error_at(err: Error, path: &str) -> crate::error::Error {
         Zk::NoChildrenForEphemerals => E::NotDir(path.to_string()),
         Zk::BadArguments(why) => E::InvalidName(format!("{path}: {why}")),
         Zk::InvalidAcl => E::AccessDenied(path.to_string()),
-        Zk::NotReadOnly => E::ReadOnly,
+        Zk::NotReadOnly => E::ReadOnlyServer(path.to_string()),
+        // EPHEMERALONLOCALSESSION: a registration on a local session (servers with
+        // localSessionsEnabled and not localSessionsUpgradingEnabled).
+        Zk::UnexpectedErrorCode(-120) => E::NotPermitted(format!(
+            "{path}: ZooKeeper refuses ephemeral nodes on this local session (the servers need \
+             localSessionsUpgradingEnabled=true)"
+        )),
         Zk::QuotaExceeded => E::TooLarge(format!("{path}: ZooKeeper quota exceeded")),
         other => E::Unavailable(format!("{path}: {other}")),
     }

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::sync::{Recover, RecoverRw};
+use crate::zookeeper::secure::{self, Security};
 use crate::zookeeper::{self as zk, Acl, Client, Connector, Mode, SessionState as ZkState};
 
 /// How long the first connection is retried before the mount gives up.
@@ -79,8 +81,16 @@ pub struct Session {
     connect: String,
     /// How sessions are opened (the first and those after an expiry).
     connector: Connector,
-    /// True if the mount has credentials (ZooKeeper's digest scheme).
+    /// True if the mount has credentials (ZooKeeper's digest scheme, SASL or a TLS
+    /// client certificate).
     authenticated: bool,
+    /// TLS, SASL and read-only settings (for status and certificate rotation).
+    security: Arc<Security>,
+    /// Who the server says the session is (`x509:CN=alice`, `sasl:alice`), learnt after
+    /// each connection. Held only to read or replace the string: cannot deadlock.
+    identity: Mutex<String>,
+    /// True while the session is on a read-only server.
+    read_only_server: AtomicBool,
     timeout: Duration,
     client: RwLock<Option<Client>>,
     state: Mutex<(State, Stats)>,
@@ -112,9 +122,10 @@ impl Session {
         connect: &str,
         timeout: Duration,
         auth: Option<Vec<u8>>,
+        security: Arc<Security>,
     ) -> std::result::Result<Arc<Session>, String> {
-        let authenticated = auth.is_some();
-        let connector = Connector::Real { connect: connect.to_string(), auth };
+        let authenticated = auth.is_some() || security.authenticates();
+        let connector = Connector::Real { connect: connect.to_string(), auth, security };
         Session::open_with(rt, connector, connect, timeout, authenticated).await
     }
 
@@ -131,11 +142,26 @@ impl Session {
         // retry briefly so that a mount racing its server's start works, while an
         // unreachable ensemble still fails within about two seconds.
         let started = Instant::now();
+        let security = connector.security();
+        secure::connecting(true);
         let client = loop {
+            secure::clear_failure();
             match connector.connect(timeout, true).await {
                 Ok(client) => break client,
-                Err(e) if started.elapsed() > STARTUP_RETRY => {
-                    return Err(format!("cannot connect to ZooKeeper at {connect}: {e}"));
+                Err(zk::Error::AuthFailed) => {
+                    return Err(format!(
+                        "ZooKeeper at {connect} refused the credentials (authentication failed: wrong password \
+                         or unknown user?)"
+                    ));
+                }
+                Err(e) if security.setup_failure(&e.to_string()).is_some() => {
+                    let why = security.setup_failure(&e.to_string()).unwrap_or_default();
+                    return Err(format!("cannot connect to ZooKeeper at {connect} over TLS: {why}"));
+                }
+                Err(e) if started.elapsed() > STARTUP_RETRY || security.failure_is_final() => {
+                    let why = security.last_failure().unwrap_or_else(|| e.to_string());
+                    let over = if security.tls() { " over TLS" } else { "" };
+                    return Err(format!("cannot connect to ZooKeeper at {connect}{over}: {why}"));
                 }
                 Err(e) => {
                     debug!("connecting to {connect}: {e}; retrying");
@@ -143,7 +169,12 @@ impl Session {
                 }
             }
         };
+        secure::connecting(false);
+        secure::clear_failure();
         match tokio::time::timeout(timeout, client.check_stat("/")).await {
+            Ok(Err(zk::Error::NoAuth)) if security.authenticates() => {
+                return Err(format!("ZooKeeper at {connect}: the mount's identity may not read the root of the mount"))
+            }
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => {
                 return Err(format!("the chroot of {connect} does not exist in ZooKeeper; create it first"))
@@ -156,11 +187,16 @@ impl Session {
             client.session_id(),
             client.session_timeout()
         );
+        let identity = who_am_i(&client).await;
+        info!("ZooKeeper knows this mount as {identity}");
         let session = Session {
             rt,
             connect: connect.to_string(),
+            read_only_server: AtomicBool::new(client.on_read_only_server()),
             connector,
             authenticated,
+            security,
+            identity: Mutex::new(identity),
             timeout: client.session_timeout(),
             past_sessions: Mutex::new(vec![client.session_id()]),
             client: RwLock::new(Some(client)),
@@ -181,7 +217,50 @@ impl Session {
         // Watched from now, not from the task's first poll: a state change in between
         // would go unseen (a watcher reports only later changes).
         let watcher = self.current().map(|c| c.state_watcher());
+        if self.security.tls() {
+            let this = Arc::clone(self);
+            self.rt.spawn(async move {
+                let mut reported = None;
+                while !this.is_closed() {
+                    tokio::time::sleep(secure::REFRESH_EVERY).await;
+                    this.security.refresh();
+                    this.report_tls_failure(&mut reported);
+                }
+            });
+        }
         self.rt.spawn(async move { this.supervisor(watcher, events).await })
+    }
+
+    /// While the mount cannot reconnect, says why the TLS connections fail (the client
+    /// says so only at debug level): in the log, once per reason, and as `last_error`.
+    fn report_tls_failure(&self, reported: &mut Option<String>) {
+        if matches!(self.state().0, State::Connected | State::Closed) {
+            *reported = None;
+            return;
+        }
+        let Some(why) = self.security.last_failure() else { return };
+        if reported.as_deref() != Some(why.as_str()) {
+            warn!("cannot reconnect to ZooKeeper over TLS: {why}");
+            let state = self.state().0;
+            self.set_state(state, Some(format!("TLS: {why}")));
+            *reported = Some(why);
+        }
+    }
+
+    /// Learns again who the server knows the session as, and whether it is read-only.
+    fn learn_identity(self: &Arc<Self>, read_only: bool) {
+        let was = self.read_only_server.swap(read_only, Ordering::Relaxed);
+        if read_only && !was {
+            warn!("connected to a read-only ZooKeeper server: changes fail with EROFS until a read-write server is reachable");
+        } else if was && !read_only {
+            info!("connected to a read-write ZooKeeper server again");
+        }
+        let Some(client) = self.current() else { return };
+        let this = Arc::clone(self);
+        self.rt.spawn(async move {
+            let identity = who_am_i(&client).await;
+            *this.identity.locked() = identity;
+        });
     }
 
     async fn supervisor(
@@ -198,12 +277,25 @@ impl Session {
                 match state {
                     ZkState::Disconnected => {
                         warn!("lost the connection to ZooKeeper; reconnecting (reads are answered from the view)");
+                        self.security.refresh();
+                        secure::connecting(true);
                         was_disconnected = true;
                         self.set_state(State::Disconnected, None);
                     }
+                    // A read-only session cannot move to a read-write server: the client
+                    // opens a new session there, whose id its `Client` does not know
+                    // (it would take the mount's own registrations for another's). So
+                    // zkfs opens a new session itself, as after an expiry.
+                    ZkState::SyncConnected if self.on_read_only_server() => {
+                        info!("a read-write ZooKeeper server is reachable again: leaving the read-only session");
+                        break ZkState::Expired;
+                    }
                     ZkState::SyncConnected | ZkState::ConnectedReadOnly => {
+                        secure::connecting(false);
+                        secure::clear_failure();
                         self.set_outage(false);
                         self.set_state(State::Connected, None);
+                        self.learn_identity(state == ZkState::ConnectedReadOnly);
                         if was_disconnected {
                             info!("reconnected to ZooKeeper");
                             self.state.locked().1.reconnects += 1;
@@ -218,13 +310,20 @@ impl Session {
                 self.set_state(State::Closed, None);
                 return;
             }
-            error!("ZooKeeper session ended ({terminal:?}); opening a new session");
-            self.set_state(State::Expired, Some(format!("session {terminal:?}")));
+            let why = if self.on_read_only_server() {
+                info!("opening a read-write session");
+                "left the read-only session for a read-write one".to_string()
+            } else {
+                error!("ZooKeeper session ended ({terminal:?}); opening a new session");
+                format!("session {terminal:?}")
+            };
+            self.set_state(State::Expired, Some(why));
             // Watched from before the new session is in use: an expiry of it meanwhile
             // would otherwise go unseen (the watcher reports only later changes).
             let Some(next) = self.reopen().await else { return };
             watcher = next;
             self.recreate_registrations().await;
+            self.learn_identity(self.current().is_some_and(|c| c.on_read_only_server()));
             let _ = events.send(SessionEvent::NewSession);
         }
     }
@@ -237,7 +336,9 @@ impl Session {
             if self.is_closed() {
                 return None;
             }
+            secure::connecting(true);
             let attempt = self.connector.connect(self.timeout, false).await;
+            secure::connecting(false);
             match attempt {
                 Ok(client) => {
                     info!("new ZooKeeper session {:#x}", client.session_id());
@@ -360,6 +461,22 @@ impl Session {
     /// True if the mount authenticated with credentials.
     pub fn authenticated(&self) -> bool {
         self.authenticated
+    }
+
+    /// Who the server knows the session as (`x509:CN=alice`, `sasl:alice`,
+    /// `digest:alice`), or `anonymous`.
+    pub fn identity(&self) -> String {
+        self.identity.locked().clone()
+    }
+
+    /// True while the session is on a read-only server (`readonly_ok`).
+    pub fn on_read_only_server(&self) -> bool {
+        self.read_only_server.load(Ordering::Relaxed)
+    }
+
+    /// The mount's TLS, SASL and read-only settings.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// The ACL for a registration this mount creates (see `auth.rs`).
@@ -562,6 +679,26 @@ impl Session {
         match closed {
             Ok(()) => info!("ZooKeeper session closed"),
             Err(_) => warn!("ZooKeeper did not confirm the session close within 2s"),
+        }
+    }
+}
+
+/// Who the server knows `client`'s session as, leaving out the `ip:` entry every
+/// session has; `anonymous` when nothing else, `unknown` if the server cannot say
+/// (ZooKeeper before 3.7 has no whoAmI).
+async fn who_am_i(client: &Client) -> String {
+    match client.who_am_i().await {
+        Ok(ids) => {
+            let named: Vec<String> = ids.into_iter().filter(|i| !i.starts_with("ip:")).collect();
+            if named.is_empty() {
+                "anonymous".into()
+            } else {
+                named.join(", ")
+            }
+        }
+        Err(e) => {
+            debug!("whoAmI: {e}");
+            "unknown (the server cannot say)".into()
         }
     }
 }

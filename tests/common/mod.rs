@@ -25,6 +25,7 @@ pub mod client;
 pub mod inotify;
 pub mod mounts;
 pub mod procs;
+pub mod secure;
 pub mod semantics;
 pub mod zookeeper;
 

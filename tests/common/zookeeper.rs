@@ -96,17 +96,31 @@ fn server_mode(port: u16) -> Option<String> {
     out.lines().find_map(|l| l.strip_prefix("Mode: ")).map(|m| m.trim().to_string())
 }
 
+/// What a server needs beyond the shared configuration (a TLS port, SASL): zoo.cfg
+/// lines, JVM flags and classpath entries. See `tests/common/secure.rs`.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Lines appended to zoo.cfg.
+    pub cfg: Vec<String>,
+    /// JVM flags (`-Dname=value`) added to the shared ones.
+    pub jvm: Vec<String>,
+    /// Classpath entries added to the shared ones.
+    pub classpath: Vec<String>,
+}
+
 /// One ZooKeeper JVM: its config file, log file, client port and process.
 struct ZkProcess {
     cfg: PathBuf,
     log: PathBuf,
     port: u16,
     child: Option<Child>,
+    jvm: Vec<String>,
+    classpath: Vec<String>,
 }
 
 impl ZkProcess {
     fn new(cfg: PathBuf, log: PathBuf, port: u16) -> ZkProcess {
-        ZkProcess { cfg, log, port, child: None }
+        ZkProcess { cfg, log, port, child: None, jvm: Vec::new(), classpath: Vec::new() }
     }
 
     /// Starts the JVM (appending to the log) without waiting for it.
@@ -119,10 +133,12 @@ impl ZkProcess {
             .open(&self.log)
             .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
         let log2 = log.try_clone().expect("clone log file");
+        let classpath: Vec<String> = lines(CLASSPATH).map(String::from).chain(self.classpath.iter().cloned()).collect();
         let child = Command::new("java")
             .args(lines(JVM_FLAGS))
+            .args(&self.jvm)
             .arg("-cp")
-            .arg(lines(CLASSPATH).collect::<Vec<_>>().join(":"))
+            .arg(classpath.join(":"))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(&self.cfg)
             .stdin(Stdio::null())
@@ -232,13 +248,23 @@ impl ZkServer {
     /// Starts a server on a free loopback port and waits until it answers `ruok`
     /// and serves clients.
     pub fn start() -> ZkServer {
+        ZkServer::start_with(|_| Extra::default())
+    }
+
+    /// [`ZkServer::start`] with what `extra` returns added to its configuration; it is
+    /// given the server's directory (for files the configuration names).
+    pub fn start_with(extra: impl FnOnce(&Path) -> Extra) -> ZkServer {
         let port = free_port();
         let dir = tempfile::Builder::new().prefix("zkfs-test-zk-").tempdir().expect("create temp dir for ZooKeeper");
         let data = dir.path().join("data");
         fs::create_dir_all(&data).expect("create ZooKeeper data dir");
+        let extra = extra(dir.path());
         let cfg = dir.path().join("zoo.cfg");
-        fs::write(&cfg, common_config(&data, port)).expect("write zoo.cfg");
+        let text: String = extra.cfg.iter().map(|l| format!("{l}\n")).collect();
+        fs::write(&cfg, common_config(&data, port) + &text).expect("write zoo.cfg");
         let mut proc = ZkProcess::new(cfg, dir.path().join("zk.log"), port);
+        proc.jvm = extra.jvm;
+        proc.classpath = extra.classpath;
         proc.spawn();
         proc.wait_ready();
         ZkServer { proc, dir }
@@ -314,6 +340,11 @@ impl Ensemble {
     /// Starts three servers and waits until all of them serve clients (a leader
     /// has been elected and both followers have joined).
     pub fn new() -> Ensemble {
+        Ensemble::with_extra(Extra::default())
+    }
+
+    /// [`Ensemble::new`] with `extra` added to every member's configuration.
+    pub fn with_extra(extra: Extra) -> Ensemble {
         let dir =
             tempfile::Builder::new().prefix("zkfs-test-ensemble-").tempdir().expect("create temp dir for the ensemble");
         let ports: Vec<[u16; 3]> = (0..Self::SIZE).map(|_| [free_port(), free_port(), free_port()]).collect();
@@ -329,9 +360,13 @@ impl Ensemble {
             fs::create_dir_all(&data).expect("create member data dir");
             fs::write(data.join("myid"), format!("{}\n", i + 1)).expect("write myid");
             let cfg = mdir.join("zoo.cfg");
-            let text = format!("{}initLimit=10\nsyncLimit=5\n{servers}", common_config(&data, *client));
+            let lines: String = extra.cfg.iter().map(|l| format!("{l}\n")).collect();
+            let text = format!("{}initLimit=10\nsyncLimit=5\n{servers}{lines}", common_config(&data, *client));
             fs::write(&cfg, text).expect("write zoo.cfg");
-            members.push(ZkProcess::new(cfg, mdir.join("zk.log"), *client));
+            let mut member = ZkProcess::new(cfg, mdir.join("zk.log"), *client);
+            member.jvm = extra.jvm.clone();
+            member.classpath = extra.classpath.clone();
+            members.push(member);
         }
         let mut ensemble = Ensemble { members, dir };
         for m in &mut ensemble.members {
