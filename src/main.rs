@@ -165,24 +165,31 @@ fn run(
             Ok(rt) => rt,
             Err(e) => return Err((format!("cannot start the runtime: {e}"), ready)),
         };
-    let session =
-        match rt.block_on(Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials)) {
-            Ok(s) => s,
-            Err(msg) => return Err((msg, ready)),
-        };
+    // A crashed zkfs of this mount left its session here: taken back if still alive.
+    let state = zkfs::zookeeper::saved::StateFile::new(&config.connect, mountpoint);
+    let session = match rt.block_on(Session::open(
+        rt.handle().clone(),
+        &config.connect,
+        config.session_timeout,
+        credentials,
+        Some(state),
+    )) {
+        Ok(s) => s,
+        Err(msg) => return Err((msg, ready)),
+    };
     let (notes_tx, notes_rx) = std::sync::mpsc::channel();
     let (view, changes) = View::new(Arc::clone(&session), notes_tx);
     let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = session.supervise(session_tx);
     let events = view.start(changes, session_rx);
     if let Err(e) = rt.block_on(view.arm()) {
-        session.close();
+        session.give_up();
         return Err((format!("cannot watch {}: {e}", config.connect), ready));
     }
     let fs = Arc::new(Fs::new(view, config.read_only));
     fs.set_mountpoint(mountpoint.to_path_buf());
     if let Err(e) = fs.getattr(ROOT_INO) {
-        session.close();
+        session.give_up();
         return Err((format!("cannot read the root of {}: {e}", config.connect), ready));
     }
 
@@ -202,7 +209,7 @@ fn run(
     let mounted = match mount::mount(Arc::clone(&fs), mountpoint, &spec) {
         Ok(m) => m,
         Err(e) => {
-            session.close();
+            session.give_up();
             return Err((format!("cannot mount at {}: {e}", mountpoint.display()), ready));
         }
     };

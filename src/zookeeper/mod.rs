@@ -5,6 +5,8 @@
 //! * [`fake`] — an in-memory ZooKeeper behind the same seam, which can misbehave;
 //! * [`session`] — the mount's session: its state machine, reconnection after expiry,
 //!   and the registrations it holds;
+//! * [`holder`] — a process that held a registration, followed by pidfd;
+//! * [`saved`] — the session saved for a successor (a restart after a crash);
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates;
 //! * [`wait`] — whether the current thread may wait for ZooKeeper;
 //! * [`background`] — requests the mount makes for itself yield to those programs wait for.
@@ -15,5 +17,7 @@ pub use seam::*;
 pub mod auth;
 pub mod background;
 pub mod fake;
+pub mod holder;
+pub mod saved;
 pub mod session;
 pub mod wait;
