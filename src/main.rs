@@ -177,7 +177,10 @@ fn run(
             Ok(rt) => rt,
             Err(e) => return Err((format!("cannot start the runtime: {e}"), ready)),
         };
-    let opened = Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials, security);
+    // A crashed zkfs of this mount left its session here: taken back if still alive.
+    let state = zkfs::zookeeper::saved::StateFile::new(&config.connect, mountpoint);
+    let opened =
+        Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials, security, Some(state));
     let session = match rt.block_on(opened) {
         Ok(s) => s,
         Err(msg) => return Err((msg, ready)),
@@ -188,13 +191,13 @@ fn run(
     let supervisor = session.supervise(session_tx);
     let events = view.start(changes, session_rx);
     if let Err(e) = rt.block_on(view.arm()) {
-        session.close();
+        session.give_up();
         return Err((format!("cannot watch {}: {e}", config.connect), ready));
     }
     let fs = Arc::new(Fs::new(view, config.read_only));
     fs.set_mountpoint(mountpoint.to_path_buf());
     if let Err(e) = fs.getattr(ROOT_INO) {
-        session.close();
+        session.give_up();
         return Err((format!("cannot read the root of {}: {e}", config.connect), ready));
     }
 
@@ -214,7 +217,7 @@ fn run(
     let mounted = match mount::mount(Arc::clone(&fs), mountpoint, &spec) {
         Ok(m) => m,
         Err(e) => {
-            session.close();
+            session.give_up();
             return Err((format!("cannot mount at {}: {e}", mountpoint.display()), ready));
         }
     };

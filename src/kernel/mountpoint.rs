@@ -27,6 +27,17 @@ const ZKFS_TYPE: &str = "fuse.zkfs";
 /// is on it; a dead zkfs mount cannot be detached.
 pub fn prepare(path: &Path) -> Result<PathBuf, String> {
     let shown = path.display();
+    // The kernel may answer a stat of a dead mount's root from its cache (a zkfs killed
+    // a moment ago, restarted by systemd); statfs always asks the daemon.
+    let key = mount_key(path);
+    if mount_types(&key).last().map(String::as_str) == Some(ZKFS_TYPE)
+        && nix::sys::statfs::statfs(&key).err() == Some(nix::errno::Errno::ENOTCONN)
+    {
+        detach(&key).map_err(|e| {
+            format!("mountpoint {shown}: a dead zkfs mount is on it and cannot be unmounted ({e}); run fusermount3 -u -z {shown}")
+        })?;
+        warn!("replaced the dead zkfs mount on {shown} (its zkfs process had ended without unmounting)");
+    }
     // realpath may succeed on a dead mount (it need not stat the last component);
     // the stat after it fails with ENOTCONN.
     match path.canonicalize().and_then(|c| std::fs::metadata(&c).map(|m| (c, m))) {

@@ -5,6 +5,8 @@
 //! * [`fake`] — an in-memory ZooKeeper behind the same seam, which can misbehave;
 //! * [`session`] — the mount's session: its state machine, reconnection after expiry,
 //!   and the registrations it holds;
+//! * [`holder`] — a process that held a registration, followed by pidfd;
+//! * [`saved`] — the session saved for a successor (a restart after a crash);
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates;
 //! * [`secure`] — TLS, SASL and read-only servers: their files, checked at mount time,
 //!   certificate rotation, and why a TLS connection failed;
@@ -17,6 +19,8 @@ pub use seam::*;
 pub mod auth;
 pub mod background;
 pub mod fake;
+pub mod holder;
+pub mod saved;
 pub mod secure;
 pub mod session;
 pub mod wait;

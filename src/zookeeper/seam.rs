@@ -101,6 +101,26 @@ impl Client {
         }
     }
 
+    /// The session's id and password, for a successor to resume it (`None` for the
+    /// fake, whose sessions die with the process anyway).
+    pub fn session_parts(&self) -> Option<(i64, Vec<u8>)> {
+        match self {
+            Client::Real(c) => Some((c.session_id().0, c.session().password().to_vec())),
+            Client::Fake(_) => None,
+        }
+    }
+
+    /// The ephemeral nodes of this session (under the chroot), as absolute paths.
+    pub fn list_ephemerals(&self) -> Reply<Vec<String>> {
+        match self {
+            Client::Real(c) => {
+                let c = c.clone();
+                Box::pin(async move { c.list_ephemerals("/").await })
+            }
+            Client::Fake(_) => Box::pin(async { Ok(Vec::new()) }),
+        }
+    }
+
     /// The negotiated session timeout.
     pub fn session_timeout(&self) -> Duration {
         match self {
@@ -394,6 +414,30 @@ impl Connector {
                 client.map(Client::Real)
             }
             Connector::Fake(server) => server.connect(timeout).map(Client::Fake),
+        }
+    }
+
+    /// Takes the session `id` (with its `password`) back, as an earlier process left
+    /// it: its ephemerals stay. `SessionExpired` when the server no longer has it.
+    pub async fn resume(&self, timeout: Duration, id: i64, password: Vec<u8>) -> Result<Client, Error> {
+        match self {
+            Connector::Real { connect, auth, security } => {
+                let session = zookeeper_client::SessionInfo::from_parts(id, password);
+                let mut connector = security
+                    .apply(zookeeper_client::Client::connector().with_session_timeout(timeout))
+                    .with_session(session)
+                    .with_fail_eagerly();
+                if let Some(auth) = auth {
+                    connector = connector.with_auth("digest", auth);
+                }
+                let client = if security.tls() {
+                    connector.secure_connect(connect).await
+                } else {
+                    connector.connect(connect).await
+                };
+                client.map(Client::Real)
+            }
+            Connector::Fake(_) => Err(Error::SessionExpired),
         }
     }
 }

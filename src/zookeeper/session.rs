@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::sync::{Recover, RecoverRw};
+use crate::zookeeper::saved::{Saved, StateFile};
 use crate::zookeeper::secure::{self, Security};
 use crate::zookeeper::{self as zk, Acl, Client, Connector, Mode, SessionState as ZkState};
 
@@ -112,21 +113,57 @@ pub struct Session {
     /// The requests programs wait for, to which background work yields (see
     /// `background.rs`).
     pub(crate) foreground: crate::zookeeper::background::Foreground,
+    /// Where the session is saved for a successor (see `saved.rs`); `None` without.
+    /// Held only to read or replace it, never with another lock.
+    state_file: Mutex<Option<StateFile>>,
+    /// True if the session was taken back from an earlier zkfs (see `saved.rs`).
+    resumed: std::sync::atomic::AtomicBool,
+    /// Registrations a flock holds: path → (holder pid, its start time), saved with the
+    /// session so that a successor follows the holders. Held only to read or change
+    /// the map (and copy it out to save), never with another lock.
+    lock_holders: Mutex<BTreeMap<String, (u32, u64)>>,
+    /// Numbers the saves of the state file, which land in order (see `saved.rs`).
+    saves: std::sync::atomic::AtomicU64,
 }
 
 impl Session {
     /// Opens the first session. Fails at once when no server of `connect` answers or its
     /// chroot does not exist: the mount must not start then.
+    ///
+    /// With a state file (see `saved.rs`), the session an earlier zkfs of this mount
+    /// left there is taken back if the server still has it: its registrations never
+    /// left ZooKeeper, and the mount holds them again. Otherwise a new session.
     pub async fn open(
         rt: Handle,
         connect: &str,
         timeout: Duration,
         auth: Option<Vec<u8>>,
         security: Arc<Security>,
+        state: Option<StateFile>,
     ) -> std::result::Result<Arc<Session>, String> {
         let authenticated = auth.is_some() || security.authenticates();
         let connector = Connector::Real { connect: connect.to_string(), auth, security };
-        Session::open_with(rt, connector, connect, timeout, authenticated).await
+        let mut resumed = None;
+        let mut locked = Vec::new();
+        if let Some(saved) = state.as_ref().and_then(StateFile::load) {
+            match connector.resume(timeout, saved.id, saved.password).await {
+                Ok(client) => {
+                    info!("resumed session {:#x} of an earlier zkfs of this mount: its registrations stay", saved.id);
+                    resumed = Some(client);
+                    locked = saved.locked;
+                }
+                Err(e) => info!("the session {:#x} of an earlier zkfs is gone ({e}); opening a new one", saved.id),
+            }
+        }
+        let was_resumed = resumed.is_some();
+        let session = Session::open_from(rt, connector, connect, timeout, authenticated, resumed).await?;
+        session.resumed.store(was_resumed, std::sync::atomic::Ordering::Relaxed);
+        *session.state_file.locked() = state;
+        session.save_state();
+        if was_resumed {
+            session.adopt_registrations(locked).await;
+        }
+        Ok(session)
     }
 
     /// [`Session::open`] through any connector (the fake's, for tests); `connect` names
@@ -138,13 +175,29 @@ impl Session {
         timeout: Duration,
         authenticated: bool,
     ) -> std::result::Result<Arc<Session>, String> {
+        Session::open_from(rt, connector, connect, timeout, authenticated, None).await
+    }
+
+    /// [`Session::open_with`], on `resumed` if given.
+    async fn open_from(
+        rt: Handle,
+        connector: Connector,
+        connect: &str,
+        timeout: Duration,
+        authenticated: bool,
+        resumed: Option<Client>,
+    ) -> std::result::Result<Arc<Session>, String> {
         // A server that has just started accepts connections before it serves sessions;
         // retry briefly so that a mount racing its server's start works, while an
         // unreachable ensemble still fails within about two seconds.
         let started = Instant::now();
         let security = connector.security();
         secure::connecting(true);
+        let mut resumed = resumed;
         let client = loop {
+            if let Some(client) = resumed.take() {
+                break client;
+            }
             secure::clear_failure();
             match connector.connect(timeout, true).await {
                 Ok(client) => break client,
@@ -206,6 +259,10 @@ impl Session {
             closing: Mutex::new(()),
             outage: Mutex::new(None),
             foreground: Default::default(),
+            state_file: Mutex::new(None),
+            resumed: Default::default(),
+            lock_holders: Mutex::default(),
+            saves: std::sync::atomic::AtomicU64::new(1),
         };
         Ok(Arc::new(session))
     }
@@ -353,6 +410,7 @@ impl Session {
                     self.state.locked().1.new_sessions += 1;
                     self.set_outage(false);
                     self.set_state(State::Connected, None);
+                    self.save_state();
                     return Some(watcher);
                 }
                 Err(e) => {
@@ -429,6 +487,90 @@ impl Session {
         }
         if err.is_some() {
             s.1.last_error = err;
+        }
+    }
+
+    /// Saves the current session in the state file, if the mount has one.
+    /// In the background: no request waits for the file (a lock's reply least of all).
+    fn save_state(&self) {
+        let Some(file) = self.state_file.locked().clone() else { return };
+        let Some((id, password)) = self.client().ok().and_then(|c| c.session_parts()) else { return };
+        let locked = self.lock_holders.locked().iter().map(|(p, (pid, st))| (p.clone(), *pid, *st)).collect();
+        let seq = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(self.rt.spawn_blocking(move || file.save_in_order(seq, &Saved { id, password, locked })));
+    }
+
+    /// The registration at `path` is held by a flock of process `pid`: saved, so that a
+    /// successor after a crash keeps it exactly as long as that process lives.
+    pub fn held_by_lock(&self, path: &str, pid: u32) {
+        let Some(started) = crate::zookeeper::saved::start_time(pid) else { return };
+        self.lock_holders.locked().insert(path.to_string(), (pid, started));
+        self.save_state();
+    }
+
+    /// After a resumed session: the ephemerals it holds are the earlier zkfs's
+    /// registrations, which this mount holds now (re-created after an expiry, removed
+    /// by `rm` and at the unmount, as any). Those a flock held (`locked`) stay as long
+    /// as their holder process lives, followed by pidfd, and go when it exits; those
+    /// whose holder exited while no zkfs ran go now.
+    async fn adopt_registrations(self: &Arc<Self>, locked: Vec<(String, u32, u64)>) {
+        let Ok(client) = self.client() else { return };
+        let paths = match client.list_ephemerals().await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("cannot list the resumed session's registrations: {e}");
+                return;
+            }
+        };
+        for path in paths {
+            let (data, stat) = match client.get_data(&path).await {
+                Ok((data, stat)) if stat.ephemeral_owner == client.session_id() => (data, stat),
+                Ok(_) | Err(zk::Error::NoNode) => continue,
+                Err(e) => {
+                    warn!("cannot read the resumed registration {path}: {e}");
+                    continue;
+                }
+            };
+            let holder = locked.iter().find(|(p, _, _)| *p == path).map(|(_, pid, st)| (*pid, *st));
+            let Some((pid, started)) = holder else {
+                info!("holding {path} again (a registration of the resumed session)");
+                self.remember_registration(&path, &data);
+                continue;
+            };
+            match crate::zookeeper::holder::Holder::find(pid, started) {
+                Some(process) => {
+                    info!("holding {path} again for as long as pid {pid} lives (its lock was lost in the crash)");
+                    self.remember_registration(&path, &data);
+                    self.lock_holders.locked().insert(path.clone(), (pid, started));
+                    let this = Arc::clone(self);
+                    self.rt.spawn(async move {
+                        process.exited().await;
+                        info!("pid {pid}, which held {path}, exited: unregistering it");
+                        this.remove_registration(&path, stat.czxid).await;
+                    });
+                }
+                None => {
+                    info!("{path}: its holder pid {pid} exited while no zkfs ran; unregistering it");
+                    self.remove_registration(&path, stat.czxid).await;
+                }
+            }
+        }
+        self.save_state();
+    }
+
+    /// Deletes the registration at `path` if it is still node `czxid` of this session,
+    /// and forgets it.
+    async fn remove_registration(&self, path: &str, czxid: i64) {
+        self.forget_registration(path);
+        let p = path.to_string();
+        let stat = self.call_async(path, |c| async move { c.check_stat(&p).await }).await;
+        if let Ok(Some(stat)) = stat {
+            if stat.czxid == czxid && stat.ephemeral_owner == self.session_id() {
+                let p = path.to_string();
+                if let Err(e) = self.call_async(path, |c| async move { c.delete(&p, Some(stat.version)).await }).await {
+                    warn!("cannot unregister {path}: {e}");
+                }
+            }
         }
     }
 
@@ -628,6 +770,9 @@ impl Session {
     /// Forgets a registration removed by this mount.
     pub fn forget_registration(&self, path: &str) {
         self.registrations.locked().remove(path);
+        if self.lock_holders.locked().remove(path).is_some() {
+            self.save_state();
+        }
     }
 
     /// A watch saw the node of a registration go. That is also how the end of an
@@ -656,11 +801,30 @@ impl Session {
         self.registrations.locked().keys().cloned().collect()
     }
 
+    /// The mount could not start: closes the session, unless it was taken back from an
+    /// earlier zkfs — its registrations are the host's, and stay for the next start to
+    /// take back (or until it expires), as if this start had not happened.
+    pub fn give_up(&self) {
+        if !self.resumed.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.close();
+        }
+        warn!("leaving the resumed session {:#x} open for the next start", self.session_id());
+        if let Some(client) = self.client.write_locked().take() {
+            // Dropping the last client would close the session: the process ends instead.
+            std::mem::forget(client);
+        }
+        self.set_state(State::Closed, None);
+    }
+
     /// Closes the session so that its registrations vanish at once, and waits (up to
     /// two seconds) until the server has confirmed.
     pub fn close(&self) {
         let _closing = self.closing.locked();
         let Some(client) = self.client.write_locked().take() else { return };
+        // Closed: nothing left for a successor to resume.
+        if let Some(file) = self.state_file.locked().take() {
+            file.remove();
+        }
         let mut watcher = client.state_watcher();
         drop(client);
         // zookeeper-client has no awaitable close(): the session closes in the background

@@ -3,7 +3,7 @@
 //! mount table says of a path (through the library's `zkfs::kernel::mountinfo`, the one
 //! parser of it). Neither fixture ever removes its directory through a live mount.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -89,6 +89,24 @@ pub struct Mount {
     mount_dir: Option<TempDir>,
     log_path: PathBuf,
     log_dir: TempDir,
+    connect: String,
+    opts: String,
+}
+
+/// Starts `zkfs -f [-o OPTS] CONNECT MOUNTPOINT`, its output appended to `log_path`.
+fn spawn_zkfs(connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open zkfs log");
+    let log2 = log.try_clone().expect("clone log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkfs"));
+    cmd.arg("-f");
+    if !opts.is_empty() {
+        cmd.arg("-o").arg(opts);
+    }
+    cmd.arg(connect).arg(mountpoint).stdin(Stdio::null()).stdout(log).stderr(log2);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "zkfs=debug");
+    }
+    cmd.spawn().expect("spawn zkfs")
 }
 
 impl Mount {
@@ -108,25 +126,69 @@ impl Mount {
         let mountpoint = mount_key(mount_dir.path());
         let log_dir = tempfile::Builder::new().prefix("zkfs-test-log-").tempdir().expect("create temp log dir");
         let log_path = log_dir.path().join("zkfs.log");
-        let log = File::create(&log_path).expect("create zkfs log");
-        let log2 = log.try_clone().expect("clone log file");
-
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkfs"));
-        cmd.arg("-f");
-        if !opts.is_empty() {
-            cmd.arg("-o").arg(opts);
-        }
-        cmd.arg(connect).arg(&mountpoint).stdin(Stdio::null()).stdout(log).stderr(log2);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "zkfs=debug");
-        }
-        let child = cmd.spawn().expect("spawn zkfs");
+        let child = spawn_zkfs(connect, opts, &mountpoint, &log_path);
         let pid = child.id();
-        let mut mount =
-            Mount { child: Some(child), pid, status: None, mountpoint, mount_dir: Some(mount_dir), log_path, log_dir };
+        let mut mount = Mount {
+            child: Some(child),
+            pid,
+            status: None,
+            mountpoint,
+            mount_dir: Some(mount_dir),
+            log_path,
+            log_dir,
+            connect: connect.to_string(),
+            opts: opts.to_string(),
+        };
+        mount.wait_mounted();
+        mount
+    }
 
+    /// A crash and a restart: SIGKILL, leaving the dead mount in place, then zkfs
+    /// started again on the same mountpoint with the same options (as systemd's
+    /// `Restart=on-failure` does); waits until it is mounted.
+    pub fn crash_and_restart(&mut self) {
+        self.crash();
+        self.restart();
+    }
+
+    /// SIGKILL, leaving the dead mount in place (see [`Mount::crash_and_restart`]).
+    pub fn crash(&mut self) {
+        self.kill_process();
+    }
+
+    /// zkfs started again on the same mountpoint after [`Mount::crash`].
+    pub fn restart(&mut self) {
+        // The dead mount stays listed, and the kernel may answer a stat of it from its
+        // cache: mounted again is when the new process says so.
+        let mounted = |log: &str| log.matches("] mounted ").count();
+        let before = mounted(&self.log());
+        let child = spawn_zkfs(&self.connect, &self.opts, &self.mountpoint, &self.log_path);
+        self.pid = child.id();
+        self.child = Some(child);
+        self.status = None;
         let deadline = Instant::now() + MOUNT_TIMEOUT;
-        while !is_fuse_mounted(&mount.mountpoint) {
+        while mounted(&self.log()) == before {
+            if let Some(status) = self.try_wait() {
+                panic!("the restarted zkfs exited ({status}) before mounting; its output:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the restarted zkfs did not mount within {MOUNT_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.wait_mounted();
+    }
+
+    /// Waits until zkfs serves the mountpoint; panics with its log if it exits or
+    /// does not mount within [`MOUNT_TIMEOUT`].
+    fn wait_mounted(&mut self) {
+        let connect = self.connect.clone();
+        let mount = self;
+        let deadline = Instant::now() + MOUNT_TIMEOUT;
+        // After a crash the dead mount is still listed (its stat fails: ENOTCONN).
+        while !(is_fuse_mounted(&mount.mountpoint) && fs::metadata(&mount.mountpoint).is_ok()) {
             if let Some(status) = mount.try_wait() {
                 panic!(
                     "zkfs exited ({status}) before mounting {connect} at {}; its output:\n{}",
@@ -144,7 +206,6 @@ impl Mount {
             }
             thread::sleep(Duration::from_millis(5));
         }
-        mount
     }
 
     /// The mountpoint.

@@ -74,10 +74,14 @@ impl Fs {
         let pid = holder.pid;
         let path = held.as_ref().map(|h| h.path.clone());
         let first = self.locks.holders(ino).is_empty();
+        let session = Arc::clone(self.view.session());
         let done: Done = match path {
             Some(path) if first => Box::new(move |r: Result<()>| {
                 if r.is_ok() {
                     info!("{path} is held by pid {pid} (lock): it goes when the lock does");
+                    // Saved for a successor after a crash (zookeeper/saved.rs), in the
+                    // background: the reply does not wait for the file.
+                    session.held_by_lock(&path, pid);
                 }
                 done(r)
             }),
