@@ -271,12 +271,24 @@ impl Mount {
     }
 
     fn write_props(&self, dir: &str, text: &str, append: bool) -> zkfs::error::Result<()> {
-        self.write_file(self.fs.lookup(self.ino(dir)?, "properties.json")?.ino, text, append)
+        let lookup = || self.fs.lookup(self.ino(dir)?, "properties.json").map(|e| e.ino);
+        let mode = if append { OpenMode::Update } else { OpenMode::Set };
+        // As the kernel does (do_filp_open): an open that answers ESTALE — the view
+        // dropped the inode between the lookup and the open, a change heard meanwhile —
+        // is walked again with LOOKUP_REVAL, once.
+        let opened = match self.fs.open(lookup()?, mode) {
+            Err(zkfs::error::Error::Stale) => self.fs.open(lookup()?, mode)?,
+            other => other?,
+        };
+        self.write_opened(opened, text)
     }
 
     fn write_file(&self, ino: u64, text: &str, append: bool) -> zkfs::error::Result<()> {
         let mode = if append { OpenMode::Update } else { OpenMode::Set };
-        let opened = self.fs.open(ino, mode)?;
+        self.write_opened(self.fs.open(ino, mode)?, text)
+    }
+
+    fn write_opened(&self, opened: zkfs::fs::Opened, text: &str) -> zkfs::error::Result<()> {
         let written = self.fs.write(opened.fh, 0, text.as_bytes()).and_then(|_| self.fs.flush(opened.fh));
         self.fs.release(opened.fh);
         written

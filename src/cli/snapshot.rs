@@ -90,7 +90,10 @@ fn shown(path: &Path) -> String {
 }
 
 /// The versions of the node at `path` (a directory or a registration file).
-fn version(path: &Path, listing: Vec<Vec<u8>>) -> Result<(String, String, Vec<Vec<u8>>), String> {
+/// A node's czxid, mzxid and (for a directory) its listing.
+type Version = (String, String, Vec<Vec<u8>>);
+
+fn version(path: &Path, listing: Vec<Vec<u8>>) -> Result<Version, String> {
     Ok((xattr(path, "user.zk.czxid")?, xattr(path, "user.zk.mzxid")?, listing))
 }
 
@@ -111,10 +114,23 @@ fn pass(root: &Path, mut tree: Option<&mut Tree>, dirs: &mut BTreeSet<PathBuf>) 
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
         let dir = root.join(&rel);
-        let entries = listing(&dir)?;
-        // The version before the files, so a change during their read shows in pass 2.
-        let names: Vec<Vec<u8>> = entries.iter().map(|(n, _)| n.clone()).collect();
-        versions.insert(rel.clone(), version(&dir, names)?);
+        let listed = listing(&dir).and_then(|entries| {
+            // The version before the files, so a change during their read shows in pass 2.
+            let names: Vec<Vec<u8>> = entries.iter().map(|(n, _)| n.clone()).collect();
+            Ok((version(&dir, names)?, entries))
+        });
+        let entries = match listed {
+            Ok((v, entries)) => {
+                versions.insert(rel.clone(), v);
+                entries
+            }
+            // A subdirectory removed while this pass read (see below).
+            Err(_) if !rel.as_os_str().is_empty() && gone(&dir) => {
+                versions.insert(rel, ("gone".into(), "gone".into(), Vec::new()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         dirs.insert(dir.clone());
         if let Some(t) = tree.as_deref_mut() {
             t.insert(rel.clone(), Entry::Dir);
@@ -124,23 +140,52 @@ fn pass(root: &Path, mut tree: Option<&mut Tree>, dirs: &mut BTreeSet<PathBuf>) 
             let (path, rel) = (dir.join(&name), rel.join(&name));
             if kind.is_dir() {
                 todo.push(rel);
-            } else if kind.is_symlink() {
-                if let Some(t) = tree.as_deref_mut() {
-                    let target = fs::read_link(&path).map_err(|e| format!("{}: {e}", shown(&path)))?;
-                    t.insert(rel, Entry::Link(target));
+                continue;
+            }
+            match entry(&path, &name, kind, tree.as_deref_mut().map(|t| (t, rel.clone()))) {
+                Ok(Some(v)) => {
+                    versions.insert(rel, v);
                 }
-            } else {
-                if name != Path::new(names::PROPERTIES) {
-                    versions.insert(rel.clone(), version(&path, Vec::new())?);
+                Ok(None) => {}
+                // Listed, then gone (removed, or a link dropped by a change of its
+                // directory's data, while this pass read): the subtree changed, so this
+                // pass cannot agree with the next, and the copy is read again.
+                Err(_) if gone(&path) => {
+                    versions.insert(rel, ("gone".into(), "gone".into(), Vec::new()));
                 }
-                if let Some(t) = tree.as_deref_mut() {
-                    let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", shown(&path)))?;
-                    t.insert(rel, Entry::File(bytes));
-                }
+                Err(e) => return Err(e),
             }
         }
     }
     Ok(versions)
+}
+
+/// True if `path` no longer exists.
+fn gone(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// One file or link of a pass: its version (files other than `properties.json`), and
+/// (with `tree`) its entry.
+fn entry(
+    path: &Path,
+    name: &Path,
+    kind: fs::FileType,
+    tree: Option<(&mut Tree, PathBuf)>,
+) -> Result<Option<Version>, String> {
+    if kind.is_symlink() {
+        if let Some((t, rel)) = tree {
+            let target = fs::read_link(path).map_err(|e| format!("{}: {e}", shown(path)))?;
+            t.insert(rel, Entry::Link(target));
+        }
+        return Ok(None);
+    }
+    let v = if name != Path::new(names::PROPERTIES) { Some(version(path, Vec::new())?) } else { None };
+    if let Some((t, rel)) = tree {
+        let bytes = fs::read(path).map_err(|e| format!("{}: {e}", shown(path)))?;
+        t.insert(rel, Entry::File(bytes));
+    }
+    Ok(v)
 }
 
 /// Reads `dir` as one consistent state (see the module's notes).
