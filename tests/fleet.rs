@@ -256,3 +256,49 @@ fn a_reconnect_loses_no_event_of_what_the_kernel_holds() {
         assert_eq!(session_of(mount), old, "the same session");
     });
 }
+
+#[test]
+fn the_watches_follow_what_the_kernel_holds_not_the_size_of_the_tree() {
+    let mut server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    for s in 0..40 {
+        zk.mkdir_p(&format!("/svc/s{s}/providers"));
+        for h in 1..=5 {
+            zk.create_ephemeral(&format!("/svc/s{s}/providers/10.0.0.{h}:80"), b"");
+        }
+    }
+    let mount = Mount::new(&server.connect_string());
+    let providers = mount.join("svc/s7/providers");
+    // A host interested in one service: lists it, reads its properties, watches it.
+    let long = sh_ok(&format!("ls -l {}", shell::q(&providers)));
+    assert_eq!(long.lines().filter(|l| l.starts_with('-')).count(), 6, "{long}");
+    let _ = cat_json(&mount.join("svc/s7/properties.json"));
+    let mut ino = Inotify::new();
+    ino.watch(&providers);
+    let watched = watched_by(&server, session_of(&mount));
+    let wchs = four_letter(server.port(), "wchs").unwrap_or_default();
+    eprintln!("tree of 40 services x 5 registrations (281 nodes); the mount watches {watched:?}; wchs: {wchs}");
+    // `/`, `/svc`, the service and its providers (one recursive watch for the five
+    // registrations): nothing of the 39 other services.
+    assert_eq!(
+        watched,
+        ["/", "/svc", "/svc/s7", "/svc/s7/providers"].into_iter().map(String::from).collect::<BTreeSet<_>>()
+    );
+    zk.set("/svc/s7/providers/10.0.0.3:80", br#"{"w": 2}"#);
+    ino.wait_for(Duration::from_secs(5), "IN_MODIFY of a registration", |e| e.is(MODIFY, "10.0.0.3:80"));
+
+    // After a restart of the server the mount asks again for what it holds, not for
+    // the tree: the restarted server's counters start from zero.
+    drop(zk);
+    let reconnects = status(&mount, "user.zkfs.reconnects");
+    server.restart();
+    wait_until(Duration::from_secs(30), "the mount reconnected and re-read what it holds", || {
+        status(&mount, "user.zkfs.reconnects") != reconnects && status(&mount, "user.zkfs.resync") == "idle"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let mntr = four_letter(server.port(), "mntr").unwrap_or_default();
+    let received = mntr.lines().find_map(|l| l.strip_prefix("zk_packets_received")).unwrap_or("?").trim().to_string();
+    eprintln!("after a restart the server received {received} packets (the mount's requests, pings, this test's mntr)");
+    let received: u64 = received.parse().unwrap();
+    assert!(received < 60, "{received} requests after a restart, for a mount holding 4 watches in a tree of 281 nodes");
+}
