@@ -187,6 +187,7 @@ fn run(
     };
     let (notes_tx, notes_rx) = std::sync::mpsc::channel();
     let (view, changes) = View::new(Arc::clone(&session), notes_tx);
+    view.set_resync_window(config.resync_window);
     let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = session.supervise(session_tx);
     let events = view.start(changes, session_rx);

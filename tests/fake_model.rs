@@ -595,3 +595,47 @@ fn regression_a_registration_changed_elsewhere_is_re_created_with_that_data() {
     let ops = [Op::Register { dir: 0, name: 0 }, Op::RemoteSetReg { reg: 0, key: 0, value: 1 }, Op::Expire];
     run(&ops).map_err(|e| e.to_string()).expect("expire");
 }
+
+/// Issue 26: a node is watched while the kernel holds it. Once the kernel forgets it
+/// (FORGET), its watch goes and it is no longer cached: a change meanwhile is not
+/// heard, and the next lookup reads it afresh.
+#[test]
+fn a_forgotten_node_is_no_longer_watched_and_is_read_afresh() {
+    let m = Mount::new();
+    m.remote(m.other.create("/a", br#"{"v": 1}"#, Mode::Persistent, &acl()));
+    let node_watches = || match m.session.client().expect("client") {
+        zk::Client::Fake(c) => c.node_watches(),
+        zk::Client::Real(_) => unreachable!(),
+    };
+    let before = node_watches();
+    // The kernel looks `a` up (and holds it), then reads its properties.
+    let a = m.fs.lookup(ROOT_INO, "a").expect("lookup a").ino;
+    m.fs.view().looked_up(a);
+    let props = m.fs.lookup(a, "properties.json").expect("lookup properties").ino;
+    m.fs.view().looked_up(props);
+    assert_eq!(m.cat(props).expect("cat"), json!({"v": 1}));
+    assert!(node_watches() > before, "the looked up node is watched");
+    // Held: its changes are heard, past the grace of a node only read.
+    std::thread::sleep(Duration::from_millis(3500));
+    m.remote(m.other.set_data("/a", br#"{"v": 2}"#, None));
+    let deadline = Instant::now() + SETTLE;
+    while m.cat(props).expect("cat") != json!({"v": 2}) {
+        assert!(Instant::now() < deadline, "a change of a held node is heard");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let held = node_watches();
+
+    // Forgotten: its watch goes with the next sweep.
+    m.fs.view().forgotten(props, 1);
+    m.fs.view().forgotten(a, 1);
+    let deadline = Instant::now() + SETTLE;
+    while node_watches() >= held {
+        assert!(Instant::now() < deadline, "the forgotten node is still watched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(m.fs.view().cached("/a").is_none(), "what is not watched is not cached");
+    m.remote(m.other.set_data("/a", br#"{"v": 3}"#, None));
+    let a = m.fs.lookup(ROOT_INO, "a").expect("lookup a again").ino;
+    let props = m.fs.lookup(a, "properties.json").expect("lookup properties again").ino;
+    assert_eq!(m.cat(props).expect("cat"), json!({"v": 3}), "read afresh");
+}

@@ -142,8 +142,13 @@ fn ls_l_of_a_cold_directory_costs_a_handful_of_requests_not_one_per_child() {
     let spent = requests(&server) - before;
     assert_eq!(long.lines().filter(|l| l.starts_with('-')).count(), regs.len() + 1, "{long}");
     // The node, its listing, and multi-reads of 100 children (plus the srvr request and
-    // what the event task or a retry may add), not 1,000 reads.
-    assert!(spent <= 30, "ls -l of 1,000 registrations cost {spent} requests");
+    // what the event task or a retry may add), not 1,000 reads. Since the mount watches
+    // only what the kernel holds (issue 26), also: the directory's watch, its switch to
+    // one recursive watch for its registrations (a removal, an `addWatch`, and a read
+    // and listing of the directory for what changed in between), and the children
+    // kept from the multi-reads read once more after that watch is set (another
+    // multi-read per 100): still a handful per 100 children, not one per child.
+    assert!(spent <= 45, "ls -l of 1,000 registrations cost {spent} requests");
 }
 
 #[test]

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// Default ZooKeeper session timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, at most, the re-read after an outage is put off (`resync_window=`).
+pub const DEFAULT_RESYNC_WINDOW: Duration = Duration::from_secs(2);
 
 /// The validated configuration of one mount.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +38,8 @@ pub struct Config {
     pub default_permissions: bool,
     /// The ZooKeeper session timeout asked for.
     pub session_timeout: Duration,
+    /// The window over which the re-read after an outage is spread (`resync_window=`).
+    pub resync_window: Duration,
     /// Generic mount flags passed to the kernel (`nosuid`, `noexec`, ...).
     pub kernel_flags: Vec<String>,
     /// A file holding `user:password` for ZooKeeper's digest authentication.
@@ -118,6 +122,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         allow_root: false,
         default_permissions: false,
         session_timeout: DEFAULT_SESSION_TIMEOUT,
+        resync_window: DEFAULT_RESYNC_WINDOW,
         kernel_flags: Vec::new(),
         credentials: None,
         log_file: None,
@@ -231,6 +236,14 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
                 .filter(|s: &f64| s.is_finite() && *s >= 1.0 && *s <= 3600.0)
                 .ok_or_else(|| format!("session_timeout={v}: expected seconds from 1 to 3600"))?;
             config.session_timeout = Duration::from_secs_f64(secs);
+        }
+        ("resync_window", Some(v)) => {
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s <= 600.0)
+                .ok_or_else(|| format!("resync_window={v}: expected seconds from 0 to 600"))?;
+            config.resync_window = Duration::from_secs_f64(secs);
         }
         ("credentials", Some(v)) if !v.is_empty() => config.credentials = Some(PathBuf::from(v)),
         ("log_file", Some(v)) if !v.is_empty() => config.log_file = Some(PathBuf::from(v)),

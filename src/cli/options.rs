@@ -72,6 +72,13 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
         help: "ZooKeeper session timeout asked for, 1 to 3600 (default 10; the server may clamp it)",
     },
     MountOption {
+        name: "resync_window",
+        placeholder: Some("SECONDS"),
+        value: Value::Number,
+        help: "after a reconnect or a new session, re-read what the kernel holds after a random delay of up to \
+               SECONDS, 0 to 600 (default 2), so that a fleet coming back at once does not read at once",
+    },
+    MountOption {
         name: "credentials",
         placeholder: Some("FILE"),
         value: Value::File,

@@ -297,6 +297,15 @@ fn open_flags(o: &Opened) -> FopenFlags {
     flags
 }
 
+/// Counts an entry about to be handed to the kernel as one lookup of its inode (the
+/// kernel's `nlookup`, which FORGET gives back; see `watches.rs`).
+fn held(fs: &Fs, entry: Result<Attr, Error>) -> Result<Attr, Error> {
+    if let Ok(a) = &entry {
+        fs.view().looked_up(a.ino);
+    }
+    entry
+}
+
 fn reply_entry(reply: ReplyEntry, a: &Attr) {
     let attr_ttl = if a.volatile { Duration::ZERO } else { TTL };
     // A link lives in its directory's data, which may change elsewhere at any time:
@@ -338,7 +347,14 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         let (name, tid) = (name.to_string(), req.pid());
-        self.dispatch("lookup", reply, move |fs| fs.lookup_by(parent.0, &name, tid));
+        self.dispatch("lookup", reply, move |fs| held(fs, fs.lookup_by(parent.0, &name, tid)));
+    }
+
+    /// The kernel drops `nlookup` of its lookups of `ino`: when none is left, its
+    /// node's watch may go (see `watches.rs`). fuser's `batch_forget` (BATCH_FORGET)
+    /// calls this for each inode.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.view().forgotten(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -397,14 +413,16 @@ impl Filesystem for ZkFuse {
         };
         let name = name.to_string();
         if self.fs.is_echo(req.pid()) {
-            return self.dispatch("echo mknod", reply, move |fs| fs.echo_create(parent.0, &name, Kind::Registration));
+            return self.dispatch("echo mknod", reply, move |fs| {
+                held(fs, fs.echo_create(parent.0, &name, Kind::Registration))
+            });
         }
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(errno("mknod", &self.fs.unsupported("creating a device, fifo or socket")));
         }
         let tid = req.pid();
         self.offload("mknod", reply, move |fs| {
-            fs.create_file(parent.0, &name, tid, None, mode & !umask).map(|(a, _)| a)
+            held(fs, fs.create_file(parent.0, &name, tid, None, mode & !umask).map(|(a, _)| a))
         });
     }
 
@@ -415,9 +433,9 @@ impl Filesystem for ZkFuse {
         };
         let name = name.to_string();
         if self.fs.is_echo(req.pid()) {
-            self.dispatch("echo mkdir", reply, move |fs| fs.echo_create(parent.0, &name, Kind::Dir));
+            self.dispatch("echo mkdir", reply, move |fs| held(fs, fs.echo_create(parent.0, &name, Kind::Dir)));
         } else {
-            self.offload("mkdir", reply, move |fs| fs.mkdir(parent.0, &name));
+            self.offload("mkdir", reply, move |fs| held(fs, fs.mkdir(parent.0, &name)));
         }
     }
 
@@ -454,9 +472,9 @@ impl Filesystem for ZkFuse {
             Err(e) => return reply.error(e),
         };
         if self.fs.is_echo(req.pid()) {
-            self.dispatch("echo symlink", reply, move |fs| fs.echo_link_created(parent.0, &name));
+            self.dispatch("echo symlink", reply, move |fs| held(fs, fs.echo_link_created(parent.0, &name)));
         } else {
-            self.offload("symlink", reply, move |fs| fs.symlink(parent.0, &name, &target));
+            self.offload("symlink", reply, move |fs| held(fs, fs.symlink(parent.0, &name, &target)));
         }
     }
 
@@ -673,6 +691,9 @@ impl Filesystem for ZkFuse {
         let to_lock = crate::fs::locks::opens_to_lock(flags);
         self.offload("create", reply, move |fs| {
             let created = fs.create_file(parent.0, &name, tid, Some(flags), mode & !umask);
+            if let Ok((a, _)) = &created {
+                fs.view().looked_up(a.ino);
+            }
             if let (true, Ok((a, Some(o)))) = (to_lock, &created) {
                 // flock(1)'s open, or `exec 9>>FILE`: see locks.rs (a no-op for
                 // anything but a registration).

@@ -3,6 +3,7 @@
 //! * [`view`] — the cached, watched view (the design essay is there);
 //! * [`tree`] — its tables: nodes, children on their way in or out, notes for the kernel;
 //! * [`watch`] — the task that applies ZooKeeper's events to the view;
+//! * [`watches`] — which nodes are watched: those the kernel holds;
 //! * `flight` — one read per node at a time, and what a read in flight must hear of;
 //! * [`inodes`] — inode numbers for the paths the kernel has been shown;
 //! * [`memory`] — the allocator's settings that keep a large cache compact.
@@ -14,3 +15,5 @@ pub mod memory;
 pub mod tree;
 pub mod view;
 pub mod watch;
+pub mod watches;
+mod watchset;

@@ -237,6 +237,12 @@ pub(crate) struct Tree {
     pub(crate) kinds_out: HashSet<String>,
     /// Links changed elsewhere on their way to the kernel (see `links.rs`).
     pub(crate) links: Pending,
+    /// The kernel's lookup count of each inode it holds (see `watches.rs`).
+    pub(crate) held: HashMap<u64, u64>,
+    /// Paths changed through this mount since the event task's current listing of
+    /// their directory was sent, which may not show the change (see
+    /// `View::refresh_children`).
+    pub(crate) touched: HashSet<String>,
 }
 
 impl Tree {

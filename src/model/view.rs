@@ -25,11 +25,13 @@
 //! kind left to learn, and its removal only invalidates the kernel's entry and cached
 //! listing (see the README, "Every change is heard").
 //!
-//! One *persistent recursive* ZooKeeper watch on the mount's root (ZooKeeper ≥ 3.6),
-//! set before anything is read, reports every creation, deletion and data change below
-//! it, with its path; events for nodes the kernel does not know cost a hash lookup.
-//! Per-node watches were measured first: ZooKeeper's "children changed" carries no
-//! names, so every creation cost a listing and a stat before it could be reported.
+//! The view watches what the kernel holds, nothing else (`watches.rs`, and the README,
+//! "The live view"): each node from before its first read for as long as the kernel
+//! holds one of its inodes, with one ZooKeeper ≥ 3.6 persistent watch — a directory's
+//! gives its data, its deletion and `NodeChildrenChanged`, on which the event task
+//! lists it again and compares; a directory of registrations has one persistent
+//! recursive watch instead, which also gives its registrations' data changes. What the
+//! kernel forgets is no longer watched, and no longer cached.
 //!
 //! Watch events are handled by one task ([`View::start`]), in order. It updates the
 //! cache and queues [`KernelNote`]s — what the kernel must forget, and the echoes below.
@@ -89,9 +91,10 @@
 //! otherwise silent. (A change made elsewhere in that same instant is folded into the
 //! local one: watchers get one event for both.)
 //!
-//! After a reconnect or a new session the watch may be gone (and events lost, see
-//! ZOOKEEPER-4698): the task re-arms it and re-reads every cached node, queueing the
-//! notes for whatever changed meanwhile.
+//! After a reconnect or a new session the watches are gone (zookeeper-client 0.11.2
+//! does not restore persistent watches, and events are lost, see ZOOKEEPER-4698): the
+//! task sets them again at once and, within `resync_window`, re-reads what the kernel
+//! holds, queueing the notes for whatever changed meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +103,6 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 use tokio::sync::{mpsc, watch};
-use tokio::task::AbortHandle;
 
 use crate::error::{Error, Result};
 use crate::model::flight::Join;
@@ -109,7 +111,7 @@ pub use crate::model::tree::{data_file, Child, KernelNote, Kind, NodeView, Prese
 use crate::model::tree::{node_view, Node, Tree};
 use crate::sync::Recover;
 use crate::zookeeper::session::Session;
-use crate::zookeeper::{EventType, Stat, WatchedEvent};
+use crate::zookeeper::{Stat, WatchedEvent};
 
 /// How long after a change of its data a file's attributes are not cached by the
 /// kernel (see `Fs::getattr`).
@@ -143,6 +145,19 @@ pub enum Change {
     /// List this directory, which the kernel now knows (made here, or echoed): its
     /// children made since it was created are echoed as created.
     Adopt(String),
+    /// A child of this directory was added or removed (its watch said so): list it
+    /// again and compare. Coalesced (see `watches.rs`).
+    Children(String),
+    /// Read this node (and list it, if listed) again: its watch was set after it was
+    /// cached.
+    Reload(String),
+    /// Read these children of a directory again: they were cached from a read sent
+    /// before their watches.
+    Verify(String, Vec<String>),
+    /// Remove the watches no longer wanted (see `watches.rs`).
+    Sweep,
+    /// Watch this directory of registrations recursively (see `watches.rs`).
+    Upgrade(String),
 }
 
 /// Marks a change through this mount in flight on a path; see the module docs.
@@ -154,6 +169,8 @@ pub struct LocalChange<'a> {
 impl Drop for LocalChange<'_> {
     fn drop(&mut self) {
         let mut tree = self.view.tree();
+        // A listing sent before this change may not show it (see `refresh_children`).
+        tree.touched.insert(self.path.clone());
         if let Some(n) = tree.local.get_mut(&self.path) {
             *n -= 1;
             if *n == 0 {
@@ -180,7 +197,7 @@ impl Drop for LocalChange<'_> {
 /// The cached, watched view of the tree.
 pub struct View {
     /// Itself, for the tasks it starts in the background ([`View::learn_kinds`]).
-    me: Weak<View>,
+    pub(crate) me: Weak<View>,
     pub(crate) session: Arc<Session>,
     /// Everything cached. A std mutex: held only for lookups and updates in memory,
     /// never across a round trip or an await, and no other lock is taken inside it
@@ -189,12 +206,24 @@ pub struct View {
     /// Counts re-reads done (and batches of kinds learnt): readers of a stale node wait
     /// for it to change (a watch channel, not a lock: nothing is held while waiting).
     settled: watch::Sender<u64>,
-    /// The task forwarding the root watch's events.
-    watch: Mutex<Option<AbortHandle>>,
-    changes: mpsc::UnboundedSender<Change>,
+    /// The nodes watched (see `watches.rs`). A std mutex held only for map updates;
+    /// the tree lock may be held when it is taken, never the other way round.
+    pub(crate) watches: Mutex<crate::model::watchset::Watches>,
+    /// Directories whose `NodeChildrenChanged` is queued and not yet listed again: one
+    /// listing answers them all. Held only to insert or remove; no lock inside it.
+    pub(crate) relists: Mutex<std::collections::HashSet<String>>,
+    pub(crate) changes: mpsc::UnboundedSender<Change>,
     notes: std::sync::mpsc::Sender<KernelNote>,
-    /// Data changes and deletions received from the watch so far; see [`View::local_node`].
-    events_seen: Arc<AtomicU64>,
+    /// Data changes and deletions received from the watches so far; see [`View::local_node`].
+    pub(crate) events_seen: Arc<AtomicU64>,
+    /// How long after a reconnect or a new session the re-read of what the mount holds
+    /// may be put off, at random (`resync_window=SECONDS`), in milliseconds.
+    resync_window_ms: AtomicU64,
+    /// A re-read after an outage is waiting for its turn.
+    pub(crate) resync_pending: std::sync::atomic::AtomicBool,
+    /// The latest change (zxid) any read showed: after an outage, a registration
+    /// changed later than this changed while the mount could not hear it.
+    seen_zxid: std::sync::atomic::AtomicI64,
 }
 
 impl View {
@@ -209,12 +238,42 @@ impl View {
             session,
             tree: Mutex::default(),
             settled: watch::Sender::new(0),
-            watch: Mutex::new(None),
+            watches: Mutex::default(),
+            relists: Mutex::default(),
             changes,
             notes,
             events_seen: Arc::default(),
+            resync_window_ms: AtomicU64::new(0),
+            resync_pending: std::sync::atomic::AtomicBool::new(false),
+            seen_zxid: std::sync::atomic::AtomicI64::new(0),
         };
         (Arc::new_cyclic(view), rx)
+    }
+
+    /// Spreads the re-read after an outage over up to `window`, at random, so that a
+    /// fleet reconnecting at once does not read at once. Zero (the default): at once.
+    pub fn set_resync_window(&self, window: Duration) {
+        self.resync_window_ms.store(u64::try_from(window.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The window of [`View::set_resync_window`].
+    pub(crate) fn resync_window(&self) -> Duration {
+        Duration::from_millis(self.resync_window_ms.load(Ordering::Relaxed))
+    }
+
+    /// Notes the changes a read showed (see `seen_zxid`).
+    pub(crate) fn saw(&self, stat: &Stat) {
+        self.seen_zxid.fetch_max(stat.mzxid.max(stat.pzxid).max(stat.czxid), Ordering::SeqCst);
+    }
+
+    /// The latest change any read showed.
+    pub(crate) fn seen(&self) -> i64 {
+        self.seen_zxid.load(Ordering::SeqCst)
+    }
+
+    /// True while a re-read after an outage waits for its turn.
+    pub fn resync_pending(&self) -> bool {
+        self.resync_pending.load(Ordering::SeqCst)
     }
 
     /// Queues work for the event task.
@@ -528,11 +587,17 @@ impl View {
         let mut tree = self.tree();
         let Some(node) = tree.nodes.get_mut(parent) else { return };
         let Some(children) = node.children.as_mut() else { return };
+        let mut registrations = Vec::new();
         for (name, kind) in kinds {
             if node.unknown.remove(&name) {
+                if kind == Kind::Registration {
+                    registrations.push(name.clone());
+                }
                 children.insert(name, Child { kind, presence: Presence::Present });
             }
         }
+        drop(tree);
+        self.watch_registrations(parent, registrations.iter().map(String::as_str));
     }
 
     /// Lists `path` unless it is listed.
@@ -687,43 +752,20 @@ impl View {
         }
     }
 
-    /// Sets the node's watch, then reads it.
+    /// Sets the node's watch (unless it has one), then reads it: the watch's request
+    /// goes out first, so every change the read does not show is reported.
     pub(crate) async fn read(&self, path: &str) -> Result<NodeView> {
+        self.watch(path);
         let p = path.to_string();
         let (data, stat) = self.session.call_async(path, |c| async move { c.get_data(&p).await }).await?;
+        self.saw(&stat);
         Ok(node_view(data, stat))
     }
 
-    /// Sets the persistent recursive watch on the root and starts forwarding its
-    /// events; replaces (and so removes) the previous one.
+    /// Watches the mount's root, which the kernel holds for good; every other node is
+    /// watched from its first read (see `watches.rs`).
     pub async fn arm(&self) -> Result<()> {
-        let mut watcher = self.session.call_async("/", |c| c.watch_tree()).await?;
-        let changes = self.changes.clone();
-        let events_seen = Arc::clone(&self.events_seen);
-        let task = self.session.runtime().spawn(async move {
-            loop {
-                let event = watcher.changed().await;
-                if event.event_type == EventType::Session {
-                    // zookeeper-client panics if a watcher is polled after a terminal
-                    // session event, so stop at the first one.
-                    if event.session_state.is_terminated() {
-                        return;
-                    }
-                    continue;
-                }
-                if matches!(event.event_type, EventType::NodeDataChanged | EventType::NodeDeleted) {
-                    events_seen.fetch_add(1, Ordering::SeqCst);
-                }
-                if changes.send(Change::Event(event)).is_err() {
-                    return;
-                }
-            }
-        });
-        // Dropping the old watcher after the new one exists keeps the server's watch.
-        let old = self.watch.locked().replace(task.abort_handle());
-        if let Some(old) = old {
-            old.abort();
-        }
+        self.watch("/");
         Ok(())
     }
 
@@ -874,7 +916,10 @@ impl View {
             }
             for (name, result) in chunk.iter().zip(results) {
                 match result {
-                    Ok((data, stat)) => out.push((name.clone(), Some(data), stat)),
+                    Ok((data, stat)) => {
+                        self.saw(&stat);
+                        out.push((name.clone(), Some(data), stat))
+                    }
                     // Gone meanwhile; its parent's watch will say so.
                     Err(crate::zookeeper::Error::NoNode) => {}
                     // A child this mount may not read is still a child: its kind comes
@@ -906,8 +951,11 @@ impl View {
             return;
         }
         // A child read without its data (unreadable) is not kept: reading it asks again.
+        // Nor is a directory: one looked up is read and listed anyway, and keeping it
+        // would watch it although the kernel may never hold it (see `watches.rs`).
         let views: Vec<(String, NodeView)> = nodes
             .into_iter()
+            .filter(|(_, _, stat)| Kind::of(stat) == Kind::Registration)
             .filter_map(|(name, data, stat)| Some((child_path(parent, &name), node_view(data?, stat))))
             .collect();
         let mut tree = self.tree();
@@ -916,8 +964,23 @@ impl View {
         if self.events_seen() != mark {
             return;
         }
+        let mut kept = Vec::new();
         for (path, view) in views {
-            tree.cache(&path, Node::new(view));
+            if tree.cache(&path, Node::new(view)) {
+                kept.push(path);
+            }
+        }
+        drop(tree);
+        // Read before their watches were set (registrations shown in a cached
+        // directory are watched once their kind is known): read once more after them
+        // (a multi-read per 100), so that a change in between is not kept.
+        let mut names = Vec::new();
+        for path in kept {
+            self.watch(&path);
+            names.push(split_path(&path).map_or(String::new(), |(_, n)| n.to_string()));
+        }
+        if !names.is_empty() {
+            self.queue(Change::Verify(parent.to_string(), names));
         }
     }
 
@@ -925,7 +988,13 @@ impl View {
 
     /// Marks a change of `path` through this mount as in flight until the guard drops.
     pub fn local(&self, path: &str) -> LocalChange<'_> {
-        *self.tree().local.entry(path.to_string()).or_default() += 1;
+        let mut tree = self.tree();
+        *tree.local.entry(path.to_string()).or_default() += 1;
+        tree.touched.insert(path.to_string());
+        drop(tree);
+        // A node made here is watched from before its creation: the kernel will hold
+        // it, and it is cached from the reply (`local_node`), never read.
+        self.watch(path);
         LocalChange { view: self, path: path.to_string() }
     }
 

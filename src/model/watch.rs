@@ -16,6 +16,7 @@ use crate::model::flight::Join;
 use crate::model::inodes::{child_path, split_path, InodeKind, ROOT_INO};
 use crate::model::tree::{data_file, node_view, Child, KernelNote, Kind, Node, NodeView, Presence};
 use crate::model::view::{Change, View};
+use crate::sync::Recover;
 use crate::zookeeper::session::SessionEvent;
 
 impl View {
@@ -26,8 +27,24 @@ impl View {
         mut session_events: mpsc::UnboundedReceiver<SessionEvent>,
     ) -> tokio::task::JoinHandle<()> {
         let view = Arc::clone(self);
+        // The sweep of watches no longer wanted, in turn with the other work.
+        let me = self.me.clone();
         self.session.runtime().spawn(async move {
+            let mut tick = tokio::time::interval(crate::model::watches::SWEEP);
             loop {
+                tick.tick().await;
+                match me.upgrade() {
+                    Some(view) => view.queue(Change::Sweep),
+                    None => return,
+                }
+            }
+        });
+        self.session.runtime().spawn(async move {
+            // A re-read after an outage, put off to its turn (see `resync`).
+            // When, and the latest change seen before the outage.
+            let mut resync_at: Option<(tokio::time::Instant, i64)> = None;
+            loop {
+                let due = resync_at.map(|(at, _)| at);
                 tokio::select! {
                     Some(change) = changes.recv() => {
                         let mut batch = vec![change];
@@ -37,8 +54,39 @@ impl View {
                         view.work(batch).await;
                     }
                     Some(event) = session_events.recv() => {
-                        debug!("resynchronising the view after {event:?}");
-                        view.resync().await;
+                        let new_session = event == SessionEvent::NewSession;
+                        let since = view.seen();
+                        // Every watch went with the old session, or (zookeeper-client
+                        // does not restore them) with the connection: set them again
+                        // at once, so that changes from now on are heard; what changed
+                        // meanwhile is read in the re-read's turn.
+                        if new_session {
+                            view.rewatch_all();
+                        } else {
+                            view.rewatch_reconnected();
+                        }
+                        let window = view.resync_window();
+                        let delay = if window.is_zero() {
+                            std::time::Duration::ZERO
+                        } else {
+                            std::time::Duration::from_millis(fastrand::u64(0..=window.as_millis() as u64))
+                        };
+                        debug!("resynchronising the view after {event:?} in {delay:?}");
+                        if delay.is_zero() && resync_at.is_none() {
+                            view.resync(since).await;
+                            continue;
+                        }
+                        let at = tokio::time::Instant::now() + delay;
+                        resync_at = Some(match resync_at {
+                            Some((earlier, seen)) => (earlier.min(at), seen.min(since)),
+                            None => (at, since),
+                        });
+                        view.resync_pending.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                        let since = resync_at.take().map_or(0, |(_, since)| since);
+                        view.resync_pending.store(false, std::sync::atomic::Ordering::SeqCst);
+                        view.resync(since).await;
                     }
                     else => return,
                 }
@@ -65,6 +113,34 @@ impl View {
                             }
                         }
                         Change::Adopt(path) => self.adopt(&path).await,
+                        Change::Children(path) => {
+                            self.relists.locked().remove(&path);
+                            // A directory the kernel holds but that was never listed
+                            // (read for its `properties.json` before its adoption, say)
+                            // is listed now, its children echoed as created.
+                            let unlisted = {
+                                let mut tree = self.tree();
+                                tree.lists.mark(&path);
+                                tree.nodes
+                                    .get(path.as_str())
+                                    .is_some_and(|n| n.children.is_none() && n.view.kind == Kind::Dir)
+                                    && tree.kernel_holds(&path)
+                            };
+                            if unlisted {
+                                self.adopt(&path).await;
+                            } else if let Err(e) = self.refresh_children(&path).await {
+                                warn!("cannot list {path} again: {e}");
+                            }
+                        }
+                        Change::Reload(path) => {
+                            self.recheck(&path).await;
+                            if let Err(e) = self.refresh_children(&path).await {
+                                warn!("cannot list {path} again: {e}");
+                            }
+                        }
+                        Change::Verify(parent, names) => self.verify(&parent, &names).await,
+                        Change::Sweep => self.sweep().await,
+                        Change::Upgrade(dir) => self.upgrade(&dir).await,
                         Change::Event(_) => {}
                     }
                 }
@@ -78,6 +154,9 @@ impl View {
     async fn apply(&self, batch: Vec<WatchedEvent>) {
         // Only the latest data matters: repeated data changes of a node are read once.
         let mut events: Vec<(String, EventType)> = Vec::with_capacity(batch.len());
+        // A node's creation is heard as its directory's `NodeChildrenChanged`; a watch
+        // on the node itself (still set after its deletion) also reports it, which
+        // matters when it follows the deletion in one batch (`rmdir a; mkdir a`).
         for e in batch {
             let repeat = e.event_type == EventType::NodeDataChanged
                 && events.iter().any(|(p, t)| *p == e.path && *t == EventType::NodeDataChanged);
@@ -300,6 +379,25 @@ impl View {
         }
     }
 
+    /// Reads again children of `parent` kept from a read sent before their watches
+    /// (see `View::keep_read`): a change in between is applied and echoed.
+    async fn verify(&self, parent: &str, names: &[String]) {
+        let Ok(client) = self.session.client() else { return };
+        let paths: Vec<String> = names.iter().map(|n| child_path(parent, n)).collect();
+        let pending: Vec<_> = paths.chunks(100).map(|c| (c.to_vec(), client.get_data_many(c))).collect();
+        let deadline = tokio::time::Instant::now() + self.session.timeout();
+        for (chunk, fut) in pending {
+            let Ok(Ok(results)) = tokio::time::timeout_at(deadline, fut).await else { return };
+            for (path, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok((data, stat)) => self.data_read(path, node_view(data, stat), false),
+                    Err(crate::zookeeper::Error::NoNode) => self.node_gone(path),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
     /// Lists a directory the kernel now knows, unless it is listed (or being listed).
     /// Children made since the directory itself are echoed as created, if the kernel
     /// knows the directory by now.
@@ -348,6 +446,8 @@ impl View {
             }
         }
         let mut notes = Vec::new();
+        let registrations: Vec<String> =
+            listed.iter().filter(|(_, k, _)| *k == Kind::Registration).map(|(n, _, _)| n.clone()).collect();
         {
             let mut tree = self.tree();
             let Some(node) = tree.nodes.get_mut(path) else { return Ok(()) };
@@ -363,6 +463,7 @@ impl View {
                 }
             }
         }
+        self.watch_registrations(path, registrations.iter().map(String::as_str));
         let dirs: Vec<String> = notes
             .iter()
             .filter_map(|n| match n {
@@ -452,13 +553,12 @@ impl View {
     /// Re-lists the children of a cached node (after a reconnect, or a change heard
     /// while it was being listed). Called by the event task only.
     async fn refresh_children(&self, path: &str) -> Result<()> {
-        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) =
-            match self.tree().nodes.get(path).map(|n| &**n) {
-                Some(Node { children: Some(c), unknown, .. }) => {
-                    (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
-                }
-                _ => return Ok(()),
-            };
+        if self.tree().nodes.get(path).is_none_or(|n| n.children.is_none()) {
+            return Ok(());
+        }
+        // Changes through this mount from now on may land before or after the listing:
+        // their names are left to them (and listed again), not taken from it.
+        self.tree().touched.clear();
         let names = match self.list_names(path).await {
             Ok(names) => names,
             Err(Error::NotFound(_)) => {
@@ -467,7 +567,29 @@ impl View {
             }
             Err(e) => return Err(e),
         };
+        // A child listed without its kind and gone now: its removal is echoed if the
+        // batch learning its kind is out (see `kind_learnt`).
+        let vanished: Vec<String> = {
+            let tree = self.tree();
+            let listed: BTreeSet<&String> = names.iter().collect();
+            tree.nodes
+                .get(path)
+                .map(|n| n.unknown.iter().filter(|u| !listed.contains(u)).map(|u| child_path(path, u)).collect())
+                .unwrap_or_default()
+        };
+        for child in &vanished {
+            self.kind_learnt(child).await;
+        }
+        let (known, unknown): (BTreeMap<String, Kind>, BTreeSet<String>) =
+            match self.tree().nodes.get(path).map(|n| &**n) {
+                Some(Node { children: Some(c), unknown, .. }) => {
+                    (c.iter().map(|(n, c)| (n.clone(), c.kind)).collect(), unknown.clone())
+                }
+                _ => return Ok(()),
+            };
         let mut notes = Vec::new();
+        let mut skipped = false;
+        let mut registrations = Vec::new();
         // Names never shown stay unlearnt; new ones need their kind for their echo.
         let (unlearnt, names): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| unknown.contains(n));
         let unlearnt: BTreeSet<String> = unlearnt.into_iter().collect();
@@ -487,11 +609,29 @@ impl View {
             if let Some(ino) = tree.inodes.existing(path, InodeKind::Dir).filter(|_| dropped_shown) {
                 notes.push(KernelNote::InvalInode { ino });
             }
+            // Names changed through this mount meanwhile are theirs (see above).
+            let mine: BTreeSet<String> = listed
+                .keys()
+                .chain(tree.nodes.get(path).and_then(|n| n.children.as_ref()).into_iter().flat_map(|c| c.keys()))
+                .filter(|n| {
+                    let p = child_path(path, n);
+                    tree.is_local(&p) || tree.touched.contains(&p)
+                })
+                .cloned()
+                .collect();
+            for n in &mine {
+                let p = child_path(path, n);
+                if tree.is_local(&p) {
+                    tree.heard_local.insert(p);
+                }
+                skipped = true;
+            }
             let Some(current) = tree.nodes.get(path).and_then(|n| n.children.as_ref()) else { return Ok(()) };
             let gone: Vec<String> = current
                 .iter()
                 .filter(|(n, c)| {
-                    !listed.contains_key(*n)
+                    !mine.contains(*n)
+                        && !listed.contains_key(*n)
                         && !unlearnt.contains(*n) // its kind was learnt meanwhile
                         && !matches!(c.presence, Presence::PendingRemove { recreate: None })
                 })
@@ -500,13 +640,15 @@ impl View {
             let added: Vec<(String, Kind)> = listed
                 .iter()
                 .filter(|(n, _)| {
-                    !matches!(
-                        current.get(*n),
-                        Some(Child { presence: Presence::Present | Presence::PendingCreate, .. })
-                    ) && !matches!(
-                        current.get(*n),
-                        Some(Child { presence: Presence::PendingRemove { recreate: Some(_) }, .. })
-                    )
+                    !mine.contains(*n)
+                        && !matches!(
+                            current.get(*n),
+                            Some(Child { presence: Presence::Present | Presence::PendingCreate, .. })
+                        )
+                        && !matches!(
+                            current.get(*n),
+                            Some(Child { presence: Presence::PendingRemove { recreate: Some(_) }, .. })
+                        )
                 })
                 .map(|(n, k)| (n.clone(), *k))
                 .collect();
@@ -514,10 +656,17 @@ impl View {
                 tree.child_gone(path, &name, &mut notes);
             }
             for (name, kind) in added {
+                if kind == Kind::Registration {
+                    registrations.push(name.clone());
+                }
                 tree.child_added(path, &name, kind, &mut notes);
             }
         }
+        self.watch_registrations(path, registrations.iter().map(String::as_str));
         self.send(notes);
+        if skipped {
+            self.queue(Change::Relist(path.to_string()));
+        }
         // Names still unlearnt (a batch failed, say) are learnt now.
         self.learn_kinds(path);
         Ok(())
@@ -581,12 +730,13 @@ impl View {
         self.send(notes);
     }
 
-    /// Re-arms every watch and re-reads every cached node, parents first.
-    async fn resync(&self) {
-        if let Err(e) = self.arm().await {
-            warn!("cannot re-arm the watch: {e}; will retry on the next reconnect");
-            return;
-        }
+    /// Reads again the nodes the view holds (cached: those the kernel holds, and the
+    /// registrations their listings show), parents first: changes made while the
+    /// connection was down may have given no event. Their watches are set already
+    /// (kept by the client across a reconnect, set again after a new session).
+    /// `since`: the latest change the mount saw before the outage.
+    async fn resync(&self, since: i64) {
+        self.watch("/");
         let mut paths: Vec<Arc<str>> = self.tree().nodes.keys().cloned().collect();
         paths.sort_by_key(|p| (p.matches('/').count(), Arc::clone(p)));
         for path in paths {
@@ -607,6 +757,37 @@ impl View {
             if let Err(e) = self.refresh_children(&path).await {
                 warn!("resynchronising the children of {path}: {e}");
                 return;
+            }
+        }
+        // Registrations shown in a cached directory and never read: their data changes
+        // are promised too (see the README, "Every change is heard"), so each changed
+        // since the last change the mount saw is read and echoed (a multi-read per 100).
+        let shown: Vec<String> = {
+            let tree = self.tree();
+            tree.nodes
+                .iter()
+                .filter_map(|(p, n)| Some((p, n.children.as_ref()?)))
+                .flat_map(|(p, c)| {
+                    c.iter()
+                        .filter(|(_, c)| c.kind == Kind::Registration && c.presence == Presence::Present)
+                        .map(|(name, _)| child_path(p, name))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|p| !tree.nodes.contains_key(p.as_str()))
+                .collect()
+        };
+        if let Ok(client) = self.session.client() {
+            let pending: Vec<_> = shown.chunks(100).map(|c| (c.to_vec(), client.get_data_many(c))).collect();
+            let deadline = tokio::time::Instant::now() + self.session.timeout();
+            for (chunk, fut) in pending {
+                let Ok(Ok(results)) = tokio::time::timeout_at(deadline, fut).await else { break };
+                for (path, result) in chunk.iter().zip(results) {
+                    if let Ok((data, stat)) = result {
+                        if stat.mzxid > since {
+                            self.data_heard(path, node_view(data, stat));
+                        }
+                    }
+                }
             }
         }
         debug!("view resynchronised");

@@ -34,8 +34,13 @@ struct Znode {
 /// One session of the fake.
 struct Sess {
     state: watch::Sender<SessionState>,
-    watchers: Vec<mpsc::UnboundedSender<WatchedEvent>>,
+    /// Its watches: `None` a recursive one on the root, `Some((path, false))` a
+    /// persistent one on that node, `Some((path, true))` a recursive one on it.
+    watchers: Vec<(Option<(String, bool)>, Watcher)>,
 }
+
+/// Where a watch's events go.
+type Watcher = mpsc::UnboundedSender<WatchedEvent>;
 
 impl Sess {
     fn live(&self) -> bool {
@@ -178,7 +183,7 @@ impl Server {
         }
         sess.state.send_replace(how);
         let event = WatchedEvent { event_type: EventType::Session, session_state: how, path: String::new() };
-        for w in sess.watchers.drain(..) {
+        for (_, w) in sess.watchers.drain(..) {
             let _ = w.send(event.clone());
         }
         let owned: Vec<String> =
@@ -269,7 +274,29 @@ impl State {
     fn deliver(&mut self, id: i64, e: WatchedEvent) {
         let connected = !self.cut.contains(&id);
         if let Some(sess) = self.sessions.get_mut(&id).filter(|s| s.live() && connected) {
-            sess.watchers.retain(|w| w.send(e.clone()).is_ok());
+            // A node's watch hears its own events, and a child's creation or deletion
+            // as `NodeChildrenChanged` on it, as a real server's persistent watch does.
+            let parent = match e.event_type {
+                EventType::NodeCreated | EventType::NodeDeleted => {
+                    e.path.rsplit_once('/').map(|(p, _)| if p.is_empty() { "/".to_string() } else { p.to_string() })
+                }
+                _ => None,
+            };
+            let below = |p: &str| e.path.starts_with(p) && (p == "/" || e.path[p.len()..].starts_with('/'));
+            sess.watchers.retain(|(on, w)| match on {
+                None => w.send(e.clone()).is_ok(),
+                Some((p, _)) if *p == e.path => w.send(e.clone()).is_ok(),
+                Some((p, true)) if below(p) => w.send(e.clone()).is_ok(),
+                Some((_, true)) => !w.is_closed(),
+                Some((p, false)) if Some(p) == parent.as_ref() && e.path != "/" => w
+                    .send(WatchedEvent {
+                        event_type: EventType::NodeChildrenChanged,
+                        session_state: e.session_state,
+                        path: p.clone(),
+                    })
+                    .is_ok(),
+                Some(_) => !w.is_closed(),
+            });
         }
     }
 
@@ -542,10 +569,30 @@ impl Client {
         self.0.server.request(self.0.id, move |s, id| {
             let (tx, rx) = mpsc::unbounded_channel();
             if let Some(sess) = s.sessions.get_mut(&id) {
-                sess.watchers.push(tx);
+                sess.watchers.push((None, tx));
             }
             Ok(TreeWatcher::Fake(rx))
         })
+    }
+
+    pub(crate) fn watch_node(&self, path: &str, recursive: bool) -> Reply<TreeWatcher> {
+        let path = path.to_string();
+        self.0.server.request(self.0.id, move |s, id| {
+            valid(&path)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            if let Some(sess) = s.sessions.get_mut(&id) {
+                sess.watchers.push((Some((path, recursive)), tx));
+            }
+            Ok(TreeWatcher::Fake(rx))
+        })
+    }
+
+    /// How many node watches session `id` holds (for tests).
+    pub fn node_watches(&self) -> usize {
+        let s = self.0.server.0.state.locked();
+        s.sessions
+            .get(&self.0.id)
+            .map_or(0, |sess| sess.watchers.iter().filter(|(p, w)| p.is_some() && !w.is_closed()).count())
     }
 }
 

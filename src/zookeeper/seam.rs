@@ -314,6 +314,38 @@ impl Client {
             Client::Fake(c) => c.watch_tree(),
         }
     }
+
+    /// Sets a persistent (non-recursive) watch on `path`: its creation, data changes
+    /// and deletion, and `NodeChildrenChanged` when a child is added or removed; its
+    /// events until dropped (dropping it removes the watch from the server). The request
+    /// is out when this returns, so a read sent after it is answered after the watch is
+    /// set.
+    ///
+    /// `recursive`: a persistent recursive watch on `path` instead — creations,
+    /// deletions and data changes of it and every node below it, no
+    /// `NodeChildrenChanged` (zkfs sets one on a directory of registrations, which
+    /// cannot have children of their own, to hear their data changes).
+    pub fn watch_node(&self, path: &str, recursive: bool) -> Reply<TreeWatcher> {
+        match self {
+            Client::Real(c) => {
+                let (c, path) = (c.clone(), path.to_string());
+                let mode = if recursive {
+                    zookeeper_client::AddWatchMode::PersistentRecursive
+                } else {
+                    zookeeper_client::AddWatchMode::Persistent
+                };
+                let watch = async move { c.watch(&path, mode).await.map(TreeWatcher::Real) };
+                // As in `get_data_many`: polled once here, the request goes out now.
+                let mut watch: Reply<TreeWatcher> = Box::pin(watch);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match watch.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
+                    std::task::Poll::Pending => watch,
+                }
+            }
+            Client::Fake(c) => c.watch_node(path, recursive),
+        }
+    }
 }
 
 /// The session's states as they change.
@@ -339,7 +371,8 @@ impl StateWatcher {
     }
 }
 
-/// The events of a persistent recursive watch.
+/// The events of a persistent watch, recursive ([`Client::watch_tree`]) or not
+/// ([`Client::watch_node`]).
 pub enum TreeWatcher {
     /// A real client's.
     Real(zookeeper_client::PersistentWatcher),

@@ -724,6 +724,10 @@ impl Fs {
         };
         attrs.extend(status::mount_attrs(&self.session));
         attrs.push(("user.zkfs.root", root));
+        // What the mount costs ZooKeeper: one watch per node the kernel holds (see
+        // `watches.rs`), and whether a re-read after an outage waits for its turn.
+        attrs.push(("user.zkfs.watches", self.view.watch_count().to_string()));
+        attrs.push(("user.zkfs.resync", if self.view.resync_pending() { "pending" } else { "idle" }.to_string()));
         Ok(attrs)
     }
 
