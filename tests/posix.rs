@@ -370,3 +370,25 @@ fn a_nodes_times_are_its_znodes_whatever_else_is_done_to_it() {
     fs::DirBuilder::new().mode(0o700).create(dir.join("new")).unwrap();
     assert_eq!(fs::metadata(dir.join("new")).unwrap().permissions().mode() & 0o7777, 0o755);
 }
+
+/// `rmdir r; mkdir r` faster than the mount hears the first deletion: the event of
+/// the old node's deletion never takes the new one away (seen once under load by the
+/// test above as `rm -r` failing with ENOENT).
+#[test]
+fn a_directory_removed_and_made_again_at_once_stays() {
+    let (_server, zk, mount) = setup(&["/d"]);
+    let r = mount.join("d/r");
+    let script = format!(
+        "for i in $(seq 1 40); do mkdir {r} && rmdir {r} && mkdir {r} && ln -s ../r {r}/l && test -d {r} && rm -r {r} \
+         || {{ echo \"round $i\"; exit 1; }}; done",
+        r = q(&r)
+    );
+    sh_ok(&script);
+    assert!(!zk.exists("/d/r"));
+    fs::create_dir(&r).unwrap();
+    fs::remove_dir(&r).unwrap();
+    fs::create_dir(&r).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(r.is_dir(), "the directory made again is still shown once the deletion's event is heard");
+    assert!(zk.exists("/d/r"));
+}

@@ -222,6 +222,11 @@ pub(crate) struct Tree {
     /// Paths whose creation was heard while a change through this mount was in flight
     /// on them, and not read (see `LocalChange`'s drop).
     pub(crate) heard_local: HashSet<String>,
+    /// Paths this mount deleted, per path how many deletions whose `NodeDeleted` was
+    /// not heard yet. That event can come after the mount made the name again
+    /// (`rmdir r; mkdir r` faster than the event task, or the old node's watch
+    /// reporting after the new one's): it is checked then, never taken for the new node.
+    pub(crate) removed_here: HashMap<String, usize>,
     /// Node reads in flight (see `flight.rs`).
     pub(crate) reads: Flights,
     /// Listings in flight.

@@ -226,6 +226,10 @@ pub struct View {
     seen_zxid: std::sync::atomic::AtomicI64,
 }
 
+/// How many of this mount's deletions are remembered until their event (see
+/// `Tree::removed_here`).
+const MAX_REMOVED_HERE: usize = 4096;
+
 impl View {
     /// A view with nothing cached yet. Start its event task with [`View::start`].
     pub fn new(
@@ -1059,7 +1063,16 @@ impl View {
     /// ZooKeeper deleted `path` for this mount. The kernel already knows.
     pub fn local_removed(&self, path: &str) {
         let mut notes = Vec::new();
-        self.tree().forget(path, &mut notes);
+        {
+            let mut tree = self.tree();
+            // Bounded: a deletion whose event never comes (a node no longer watched, an
+            // outage) must not stay forever; dropping them all only skips the check.
+            if tree.removed_here.len() >= MAX_REMOVED_HERE {
+                tree.removed_here.clear();
+            }
+            *tree.removed_here.entry(path.to_string()).or_default() += 1;
+            tree.forget(path, &mut notes);
+        }
         self.send(notes);
     }
 

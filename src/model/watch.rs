@@ -186,10 +186,16 @@ impl View {
         // later creation of the same name is applied (`rmdir a; mkdir a` faster than
         // this task), so that creation must be read like any other.
         let mut deleted = HashSet::new();
+        // The deletions this mount made: the name may be made again already (see
+        // `Tree::removed_here`), so whether it exists now is asked before it is dropped.
+        let mut own_removals = VecDeque::new();
         for (i, (path, kind)) in events.iter().enumerate() {
             match kind {
                 EventType::NodeDeleted => {
                     deleted.insert(path.as_str());
+                    if self.own_removal(path) {
+                        own_removals.push_back((i, client.check_stat(path)));
+                    }
                 }
                 EventType::NodeCreated
                     if (deleted.contains(path.as_str()) || self.awaits_child(path)) && !self.created_locally(path) =>
@@ -250,6 +256,16 @@ impl View {
                     self.unstale(path);
                 }
                 EventType::NodeDeleted => {
+                    if own_removals.front().is_some_and(|(j, _)| *j == i) {
+                        if let Some((_, stat)) = own_removals.pop_front() {
+                            if let Ok(Ok(Some(_))) = tokio::time::timeout_at(deadline, stat).await {
+                                // Removed by this mount (and so dropped then), and made
+                                // again since: the new node is not this event's.
+                                debug!("{path}: the deletion this mount made; the name exists again");
+                                continue;
+                            }
+                        }
+                    }
                     self.kind_learnt(path).await;
                     self.node_gone(path)
                 }
@@ -302,6 +318,17 @@ impl View {
     /// True if `path` has a change through this mount in flight: its creation needs
     /// no read, as the mount's own create (whose reply follows this event) shows the
     /// child; the change's end checks that it did (see `LocalChange`).
+    /// True (once per deletion) if `path`'s deletion was made by this mount.
+    fn own_removal(&self, path: &str) -> bool {
+        let mut tree = self.tree();
+        let Some(n) = tree.removed_here.get_mut(path) else { return false };
+        *n -= 1;
+        if *n == 0 {
+            tree.removed_here.remove(path);
+        }
+        true
+    }
+
     fn created_locally(&self, path: &str) -> bool {
         let mut tree = self.tree();
         let local = tree.is_local(path);
