@@ -58,6 +58,9 @@ pub struct Fs {
     pub(crate) locks: crate::fs::locks::Locks,
     /// Where the mount is, to read absolute `ln -s` targets (see `links.rs`).
     mountpoint: OnceLock<PathBuf>,
+    /// When a fresh stat for `user.zk.*` last went unanswered (see `Fs::xattrs`).
+    /// Held only to read or set the instant: never with another lock.
+    fresh_stat_failed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// How many times `rmdir` reads a node again whose data changed under it.
@@ -101,6 +104,7 @@ impl Fs {
             shows_system,
             locks: crate::fs::locks::Locks::new(),
             mountpoint: OnceLock::new(),
+            fresh_stat_failed: std::sync::Mutex::new(None),
         }
     }
 
@@ -678,6 +682,8 @@ impl Fs {
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>> {
         /// How long a directory's fresh child counters are waited for.
         const FRESH_STAT: Duration = Duration::from_millis(100);
+        /// After an unanswered one, how long the cached counters are given at once.
+        const FRESH_STAT_PAUSE: Duration = Duration::from_secs(2);
         if self.scratch.attr(ino).is_some() {
             return Ok(Vec::new());
         }
@@ -698,6 +704,11 @@ impl Fs {
             // Bounded: a server that does not answer at once (frozen, or busy with
             // writes queued before) leaves the cached counters, rather than hold an
             // operator's `getfattr` (README "Faults": reads answer while writes wait).
+            // After one went unanswered, for a while none is asked: `getfattr -d` makes
+            // a dozen calls, which would each wait.
+            if self.fresh_stat_failed.locked().is_some_and(|t| t.elapsed() < FRESH_STAT_PAUSE) {
+                return Ok(node.stat);
+            }
             crate::zookeeper::wait::may_wait()?;
             let p = inode.path.clone();
             let ask = self.session.call_async(&inode.path, |c| async move { c.check_stat(&p).await });
@@ -705,8 +716,12 @@ impl Fs {
             let fresh = match answer {
                 Ok(Ok(Some(fresh))) => fresh,
                 Ok(Ok(None)) => return Err(Error::NotFound(inode.path.clone())),
-                Ok(Err(_)) | Err(_) => return Ok(node.stat),
+                Ok(Err(_)) | Err(_) => {
+                    *self.fresh_stat_failed.locked() = Some(std::time::Instant::now());
+                    return Ok(node.stat);
+                }
             };
+            *self.fresh_stat_failed.locked() = None;
             // Only the children's fields: the data's (version, mzxid, mtime, length)
             // stay those of the data the mount shows, so that a reader can match the
             // two (`zkfs snapshot` does).
