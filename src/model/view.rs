@@ -200,8 +200,9 @@ pub struct View {
     pub(crate) me: Weak<View>,
     pub(crate) session: Arc<Session>,
     /// Everything cached. A std mutex: held only for lookups and updates in memory,
-    /// never across a round trip or an await, and no other lock is taken inside it
-    /// (sending a note to the echo thread happens after it is released).
+    /// never across a round trip or an await, and no other lock is taken inside it but
+    /// `watches` (below; never the other way round), and sending a note to the echo
+    /// thread happens after it is released.
     tree: Mutex<Tree>,
     /// Counts re-reads done (and batches of kinds learnt): readers of a stale node wait
     /// for it to change (a watch channel, not a lock: nothing is held while waiting).

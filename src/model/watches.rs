@@ -528,28 +528,27 @@ impl View {
         }
         self.watch_key(&recursive_key(dir));
         let read;
-        let own: Vec<JoinHandle<()>> = {
+        {
             let tree = self.tree();
             let mut w = self.watches.locked();
             w.map.remove(dir);
             read = w.upgrading.remove(dir).unwrap_or_default();
-            // Registrations watched on their own are covered now, but those this mount
-            // holds (see `watch`).
+            // Registrations watched on their own are covered by the recursive watch once
+            // the server has set it; until then their own watches stay (a change in
+            // between would be heard by neither). The sweep removes them, a grace
+            // from now (see `sweep`: covered).
             let names: Vec<String> = tree
                 .nodes
                 .get(dir)
                 .and_then(|n| n.children.as_ref())
                 .map(|c| c.iter().filter(|(_, c)| c.kind == Kind::Registration).map(|(n, _)| n.clone()).collect())
                 .unwrap_or_default();
-            names
-                .iter()
-                .map(|n| child(dir, n))
-                .filter(|p| !self.session.holds(p))
-                .filter_map(|p| w.map.remove(&p)?.task)
-                .collect()
-        };
-        for task in own {
-            task.abort();
+            let now = Instant::now();
+            for p in names.iter().map(|n| child(dir, n)) {
+                if let Some(e) = w.map.get_mut(&p) {
+                    e.since = now;
+                }
+            }
         }
         self.queue(Change::Reload(dir.to_string()));
         // Registrations read before the recursive watch was set, with none of their
