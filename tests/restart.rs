@@ -148,25 +148,31 @@ fn a_state_file_others_can_read_is_refused_and_the_mount_opens_a_new_session() {
     assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600, "saved anew, the owner's alone");
 }
 
-/// A registration a flock holds: after a crash the holder's descriptor is dead (its
-/// lock went with the old process), but the holder lives on, so its registration stays
-/// until the holder exits — followed by pidfd — and not a moment longer.
-#[test]
-fn a_registration_held_by_a_flock_stays_while_its_holder_lives_and_goes_when_it_exits() {
-    let (server, zk, mut mount) = setup();
-    let reg = mount.join(REG);
-    let mut holder = std::process::Command::new("flock")
-        .arg(&reg)
+/// `flock REG sleep 120` on `mount`, once the registration is made and the state file
+/// saves it as held by that process.
+fn held_by_flock(zk: &Zk, mount: &Mount) -> std::process::Child {
+    let holder = std::process::Command::new("flock")
+        .arg(mount.join(REG))
         .args(["sleep", "120"])
         .stdin(std::process::Stdio::null())
         .spawn()
         .expect("flock(1)");
     wait_until(Duration::from_secs(5), "flock holds the registration, saved as held by it", || {
         zk.exists(REG)
-            && state_file(&mount)
+            && state_file(mount)
                 .and_then(|f| std::fs::read_to_string(f).ok())
                 .is_some_and(|t| t.contains(&format!(r#""locked":[{{"path":"{REG}""#)))
     });
+    holder
+}
+
+/// A registration a flock holds: after a crash the holder's descriptor is dead (its
+/// lock went with the old process), but the holder lives on, so its registration stays
+/// until the holder exits — followed by pidfd — and not a moment longer.
+#[test]
+fn a_registration_held_by_a_flock_stays_while_its_holder_lives_and_goes_when_it_exits() {
+    let (server, zk, mut mount) = setup();
+    let mut holder = held_by_flock(&zk, &mount);
     let observer = Observer::start(&server.connect_string(), REG);
     mount.crash_and_restart();
     thread::sleep(Duration::from_secs(TIMEOUT + 1));
@@ -182,19 +188,7 @@ fn a_registration_held_by_a_flock_stays_while_its_holder_lives_and_goes_when_it_
 #[test]
 fn a_registration_whose_holder_exited_while_zkfs_was_down_goes_at_the_restart() {
     let (_server, zk, mut mount) = setup();
-    let reg = mount.join(REG);
-    let mut holder = std::process::Command::new("flock")
-        .arg(&reg)
-        .args(["sleep", "120"])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .expect("flock(1)");
-    wait_until(Duration::from_secs(5), "flock holds the registration, saved as held by it", || {
-        zk.exists(REG)
-            && state_file(&mount)
-                .and_then(|f| std::fs::read_to_string(f).ok())
-                .is_some_and(|t| t.contains(&format!(r#""locked":[{{"path":"{REG}""#)))
-    });
+    let mut holder = held_by_flock(&zk, &mount);
     mount.crash();
     holder.kill().unwrap();
     holder.wait().unwrap();
