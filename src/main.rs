@@ -13,6 +13,7 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid, For
 use zkfs::cli::{self, Command, Config};
 use zkfs::fs::Fs;
 use zkfs::kernel::echo;
+use zkfs::kernel::handover;
 use zkfs::kernel::mount::{self, Access, Spec};
 use zkfs::kernel::readonly::EchoRoot;
 use zkfs::model::inodes::ROOT_INO;
@@ -21,6 +22,10 @@ use zkfs::zookeeper::session::Session;
 
 fn main() -> ExitCode {
     zkfs::model::memory::compact_arenas();
+    // Taken now: after a package upgrade the path holds the new binary, which a
+    // reload runs (/proc/self/exe then names the old one, deleted).
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let config = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Mount(c)) => c,
         Ok(Command::Status(mountpoint)) => {
@@ -32,6 +37,8 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Command::Reload(mountpoint)) => return zkfs::cli::reload::run(&mountpoint),
+        Ok(Command::HandoverFormat) => return printed(&format!("{}\n", zkfs::fs::HANDOVER_FORMAT)),
         Ok(Command::Tree(command)) => return zkfs::cli::transfer::run(&command),
         Ok(Command::Template(command)) => return zkfs::cli::template::run(&command),
         Ok(Command::Snapshot(dir, out)) => return zkfs::cli::snapshot::run(&dir, &out),
@@ -54,12 +61,27 @@ fn main() -> ExitCode {
         }
     };
 
-    let mountpoint = match zkfs::kernel::mountpoint::prepare(&config.mountpoint) {
-        Ok(p) => p,
-        Err(msg) => {
-            eprintln!("zkfs: {msg}");
+    // A process image started by `zkfs reload` serves the mount it was handed; it must
+    // not look at the mountpoint before it serves it (the kernel would ask this very
+    // process, which would wait for itself).
+    let handed = match handover::taken_over(&args, &config.connect) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(msg)) => {
+            error!("cannot take the mount over: {msg}");
+            eprintln!("zkfs: cannot take the mount over: {msg}");
             return ExitCode::FAILURE;
         }
+    };
+    let mountpoint = match &handed {
+        Some((_, h)) => h.mountpoint.clone(),
+        None => match zkfs::kernel::mountpoint::prepare(&config.mountpoint) {
+            Ok(p) => p,
+            Err(msg) => {
+                eprintln!("zkfs: {msg}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let credentials = match config.credentials.as_deref().map(zkfs::zookeeper::auth::read_credentials).transpose() {
         Ok(c) => c,
@@ -79,7 +101,7 @@ fn main() -> ExitCode {
     // and only the signal thread, in sigwait, receives them.
     block_signals();
 
-    let ready = if config.foreground {
+    let ready = if config.foreground || handed.is_some() {
         None
     } else {
         match daemonize() {
@@ -91,7 +113,8 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&config, &mountpoint, credentials, security, ready, silent) {
+    let image = Image { exe, args, handed };
+    match run(&config, &mountpoint, credentials, security, ready, silent, image) {
         Ok(()) => ExitCode::SUCCESS,
         Err((msg, ready)) => {
             match ready {
@@ -118,7 +141,7 @@ fn printed(text: &str) -> ExitCode {
 
 fn signal_set() -> SigSet {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGUSR2] {
         set.add(s);
     }
     set
@@ -163,6 +186,14 @@ fn daemonize() -> Result<Option<ReadyPipe>, String> {
 
 type Failure = (String, Option<ReadyPipe>);
 
+/// This process image: the binary a reload runs, its command line, and what an
+/// earlier image handed over, if it was started by a reload.
+struct Image {
+    exe: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    handed: Option<(std::os::fd::OwnedFd, handover::Handed)>,
+}
+
 fn run(
     config: &Config,
     mountpoint: &Path,
@@ -170,7 +201,13 @@ fn run(
     security: Arc<zkfs::zookeeper::secure::Security>,
     mut ready: Option<ReadyPipe>,
     silent: Option<String>,
+    image: Image,
 ) -> Result<(), Failure> {
+    let Image { exe, args, handed } = image;
+    let (fuse_fd, handed) = match handed {
+        Some((fd, h)) => (Some(fd), Some(h)),
+        None => (None, None),
+    };
     let rt =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("zkfs-zk").enable_all().build()
         {
@@ -179,14 +216,25 @@ fn run(
         };
     // A crashed zkfs of this mount left its session here: taken back if still alive.
     let state = zkfs::zookeeper::saved::StateFile::new(&config.connect, mountpoint);
-    let opened =
-        Session::open(rt.handle().clone(), &config.connect, config.session_timeout, credentials, security, Some(state));
+    let (handed_session, handed) = match handed {
+        Some(h) => (Some(h.session), Some((h.fs, h.notes, h.reloads))),
+        None => (None, None),
+    };
+    let opened = Session::open_or_take_over(
+        rt.handle().clone(),
+        &config.connect,
+        config.session_timeout,
+        credentials,
+        security,
+        Some(state),
+        handed_session,
+    );
     let session = match rt.block_on(opened) {
         Ok(s) => s,
         Err(msg) => return Err((msg, ready)),
     };
     let (notes_tx, notes_rx) = std::sync::mpsc::channel();
-    let (view, changes) = View::new(Arc::clone(&session), notes_tx);
+    let (view, changes) = View::new(Arc::clone(&session), notes_tx.clone());
     view.set_resync_window(config.resync_window);
     let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = session.supervise(session_tx);
@@ -197,6 +245,15 @@ fn run(
     }
     let fs = Arc::new(Fs::new(view, config.read_only));
     fs.set_mountpoint(mountpoint.to_path_buf());
+    let handed_notes = match handed {
+        Some((handed_fs, notes, reloads)) => {
+            fs.take_over(handed_fs);
+            fs.reloaded(reloads);
+            fs.view().rearm_handed();
+            notes
+        }
+        None => Vec::new(),
+    };
     if let Err(e) = fs.getattr(ROOT_INO) {
         session.give_up();
         return Err((format!("cannot read the root of {}: {e}", config.connect), ready));
@@ -215,24 +272,54 @@ fn run(
         kernel_flags: config.kernel_flags.clone(),
         access,
     };
-    let mounted = match mount::mount(Arc::clone(&fs), mountpoint, &spec) {
-        Ok(m) => m,
-        Err(e) => {
-            session.give_up();
-            return Err((format!("cannot mount at {}: {e}", mountpoint.display()), ready));
-        }
+    let taking_over = fuse_fd.is_some();
+    let mounted = match fuse_fd {
+        Some(fd) => mount::adopt(Arc::clone(&fs), fd, &spec),
+        None => match mount::mount(Arc::clone(&fs), mountpoint, &spec) {
+            Ok(m) => m,
+            Err(e) => {
+                session.give_up();
+                return Err((format!("cannot mount at {}: {e}", mountpoint.display()), ready));
+            }
+        },
     };
-    info!("mounted {} at {}", config.connect, mountpoint.display());
+    if taking_over {
+        // The requests the earlier image held, sent again to this one: they are read
+        // once fuser's threads run.
+        if let Err(e) = mounted.cache().resend() {
+            error!("cannot have the kernel send the held requests again: {e}; they wait until unmounted");
+        }
+        info!("took over {} at {} (reload {})", config.connect, mountpoint.display(), fs.reloads().done);
+    } else {
+        info!("mounted {} at {}", config.connect, mountpoint.display());
+    }
+    let queue = zkfs::kernel::echo::EchoQueue::new(notes_rx, notes_tx.clone());
+    for note in handed_notes {
+        let _ = notes_tx.send(note);
+    }
     let echo_root = if config.read_only { EchoRoot::read_only(mountpoint) } else { EchoRoot::read_write(mountpoint) };
     match echo_root {
         Ok(echo_root) => {
-            if let Err(e) = echo::spawn(mounted.cache(), notes_rx, echo_root, Arc::clone(&fs)) {
+            if let Err(e) = echo::spawn(mounted.cache(), Arc::clone(&queue), echo_root, Arc::clone(&fs)) {
                 warn!("cannot start the echo thread: {e}; changes made elsewhere will give no inotify events");
             }
         }
         Err(e) => warn!("cannot find the new mount ({e}); changes made elsewhere will give no inotify events"),
     }
-    spawn_signal_thread(mountpoint.to_path_buf());
+    let running = handover::Running {
+        fs: Arc::clone(&fs),
+        session: Arc::clone(&session),
+        gate: mounted.gate(),
+        echo: queue,
+        cache: mounted.cache(),
+        fuse_fd: mounted.fuse_fd(),
+        connect: config.connect.clone(),
+        mountpoint: mountpoint.to_path_buf(),
+        exe,
+        args,
+        notify: zkfs::cli::notify::notify,
+    };
+    spawn_signal_thread(mountpoint.to_path_buf(), running);
     zkfs::kernel::unmounted::close_session_when_unmounted(mountpoint, Arc::clone(&session));
 
     if let Some(pipe) = ready.as_mut() {
@@ -262,12 +349,20 @@ fn run(
 }
 
 /// Waits for SIGINT/SIGTERM/SIGHUP and unmounts; the FUSE session then ends and the
-/// main thread closes the ZooKeeper session.
-fn spawn_signal_thread(mountpoint: PathBuf) {
+/// main thread closes the ZooKeeper session. SIGUSR2 hands the mount over to the
+/// binary zkfs was started from (`zkfs reload`, see `kernel/handover.rs`).
+fn spawn_signal_thread(mountpoint: PathBuf, running: handover::Running) {
     let spawned = std::thread::Builder::new().name("zkfs-signals".into()).spawn(move || {
-        match signal_set().wait() {
-            Ok(sig) => info!("signal {} ({sig}): unmounting {}", sig as i32, mountpoint.display()),
-            Err(e) => warn!("sigwait: {e}; unmounting {}", mountpoint.display()),
+        loop {
+            match signal_set().wait() {
+                Ok(Signal::SIGUSR2) => {
+                    running.reload();
+                    continue;
+                }
+                Ok(sig) => info!("signal {} ({sig}): unmounting {}", sig as i32, mountpoint.display()),
+                Err(e) => warn!("sigwait: {e}; unmounting {}", mountpoint.display()),
+            }
+            break;
         }
         mount::unmount(&mountpoint);
     });

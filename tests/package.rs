@@ -327,6 +327,54 @@ fn the_package_installs_serves_a_mount_and_purges_cleanly() {
     drop(daemon);
     drop(dir);
 
+    // An upgrade — the package installed again: dpkg runs its postinst with the old
+    // version — hands every mount the package's binary serves over to the new binary
+    // (`zkfs reload`): the mount, its pid and its session stay, and another client
+    // never sees the registration gone.
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/app/providers", b"");
+    let dir = tempfile::Builder::new().prefix("zkfs-test-pkg-").tempdir().expect("mountpoint");
+    let mountpoint = dir.path().canonicalize().expect("canonical mountpoint");
+    let mounted = output("/usr/bin/zkfs", &[&server.connect_string(), mountpoint.to_str().expect("utf-8")]);
+    assert!(mounted.status.success(), "/usr/bin/zkfs: {}", text(&mounted.stderr));
+    let status = |key: &str| {
+        let out = text(&output("/usr/bin/zkfs", &["status", mountpoint.to_str().expect("utf-8")]).stdout);
+        out.lines().find_map(|l| l.strip_prefix(&format!("{key}: ")).map(String::from)).unwrap_or_default()
+    };
+    let pid: i32 = status("pid").parse().expect("the daemon's pid in zkfs status");
+    let daemon = Daemon(Some(pid));
+    fs::write(mountpoint.join("app/providers/10.0.0.1:80"), b"").expect("register");
+    let session = status("session_id");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let observer = {
+        let (stop, connect) = (std::sync::Arc::clone(&stop), server.connect_string());
+        thread::spawn(move || {
+            let zk = Zk::connect(&connect);
+            let mut gone = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                gone += usize::from(!zk.exists("/app/providers/10.0.0.1:80"));
+                thread::sleep(Duration::from_millis(10));
+            }
+            gone
+        })
+    };
+    let out = dpkg(&["-i", deb.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "dpkg -i (upgrade) failed: {}{}", text(&out.stdout), text(&out.stderr));
+    thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let gone = observer.join().expect("observer");
+    assert_eq!(gone, 0, "another client saw the registration gone during the upgrade");
+    assert_eq!(status("reloads"), "1", "the upgrade reloaded the mount: {}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(status("pid"), pid.to_string());
+    assert_eq!(status("session_id"), session);
+    assert!(mountpoint.join("app/providers/10.0.0.1:80").exists());
+    let unmounted = output("umount", &[mountpoint.to_str().expect("utf-8")]);
+    assert!(unmounted.status.success(), "umount: {}", text(&unmounted.stderr));
+    assert!(wait_gone(pid, Duration::from_secs(10)), "zkfs did not exit after umount");
+    assert!(!zk.exists("/app/providers/10.0.0.1:80"), "the unmount removes the registration");
+    drop(daemon);
+    drop(dir);
+
     // Purged: no file of the package is left.
     drop(installed);
     let status = package_status();

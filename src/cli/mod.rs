@@ -6,6 +6,7 @@
 pub mod logging;
 pub mod notify;
 pub mod options;
+pub mod reload;
 pub mod snapshot;
 pub mod template;
 pub mod transfer;
@@ -57,6 +58,10 @@ pub enum Command {
     Mount(Config),
     /// Print the state of a mount.
     Status(PathBuf),
+    /// Hand a mount over to the zkfs binary installed now (`zkfs reload MOUNTPOINT`).
+    Reload(PathBuf),
+    /// Print the hand-over format this zkfs reads (asked by a reloading zkfs).
+    HandoverFormat,
     /// `export`, `import` or `validate` a tree in zc.zk's text format.
     Tree(crate::cli::transfer::TreeCommand),
     /// Render templates from a mount (`zkfs template`).
@@ -81,6 +86,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             (Some(mountpoint), None) => Ok(Command::Status(PathBuf::from(mountpoint))),
             _ => Err("usage: zkfs status MOUNTPOINT".into()),
         };
+    }
+    if args.next_if(|a| a == "reload").is_some() {
+        return match (args.next(), args.next()) {
+            (Some(mountpoint), None) => Ok(Command::Reload(PathBuf::from(mountpoint))),
+            _ => Err("usage: zkfs reload MOUNTPOINT".into()),
+        };
+    }
+    if args.next_if(|a| a == "--handover-format").is_some() {
+        return Ok(Command::HandoverFormat);
     }
     if args.next_if(|a| a == "snapshot").is_some() {
         let (dir, out) = crate::cli::snapshot::parse_args(args.collect())?;

@@ -239,6 +239,13 @@ pub const COMMANDS: &[Subcommand] = &[
         help: "print the mount's session, state, connected server, registrations, reconnects and last error",
     },
     Subcommand {
+        name: "reload",
+        args: "MOUNTPOINT",
+        help: "hand the mount over to the zkfs binary installed now, without unmounting: the session, its \
+               registrations, open files and flocks stay, and requests made meanwhile wait and are answered; \
+               a binary that cannot take it over is refused and the mount goes on (exit status 1)",
+    },
+    Subcommand {
         name: "export",
         args: "[--ephemeral] DIR",
         help: "print the tree under DIR (a directory of a zkfs mount) in zc.zk's tree format; \

@@ -35,6 +35,15 @@ pub enum Progress {
     Complete(Properties),
 }
 
+/// A [`Document`] as handed over: its bytes, `None` while open (`""` once applied, the
+/// error once refused), and whether it was written in order.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct HandedDocument {
+    buf: Vec<u8>,
+    state: Option<String>,
+    in_order: bool,
+}
+
 #[derive(Debug, Default)]
 enum State {
     #[default]
@@ -99,6 +108,30 @@ impl Document {
             }
         }
         self.progress()
+    }
+
+    /// The document as handed to the next process image of the mount (`zkfs reload`).
+    pub fn handed(&self) -> HandedDocument {
+        let state = match &self.state {
+            State::Open => None,
+            State::Applied => Some(String::new()),
+            State::Failed(e) => Some(e.to_string()),
+        };
+        HandedDocument { buf: self.buf.clone(), state, in_order: self.in_order }
+    }
+
+    /// The document [`Document::handed`] gave.
+    pub fn restored(h: HandedDocument) -> Document {
+        let mut scan = Scanner::default();
+        if h.in_order {
+            scan.feed(&h.buf);
+        }
+        let state = match h.state {
+            None => State::Open,
+            Some(e) if e.is_empty() => State::Applied,
+            Some(e) => State::Failed(Error::InvalidDocument(e)),
+        };
+        Document { buf: h.buf, state, scan, in_order: h.in_order }
     }
 
     /// Called at `close`: a document still incomplete fails there.

@@ -34,7 +34,7 @@ use crate::sync::Recover;
 const MAX_UPDATE_ATTEMPTS: usize = 1000;
 
 /// How an open file will be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OpenMode {
     /// Not written.
     Read,
@@ -93,6 +93,20 @@ impl Handle {
     pub fn writes(&self) -> bool {
         self.mode.writes()
     }
+}
+
+/// An open file as handed over (see [`Handles::handed`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct HandedHandle {
+    fh: u64,
+    ino: u64,
+    path: String,
+    kind: InodeKind,
+    snapshot: Vec<u8>,
+    mode: OpenMode,
+    doc: crate::data::document::HandedDocument,
+    base: Option<i32>,
+    opener: Option<u32>,
 }
 
 /// How many editors' reads are remembered (see [`Handles::note_read`]); past it the
@@ -227,6 +241,51 @@ impl Handles {
         let handle = self.get(fh)?;
         let h = handle.locked();
         h.doc.finish().inspect_err(|e| warn!("close of {}: {e}", shown(&h.inode)))
+    }
+
+    /// The open files, for the next process image of the mount (`zkfs reload`): the
+    /// next handle number, and each handle.
+    pub fn handed(&self) -> (u64, Vec<HandedHandle>) {
+        let map = self.map.locked();
+        let handles = map
+            .iter()
+            .map(|(fh, h)| {
+                let h = h.locked();
+                HandedHandle {
+                    fh: *fh,
+                    ino: h.ino,
+                    path: h.inode.path.clone(),
+                    kind: h.inode.kind,
+                    snapshot: h.snapshot.to_vec(),
+                    mode: h.mode,
+                    doc: h.doc.handed(),
+                    base: h.base,
+                    opener: h.opener,
+                }
+            })
+            .collect();
+        (self.next.load(Ordering::SeqCst), handles)
+    }
+
+    /// Takes over the open files [`Handles::handed`] gave.
+    pub fn take_over(&self, next: u64, handles: Vec<HandedHandle>) {
+        let mut map = self.map.locked();
+        let mut top = next;
+        for h in handles {
+            top = top.max(h.fh + 1);
+            let inode = Inode { path: h.path, kind: h.kind };
+            let handle = Handle {
+                ino: h.ino,
+                inode,
+                snapshot: Arc::new(h.snapshot),
+                mode: h.mode,
+                doc: Document::restored(h.doc),
+                base: h.base,
+                opener: h.opener,
+            };
+            map.insert(h.fh, Arc::new(Mutex::new(handle)));
+        }
+        self.next.store(top, Ordering::SeqCst);
     }
 
     /// The last close: the handle goes.

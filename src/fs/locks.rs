@@ -56,7 +56,7 @@ use crate::sync::Recover;
 pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// Shared (`LOCK_SH`) or exclusive (`LOCK_EX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LockKind {
     /// Many holders at once.
     Shared,
@@ -65,7 +65,7 @@ pub enum LockKind {
 }
 
 /// One lock request, held or waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holder {
     /// The kernel's lock owner (the open file description for a flock).
     pub owner: u64,
@@ -87,7 +87,7 @@ impl Holder {
 /// session that held it then), so that a later node of the same name — removed with
 /// `rm` and registered again — is never taken for it, while the same registration
 /// re-created by a new session after an expiry is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Held {
     /// The znode's path.
     pub path: String,
@@ -165,6 +165,15 @@ impl Removal {
     }
 }
 
+/// The locks of one inode as handed over (see [`Locks::handed`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct HandedLock {
+    ino: u64,
+    held: Option<Held>,
+    holders: Vec<Holder>,
+    creator: Option<u64>,
+}
+
 /// The lock table of a mount.
 #[derive(Default)]
 pub struct Locks {
@@ -185,6 +194,34 @@ impl Locks {
     /// An empty table.
     pub fn new() -> Locks {
         Locks::default()
+    }
+
+    /// The locks held, for the next process image of the mount (`zkfs reload`): per
+    /// inode, the registration it stands for, its holders, and the open file of a
+    /// create that holds it. Waiters are not: the kernel sends their requests again.
+    pub fn handed(&self) -> Vec<HandedLock> {
+        let table = self.table.locked();
+        table
+            .iter()
+            .filter(|(_, e)| !e.holders.is_empty() || e.creator.is_some())
+            .map(|(ino, e)| HandedLock {
+                ino: *ino,
+                held: e.held.clone(),
+                holders: e.holders.clone(),
+                creator: e.creator,
+            })
+            .collect()
+    }
+
+    /// Takes over the locks [`Locks::handed`] gave.
+    pub fn take_over(&self, locks: Vec<HandedLock>) {
+        let mut table = self.table.locked();
+        for l in locks {
+            let entry = table.entry(l.ino).or_default();
+            entry.held = l.held;
+            entry.holders = l.holders;
+            entry.creator = l.creator;
+        }
     }
 
     /// Asks for a lock on `ino` (standing for registration `held`, if any). `done` gets

@@ -16,4 +16,9 @@ pub mod scratch;
 pub mod status;
 
 pub use attr::{process_of, Attr, DirEntry, FileKind, Opened, ECHO_FH};
-pub use ops::{Fs, TRANSACTION_OPS, TRANSACTION_XATTR};
+pub use ops::{Fs, HandedFs, Reloads, TRANSACTION_OPS, TRANSACTION_XATTR};
+
+/// The form in which this zkfs hands a mount to its successor and takes one over
+/// (`zkfs reload`, see `kernel/handover.rs`): a successor that speaks another is
+/// refused, and the mount keeps its process image.
+pub const HANDOVER_FORMAT: u32 = 1;

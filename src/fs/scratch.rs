@@ -93,6 +93,7 @@ pub struct Changes {
     pub mtime: Option<SystemTime>,
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct File {
     pub(crate) data: Vec<u8>,
     pub(crate) perm: u16,
@@ -113,6 +114,7 @@ pub(crate) struct File {
     pub(crate) base: Option<i32>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct OpenFile {
     pub(crate) ino: u64,
     pub(crate) writes: bool,
@@ -176,6 +178,16 @@ impl Table {
     }
 }
 
+/// The scratch files of a mount as handed over (see [`Scratch::handed`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct HandedScratch {
+    names: Vec<(String, String, u64)>,
+    files: Vec<(u64, File)>,
+    open: Vec<(u64, OpenFile)>,
+    next: u64,
+    aliases: Vec<(u64, u64)>,
+}
+
 /// The scratch files of one mount.
 #[derive(Default)]
 pub struct Scratch {
@@ -188,6 +200,36 @@ pub struct Scratch {
 impl Scratch {
     pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
         self.table.locked()
+    }
+
+    /// The scratch files and their open handles, for the next process image of the
+    /// mount (`zkfs reload`). What a process was just told (`hidden`, `copied`) is
+    /// not: it is for the next moments only.
+    pub fn handed(&self) -> HandedScratch {
+        let t = self.table();
+        HandedScratch {
+            names: t.names.iter().map(|((d, n), ino)| (d.clone(), n.clone(), *ino)).collect(),
+            files: t.files.iter().map(|(ino, f)| (*ino, f.clone())).collect(),
+            open: t
+                .open
+                .iter()
+                .map(|(fh, o)| (*fh, OpenFile { ino: o.ino, writes: o.writes, append: o.append }))
+                .collect(),
+            next: t.next,
+            aliases: t.aliases.iter().map(|(a, b)| (*a, *b)).collect(),
+        }
+    }
+
+    /// Takes over the scratch files [`Scratch::handed`] gave.
+    pub fn take_over(&self, h: HandedScratch) {
+        let mut t = self.table();
+        t.names = h.names.into_iter().map(|(d, n, ino)| ((d, n), ino)).collect();
+        t.bytes = h.files.iter().map(|(_, f)| f.data.len()).sum();
+        t.files = h.files.into_iter().collect();
+        t.open = h.open.into_iter().collect();
+        t.next = h.next;
+        t.alias_order = h.aliases.iter().map(|(a, _)| *a).collect();
+        t.aliases = h.aliases.into_iter().collect();
     }
 
     /// The scratch file `name` in `dir`, if any.

@@ -181,7 +181,7 @@ fn list(p: &Path) -> Result<Vec<String>, String> {
     Ok(buf.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
 }
 
-fn get(p: &Path, name: &str) -> Result<String, String> {
+pub fn get(p: &Path, name: &str) -> Result<String, String> {
     let c = cpath(p)?;
     let n = CString::new(name).map_err(|_| "bad attribute name".to_string())?;
     let mut buf = vec![0u8; 256 * 1024];

@@ -21,9 +21,11 @@
 //!   even when no event can be given.
 
 use std::io;
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use log::debug;
 use nix::fcntl::{openat, OFlag};
@@ -34,6 +36,7 @@ use crate::fs::Fs;
 use crate::kernel::readonly::EchoRoot;
 use crate::model::inodes::split_path;
 use crate::model::view::{KernelNote, Kind};
+use crate::sync::Recover;
 
 /// The kernel's caches, as the FUSE adapter lets them be invalidated.
 pub trait KernelCache: Send + 'static {
@@ -43,18 +46,86 @@ pub trait KernelCache: Send + 'static {
     fn inval_inode(&self, ino: u64) -> io::Result<()>;
 }
 
+/// The notes on their way to the echo thread. The thread holds `rx` while it waits
+/// for a note and while it echoes one; a hand-over of the mount (`handover.rs`) stops
+/// it between two notes, never inside one: a thread of zkfs inside a request to its
+/// own mount when the process image is replaced would wait for the answer forever.
+pub struct EchoQueue {
+    /// Taken by the echo thread for each note, and by [`EchoQueue::pause`]; nothing
+    /// else is locked while it is held but the view (by the echo's own requests), so
+    /// no cycle.
+    rx: Mutex<Receiver<KernelNote>>,
+    /// Where notes not echoed are put back if a hand-over fails.
+    tx: Sender<KernelNote>,
+    paused: AtomicBool,
+}
+
+/// How long the echo thread waits for a note before it looks whether it is paused.
+const PAUSE_POLL: Duration = Duration::from_millis(100);
+
+impl EchoQueue {
+    /// The queue of `rx`, whose sender is `tx`.
+    pub fn new(rx: Receiver<KernelNote>, tx: Sender<KernelNote>) -> Arc<EchoQueue> {
+        Arc::new(EchoQueue { rx: Mutex::new(rx), tx, paused: AtomicBool::new(false) })
+    }
+
+    /// Stops the echoes once the note in progress is echoed; they stay stopped while
+    /// the guard lives. Waits at most about [`PAUSE_POLL`] plus one echo.
+    pub fn pause(&self) -> Paused<'_> {
+        self.paused.store(true, Ordering::SeqCst);
+        Paused { queue: self, rx: Some(self.rx.locked()) }
+    }
+}
+
+/// The echoes stopped (see [`EchoQueue::pause`]); dropping it starts them again.
+pub struct Paused<'a> {
+    queue: &'a EchoQueue,
+    rx: Option<std::sync::MutexGuard<'a, Receiver<KernelNote>>>,
+}
+
+impl Paused<'_> {
+    /// The notes not echoed yet, taken out of the queue.
+    pub fn take(&self) -> Vec<KernelNote> {
+        self.rx.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default()
+    }
+
+    /// Puts `notes` back at the front of the queue (a hand-over that failed).
+    pub fn put_back(&self, notes: Vec<KernelNote>) {
+        let later: Vec<KernelNote> = self.take();
+        for note in notes.into_iter().chain(later) {
+            let _ = self.queue.tx.send(note);
+        }
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.queue.paused.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Starts the echo thread for the mount that `root` reaches.
 pub fn spawn<C: KernelCache>(
     cache: C,
-    notes: Receiver<KernelNote>,
+    notes: Arc<EchoQueue>,
     root: Arc<EchoRoot>,
     fs: Arc<Fs>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("zkfs-echo".into()).spawn(move || {
         fs.set_echo_thread(nix::unistd::gettid().as_raw() as u32);
         let echo = Echo { cache, root, fs };
-        for note in notes {
-            echo.handle(note);
+        loop {
+            if notes.paused.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let rx = notes.rx.locked();
+            match rx.recv_timeout(PAUSE_POLL) {
+                Ok(note) => echo.handle(note),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
         }
     })
 }

@@ -19,6 +19,7 @@
 //! is bounded by the session timeout from its own start (`session.rs`), side by side.
 
 use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,12 +45,63 @@ const TTL: Duration = Duration::from_secs(3600);
 /// The fuser [`Filesystem`] over [`Fs`].
 pub struct ZkFuse {
     fs: Arc<Fs>,
+    gate: Arc<Gate>,
+}
+
+/// Between the kernel and the filesystem: counts the requests in progress, and holds
+/// new ones while the mount is handed to a new process image (`handover.rs`).
+pub struct Gate {
+    fs: Arc<Fs>,
+    /// True while requests are held (the echo thread's excepted).
+    holding: AtomicBool,
+    /// Requests being dispatched on fuser's threads or answered on the waiting pool.
+    busy: AtomicUsize,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate {{ holding: {:?}, busy: {:?} }}", self.holding, self.busy)
+    }
+}
+
+impl Gate {
+    /// The gate of `fs`, open.
+    pub fn new(fs: Arc<Fs>) -> Arc<Gate> {
+        Arc::new(Gate { fs, holding: AtomicBool::new(false), busy: AtomicUsize::new(0) })
+    }
+
+    /// Holds every new request but the echo thread's (`true`), or lets them through.
+    pub fn set_holding(&self, holding: bool) {
+        self.holding.store(holding, Ordering::SeqCst);
+    }
+
+    /// Requests in progress.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+}
+
+impl fuser::HoldRequests for Gate {
+    fn hold(&self, pid: u32) -> bool {
+        // Counted first, then the flag read: a hand-over that sets the flag and then
+        // sees no request busy knows that every later one sees the flag.
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        if self.holding.load(Ordering::SeqCst) && !self.fs.is_echo(pid) {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    fn dispatched(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ZkFuse {
-    /// The adapter for `fs`.
-    pub fn new(fs: Arc<Fs>) -> ZkFuse {
-        ZkFuse { fs }
+    /// The adapter for `fs`, behind `gate`.
+    pub fn new(fs: Arc<Fs>, gate: Arc<Gate>) -> ZkFuse {
+        ZkFuse { fs, gate }
     }
 
     /// Answers `reply` with `f`, on fuser's thread if `f` needs no waiting, and on the
@@ -70,8 +122,13 @@ impl ZkFuse {
         R: Answer<T>,
     {
         let fs = Arc::clone(&self.fs);
+        let gate = Arc::clone(&self.gate);
+        gate.busy.fetch_add(1, Ordering::SeqCst);
         // A reply dropped unanswered (the runtime shutting down) answers EIO itself.
-        drop(self.fs.view().session().runtime().spawn_blocking(move || reply.answer(op, f(&fs))));
+        drop(self.fs.view().session().runtime().spawn_blocking(move || {
+            reply.answer(op, f(&fs));
+            gate.busy.fetch_sub(1, Ordering::SeqCst);
+        }));
     }
 }
 
@@ -714,5 +771,13 @@ impl KernelCache for FuseCache {
 
     fn inval_inode(&self, ino: u64) -> std::io::Result<()> {
         self.0.inval_inode(INodeNo(ino), 0, 0)
+    }
+}
+
+impl FuseCache {
+    /// Asks the kernel to send again the requests sent and not answered (held while
+    /// the mount was handed over).
+    pub fn resend(&self) -> std::io::Result<()> {
+        self.0.resend()
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod echo;
 pub mod fuse;
+pub mod handover;
 pub mod mount;
 pub mod mountinfo;
 pub mod mountpoint;

@@ -10,7 +10,8 @@ use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
 
 use crate::fs::Fs;
-use crate::kernel::fuse::{FuseCache, ZkFuse};
+use crate::kernel::fuse::{FuseCache, Gate, ZkFuse};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Who may use the mount besides its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +38,31 @@ pub struct Spec {
 }
 
 /// A mounted filesystem, not yet served.
-pub struct Mounted(fuser::Session<ZkFuse>);
+pub struct Mounted(fuser::Session<ZkFuse>, Arc<Gate>);
 
 /// Mounts `fs` at `mountpoint`. A read-only mount is made read-only once mounted (see
 /// readonly.rs): the echo thread needs a writable way in first.
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, spec: &Spec) -> std::io::Result<Mounted> {
+    let config = config(spec);
+    let gate = Gate::new(Arc::clone(&fs));
+    let mut session = fuser::Session::new(ZkFuse::new(fs, Arc::clone(&gate)), mountpoint, &config)?;
+    session.set_hold(Arc::clone(&gate) as fuser::Hold);
+    Ok(Mounted(session, gate))
+}
+
+/// Serves `fs` on `fuse`, the /dev/fuse descriptor of a mount a previous process
+/// image of this zkfs served and handed over (`handover.rs`): no new mount, no
+/// handshake.
+pub fn adopt(fs: Arc<Fs>, fuse: OwnedFd, spec: &Spec) -> Mounted {
+    let config = config(spec);
+    let gate = Gate::new(Arc::clone(&fs));
+    let acl = config.acl;
+    let mut session = fuser::Session::adopt(ZkFuse::new(fs, Arc::clone(&gate)), fuse, acl, config);
+    session.set_hold(Arc::clone(&gate) as fuser::Hold);
+    Mounted(session, gate)
+}
+
+fn config(spec: &Spec) -> fuser::Config {
     let mut config = fuser::Config::default();
     config.mount_options = vec![MountOption::FSName(spec.fsname.clone()), MountOption::CUSTOM("subtype=zkfs".into())];
     if spec.default_permissions {
@@ -56,10 +77,20 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, spec: &Spec) -> std::io::Result<Mou
         Access::Owner => SessionACL::Owner,
     };
     config.n_threads = Some(4);
-    fuser::Session::new(ZkFuse::new(fs), mountpoint, &config).map(Mounted)
+    config
 }
 
 impl Mounted {
+    /// The gate between the kernel and the filesystem.
+    pub fn gate(&self) -> Arc<Gate> {
+        Arc::clone(&self.1)
+    }
+
+    /// The /dev/fuse descriptor's number.
+    pub fn fuse_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+
     /// The kernel's caches of this mount, for the echo thread.
     pub fn cache(&self) -> FuseCache {
         FuseCache(self.0.notifier())

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub const ROOT_INO: u64 = 1;
 
 /// What an inode shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InodeKind {
     /// A persistent znode.
     Dir,
@@ -255,6 +255,26 @@ impl Inodes {
             _ => return None,
         };
         Some(Inode { path: path.to_string(), kind })
+    }
+
+    /// The table as plain numbers, for the process image a mount is handed to (see
+    /// `model/handover.rs`): the next number, and each path's number and kind bits.
+    pub(crate) fn saved(&self) -> (u64, Vec<(u64, String, u64)>) {
+        let entries =
+            self.by_path.iter().map(|(p, e)| (e.number(), p.to_string(), e.0 >> Entry::KINDS_SHIFT)).collect();
+        (self.next, entries)
+    }
+
+    /// The table [`Inodes::saved`] gave, the same numbers for the same paths.
+    pub(crate) fn restored(next: u64, entries: Vec<(u64, String, u64)>) -> Inodes {
+        let mut table = Inodes { next, ..Inodes::default() };
+        for (number, path, kinds) in entries {
+            let key: Arc<str> = Arc::from(path.as_str());
+            table.next = table.next.max(number + 1);
+            table.by_number.insert(number, Arc::clone(&key));
+            table.by_path.insert(key, Entry(number | (kinds << Entry::KINDS_SHIFT)));
+        }
+        table
     }
 
     /// Forgets `path` (every kind of it, not what is below); the numbers dropped (not a

@@ -9,6 +9,7 @@
 //! * [`memory`] — the allocator's settings that keep a large cache compact.
 
 mod flight;
+pub mod handover;
 pub mod inodes;
 pub mod links;
 pub mod memory;

@@ -15,7 +15,7 @@ use crate::model::flight::Flights;
 use crate::model::inodes::{child_path, split_path, InodeKind, Inodes};
 
 /// What kind of file a child znode is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A persistent znode: a directory.
     Dir,
@@ -50,7 +50,7 @@ impl Kind {
 }
 
 /// Where a child stands between ZooKeeper and the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Presence {
     /// Shown.
     Present,
@@ -65,7 +65,7 @@ pub enum Presence {
 }
 
 /// A child as the filesystem sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Child {
     /// Directory or registration.
     pub kind: Kind,
@@ -75,7 +75,7 @@ pub struct Child {
 
 /// Something the kernel must be told so that its caches stay true and its watchers
 /// hear of changes made elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KernelNote {
     /// Forget `name` in directory `parent`.
     InvalEntry {

@@ -44,6 +44,21 @@ pub enum SessionEvent {
     NewSession,
 }
 
+/// A session handed from one process image of a mount to the next (`zkfs reload`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HandedSession {
+    /// The session id.
+    pub id: i64,
+    /// Its password.
+    pub password: Vec<u8>,
+    /// The registrations: path, data, the session that holds it.
+    pub registrations: Vec<(String, Vec<u8>, i64)>,
+    /// Registrations a flock holds: path, holder pid, its start time.
+    pub lock_holders: Vec<(String, u32, u64)>,
+    /// Every session id the mount has had.
+    pub past_sessions: Vec<i64>,
+}
+
 /// A registration the mount holds.
 #[derive(Debug, Clone)]
 struct Registration {
@@ -141,8 +156,53 @@ impl Session {
         security: Arc<Security>,
         state: Option<StateFile>,
     ) -> std::result::Result<Arc<Session>, String> {
+        Session::open_or_take_over(rt, connect, timeout, auth, security, state, None).await
+    }
+
+    /// [`Session::open`], or, with `handed` (from the process image that handed this
+    /// mount over, see `kernel/handover.rs`), that session, its registrations and
+    /// their lock holders taken over as they were: nothing is re-read or re-created.
+    pub async fn open_or_take_over(
+        rt: Handle,
+        connect: &str,
+        timeout: Duration,
+        auth: Option<Vec<u8>>,
+        security: Arc<Security>,
+        state: Option<StateFile>,
+        handed: Option<HandedSession>,
+    ) -> std::result::Result<Arc<Session>, String> {
         let authenticated = auth.is_some() || security.authenticates();
         let connector = Connector::Real { connect: connect.to_string(), auth, security };
+        if let Some(handed) = handed {
+            // The predecessor checked that a server answered; one may still fail over
+            // meanwhile: try for as long as the session lives.
+            let started = Instant::now();
+            let client = loop {
+                match connector.resume(timeout, handed.id, handed.password.clone()).await {
+                    Ok(client) => break client,
+                    Err(e) if started.elapsed() > timeout => {
+                        return Err(format!("cannot take over session {:#x}: {e}", handed.id))
+                    }
+                    Err(e) => {
+                        debug!("taking over session {:#x}: {e}; retrying", handed.id);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            };
+            let session = Session::open_from(rt, connector, connect, timeout, authenticated, Some(client)).await?;
+            session.resumed.store(true, std::sync::atomic::Ordering::Relaxed);
+            *session.registrations.locked() = handed
+                .registrations
+                .into_iter()
+                .map(|(path, data, owner)| (path, Registration { data, owner }))
+                .collect();
+            *session.lock_holders.locked() =
+                handed.lock_holders.into_iter().map(|(path, pid, started)| (path, (pid, started))).collect();
+            session.past_sessions.locked().extend(handed.past_sessions);
+            *session.state_file.locked() = state;
+            session.save_state();
+            return Ok(session);
+        }
         let mut resumed = None;
         let mut locked = Vec::new();
         if let Some(saved) = state.as_ref().and_then(StateFile::load) {
@@ -498,6 +558,17 @@ impl Session {
         let locked = self.lock_holders.locked().iter().map(|(p, (pid, st))| (p.clone(), *pid, *st)).collect();
         let seq = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         drop(self.rt.spawn_blocking(move || file.save_in_order(seq, &Saved { id, password, locked })));
+    }
+
+    /// What a successor process image needs to go on with this session as it is (see
+    /// `kernel/handover.rs`); `None` without a live real session.
+    pub fn handed_over(&self) -> Option<HandedSession> {
+        let (id, password) = self.client().ok().and_then(|c| c.session_parts())?;
+        let registrations =
+            self.registrations.locked().iter().map(|(p, r)| (p.clone(), r.data.clone(), r.owner)).collect();
+        let lock_holders = self.lock_holders.locked().iter().map(|(p, (pid, st))| (p.clone(), *pid, *st)).collect();
+        let past_sessions = self.past_sessions.locked().clone();
+        Some(HandedSession { id, password, registrations, lock_holders, past_sessions })
     }
 
     /// The registration at `path` is held by a flock of process `pid`: saved, so that a

@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod inotify;
+pub mod load;
 pub mod mounts;
 pub mod procs;
 pub mod secure;

@@ -91,13 +91,15 @@ pub struct Mount {
     log_dir: TempDir,
     connect: String,
     opts: String,
+    /// The zkfs binary it runs.
+    exe: PathBuf,
 }
 
-/// Starts `zkfs -f [-o OPTS] CONNECT MOUNTPOINT`, its output appended to `log_path`.
-fn spawn_zkfs(connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> Child {
+/// Starts `EXE -f [-o OPTS] CONNECT MOUNTPOINT`, its output appended to `log_path`.
+fn spawn_zkfs(exe: &Path, connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open zkfs log");
     let log2 = log.try_clone().expect("clone log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkfs"));
+    let mut cmd = Command::new(exe);
     cmd.arg("-f");
     if !opts.is_empty() {
         cmd.arg("-o").arg(opts);
@@ -106,7 +108,18 @@ fn spawn_zkfs(connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> 
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "zkfs=debug");
     }
-    cmd.spawn().expect("spawn zkfs")
+    // A binary just copied (tests/reload.rs) may be busy for a moment: another thread
+    // of the test forked while the copy's descriptor was open (ETXTBSY).
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            spawned => return spawned.expect("spawn zkfs"),
+        }
+    }
 }
 
 impl Mount {
@@ -121,12 +134,18 @@ impl Mount {
     /// zkfs logs with `RUST_LOG=zkfs=debug` unless `RUST_LOG` is set already.
     /// Panics with zkfs's output if it exits before mounting.
     pub fn with_options(connect: &str, opts: &str) -> Mount {
+        Mount::with_binary(connect, opts, Path::new(env!("CARGO_BIN_EXE_zkfs")))
+    }
+
+    /// [`Mount::with_options`], running the zkfs binary at `exe` (a copy, say, that a
+    /// test then replaces, as a package upgrade does).
+    pub fn with_binary(connect: &str, opts: &str, exe: &Path) -> Mount {
         require(Needs::Fuse);
         let mount_dir = tempfile::Builder::new().prefix("zkfs-test-mnt-").tempdir().expect("create temp mountpoint");
         let mountpoint = mount_key(mount_dir.path());
         let log_dir = tempfile::Builder::new().prefix("zkfs-test-log-").tempdir().expect("create temp log dir");
         let log_path = log_dir.path().join("zkfs.log");
-        let child = spawn_zkfs(connect, opts, &mountpoint, &log_path);
+        let child = spawn_zkfs(exe, connect, opts, &mountpoint, &log_path);
         let pid = child.id();
         let mut mount = Mount {
             child: Some(child),
@@ -138,6 +157,7 @@ impl Mount {
             log_dir,
             connect: connect.to_string(),
             opts: opts.to_string(),
+            exe: exe.to_path_buf(),
         };
         mount.wait_mounted();
         mount
@@ -162,7 +182,7 @@ impl Mount {
         // cache: mounted again is when the new process says so.
         let mounted = |log: &str| log.matches("] mounted ").count();
         let before = mounted(&self.log());
-        let child = spawn_zkfs(&self.connect, &self.opts, &self.mountpoint, &self.log_path);
+        let child = spawn_zkfs(&self.exe, &self.connect, &self.opts, &self.mountpoint, &self.log_path);
         self.pid = child.id();
         self.child = Some(child);
         self.status = None;

@@ -13,6 +13,8 @@
 //! `links.rs` (symbolic links). The tables they work on are one floor down, in `fs/`.
 
 mod echo;
+mod handover;
+pub use handover::HandedFs;
 mod links;
 mod locks;
 mod replace;
@@ -61,6 +63,20 @@ pub struct Fs {
     /// When a fresh stat for `user.zk.*` last went unanswered (see `Fs::xattrs`).
     /// Held only to read or set the instant: never with another lock.
     fresh_stat_failed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// What `zkfs reload` did to this mount (see `kernel/handover.rs`). Held only to
+    /// read or update the counts: never with another lock.
+    reloads: std::sync::Mutex<Reloads>,
+}
+
+/// The hand-overs of a mount to a new process image (`zkfs reload`), for `zkfs status`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Reloads {
+    /// Hand-overs done.
+    pub done: u64,
+    /// Hand-overs refused or failed (the mount kept its process image).
+    pub failed: u64,
+    /// Why the last one failed.
+    pub last_failure: String,
 }
 
 /// How many times `rmdir` reads a node again whose data changed under it.
@@ -105,12 +121,31 @@ impl Fs {
             locks: crate::fs::locks::Locks::new(),
             mountpoint: OnceLock::new(),
             fresh_stat_failed: std::sync::Mutex::new(None),
+            reloads: std::sync::Mutex::default(),
         }
     }
 
     /// Records the echo thread's id: its requests are echoes to acknowledge.
     pub fn set_echo_thread(&self, tid: u32) {
         self.echo_tid.store(tid, Ordering::Relaxed);
+    }
+
+    /// The hand-overs so far.
+    pub fn reloads(&self) -> Reloads {
+        self.reloads.locked().clone()
+    }
+
+    /// Records a hand-over that failed, and why; the mount goes on as it was.
+    pub fn reload_failed(&self, why: &str) {
+        let mut r = self.reloads.locked();
+        r.failed += 1;
+        r.last_failure = why.to_string();
+    }
+
+    /// Takes over the counts of the image that handed the mount over, one hand-over
+    /// more.
+    pub fn reloaded(&self, before: Reloads) {
+        *self.reloads.locked() = Reloads { done: before.done + 1, ..before };
     }
 
     /// Records where the filesystem is mounted.
@@ -743,6 +778,12 @@ impl Fs {
         // `watches.rs`), and whether a re-read after an outage waits for its turn.
         attrs.push(("user.zkfs.watches", self.view.watch_count().to_string()));
         attrs.push(("user.zkfs.resync", if self.view.resync_pending() { "pending" } else { "idle" }.to_string()));
+        let reloads = self.reloads.locked().clone();
+        attrs.push(("user.zkfs.pid", std::process::id().to_string()));
+        attrs.push(("user.zkfs.handover_format", crate::fs::HANDOVER_FORMAT.to_string()));
+        attrs.push(("user.zkfs.reloads", reloads.done.to_string()));
+        attrs.push(("user.zkfs.reload_failures", reloads.failed.to_string()));
+        attrs.push(("user.zkfs.last_reload_failure", reloads.last_failure));
         Ok(attrs)
     }
 

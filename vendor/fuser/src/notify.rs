@@ -104,6 +104,16 @@ impl Notifier {
         self.send_inval(notify_code::FUSE_NOTIFY_DELETE, &notif)
     }
 
+    /// zkfs: asks the kernel to send again every request sent and not yet answered
+    /// (FUSE_NOTIFY_RESEND, Linux 6.9+): a notification of no body, code 7.
+    pub fn resend(&self) -> io::Result<()> {
+        const FUSE_NOTIFY_RESEND: i32 = 7;
+        let mut header = [0u8; 16];
+        header[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        header[4..8].copy_from_slice(&FUSE_NOTIFY_RESEND.to_ne_bytes());
+        self.0.send(&[io::IoSlice::new(&header)])
+    }
+
     #[allow(unused)]
     fn send_inval(&self, code: notify_code, notification: &Notification<'_>) -> io::Result<()> {
         match self.send(code, notification) {

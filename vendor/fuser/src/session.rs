@@ -139,7 +139,21 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// zkfs: requests to leave unanswered (see [`Session::set_hold`]).
+    pub(crate) hold: Option<Hold>,
 }
+
+/// zkfs: decides, from a request's pid, whether to leave it unanswered for now.
+pub trait HoldRequests: Send + Sync + std::fmt::Debug {
+    /// True: the request of `pid` is left unanswered. False: it is dispatched now, and
+    /// [`HoldRequests::dispatched`] is called once the filesystem's method returns.
+    fn hold(&self, pid: u32) -> bool;
+    /// The request last let through on this thread was dispatched.
+    fn dispatched(&self);
+}
+
+/// zkfs: the hook of [`Session::set_hold`].
+pub type Hold = Arc<dyn HoldRequests>;
 
 impl<FS: Filesystem> AsFd for Session<FS> {
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -186,6 +200,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            hold: None,
         };
 
         session.handshake()?;
@@ -214,11 +229,41 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            hold: None,
         };
 
         session.handshake()?;
 
         Ok(session)
+    }
+
+    /// zkfs: wraps a /dev/fuse descriptor whose INIT was answered already (by an earlier
+    /// process image that handed the mount over): no handshake. The mount itself is not
+    /// owned (dropping the session does not unmount).
+    pub fn adopt(filesystem: FS, fd: OwnedFd, acl: SessionACL, config: Config) -> Self {
+        let ch = Channel::new(Arc::new(DevFuse(File::from(fd))));
+        Session {
+            filesystem: FilesystemHolder {
+                fs: Some(filesystem),
+            },
+            ch,
+            mount: UmountOnDrop {
+                mount: Arc::new(Mutex::new(None)),
+            },
+            allowed: acl,
+            session_owner: geteuid(),
+            proto_version: None,
+            config,
+            hold: None,
+        }
+    }
+
+    /// zkfs: every request but FORGET, BATCH_FORGET, INTERRUPT and DESTROY is first
+    /// passed, by its pid, to `hold`: when it says true, the request is read but
+    /// neither dispatched nor answered. The kernel keeps it as sent and waiting; a
+    /// `Notifier::resend` later gives it to whoever reads the device then.
+    pub fn set_hold(&mut self, hold: Hold) {
+        self.hold = Some(hold);
     }
 
     /// Run the session loop in a background thread. If the returned handle is dropped,
@@ -252,6 +297,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            hold,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -298,6 +344,7 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
+                hold: hold.clone(),
             };
             threads.push(
                 thread::Builder::new()
@@ -518,9 +565,25 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
+    pub(crate) hold: Option<Hold>,
 }
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
+    /// zkfs: `Some(true)` if `req` is to be left unanswered, `Some(false)` if it goes
+    /// through the hook, `None` if it bypasses it (see [`Session::set_hold`]).
+    fn held(&self, req: &RequestWithSender<'_>) -> Option<bool> {
+        let hold = self.hold.as_ref()?;
+        match req.request.operation() {
+            Ok(
+                Operation::Forget(_)
+                | Operation::BatchForget(_)
+                | Operation::Interrupt(_)
+                | Operation::Destroy(_),
+            ) => None,
+            _ => Some(hold.hold(req.request.header().pid)),
+        }
+    }
+
     fn event_loop(&self) -> io::Result<()> {
         // Buffer for receiving requests from the kernel. Only one is allocated and
         // it is reused immediately after dispatching to conserve memory and allocations.
@@ -537,7 +600,16 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
                         } else {
-                            req.dispatch(self)
+                            match self.held(&req) {
+                                Some(true) => continue,
+                                Some(false) => {
+                                    req.dispatch(self);
+                                    if let Some(hold) = &self.hold {
+                                        hold.dispatched();
+                                    }
+                                }
+                                None => req.dispatch(self),
+                            }
                         }
                     }
                     // Quit loop on illegal request
