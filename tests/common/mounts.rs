@@ -91,10 +91,12 @@ pub struct Mount {
     log_dir: TempDir,
     connect: String,
     opts: String,
+    env: Vec<(String, String)>,
 }
 
-/// Starts `zkfs -f [-o OPTS] CONNECT MOUNTPOINT`, its output appended to `log_path`.
-fn spawn_zkfs(connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> Child {
+/// Starts `zkfs -f [-o OPTS] CONNECT MOUNTPOINT` with `env` added to its environment,
+/// its output appended to `log_path`.
+fn spawn_zkfs(connect: &str, opts: &str, env: &[(String, String)], mountpoint: &Path, log_path: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open zkfs log");
     let log2 = log.try_clone().expect("clone log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkfs"));
@@ -102,7 +104,7 @@ fn spawn_zkfs(connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> 
     if !opts.is_empty() {
         cmd.arg("-o").arg(opts);
     }
-    cmd.arg(connect).arg(mountpoint).stdin(Stdio::null()).stdout(log).stderr(log2);
+    cmd.arg(connect).arg(mountpoint).envs(env.iter().cloned()).stdin(Stdio::null()).stdout(log).stderr(log2);
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "zkfs=debug");
     }
@@ -121,12 +123,18 @@ impl Mount {
     /// zkfs logs with `RUST_LOG=zkfs=debug` unless `RUST_LOG` is set already.
     /// Panics with zkfs's output if it exits before mounting.
     pub fn with_options(connect: &str, opts: &str) -> Mount {
+        Mount::with_env(connect, opts, &[])
+    }
+
+    /// [`Mount::with_options`], with `env` added to zkfs's environment (a Kerberos
+    /// realm's `KRB5_CONFIG`, say).
+    pub fn with_env(connect: &str, opts: &str, env: &[(String, String)]) -> Mount {
         require(Needs::Fuse);
         let mount_dir = tempfile::Builder::new().prefix("zkfs-test-mnt-").tempdir().expect("create temp mountpoint");
         let mountpoint = mount_key(mount_dir.path());
         let log_dir = tempfile::Builder::new().prefix("zkfs-test-log-").tempdir().expect("create temp log dir");
         let log_path = log_dir.path().join("zkfs.log");
-        let child = spawn_zkfs(connect, opts, &mountpoint, &log_path);
+        let child = spawn_zkfs(connect, opts, env, &mountpoint, &log_path);
         let pid = child.id();
         let mut mount = Mount {
             child: Some(child),
@@ -138,6 +146,7 @@ impl Mount {
             log_dir,
             connect: connect.to_string(),
             opts: opts.to_string(),
+            env: env.to_vec(),
         };
         mount.wait_mounted();
         mount
@@ -162,7 +171,7 @@ impl Mount {
         // cache: mounted again is when the new process says so.
         let mounted = |log: &str| log.matches("] mounted ").count();
         let before = mounted(&self.log());
-        let child = spawn_zkfs(&self.connect, &self.opts, &self.mountpoint, &self.log_path);
+        let child = spawn_zkfs(&self.connect, &self.opts, &self.env, &self.mountpoint, &self.log_path);
         self.pid = child.id();
         self.child = Some(child);
         self.status = None;
