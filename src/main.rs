@@ -90,13 +90,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let security = match zkfs::zookeeper::secure::Security::load(&config.security) {
-        Ok(s) => Arc::new(s),
-        Err(msg) => {
-            eprintln!("zkfs: {msg}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let security =
+        match zkfs::zookeeper::secure::Security::load(&config.security, zkfs::cli::first_host(&config.connect)) {
+            Ok(s) => Arc::new(s),
+            Err(msg) => {
+                eprintln!("zkfs: {msg}");
+                return ExitCode::FAILURE;
+            }
+        };
     // Signals are blocked before any thread starts, so every thread inherits the mask
     // and only the signal thread, in sigwait, receives them.
     block_signals();

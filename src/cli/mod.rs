@@ -173,6 +173,11 @@ struct SecureWords {
     no_verify_hostname: bool,
     sasl_user: Option<String>,
     sasl_password_file: Option<PathBuf>,
+    kerberos: bool,
+    kerberos_principal: Option<String>,
+    kerberos_keytab: Option<PathBuf>,
+    kerberos_service: Option<String>,
+    kerberos_host: Option<String>,
     readonly_ok: bool,
 }
 
@@ -197,6 +202,16 @@ impl SecureWords {
             ("tls_no_verify_hostname", None) => self.no_verify_hostname = true,
             ("sasl_user", Some(v)) if !v.is_empty() => self.sasl_user = Some(v.to_string()),
             ("sasl_password_file", Some(v)) => self.sasl_password_file = file(v)?,
+            ("sasl_kerberos", None) => self.kerberos = true,
+            ("sasl_kerberos_principal", Some(v)) if !v.is_empty() => self.kerberos_principal = Some(v.to_string()),
+            ("sasl_kerberos_keytab", Some(v)) => self.kerberos_keytab = file(v)?,
+            ("sasl_kerberos_service", Some(v)) if !v.is_empty() => self.kerberos_service = Some(v.to_string()),
+            ("sasl_kerberos_host", Some(v)) if !v.is_empty() => self.kerberos_host = Some(v.to_string()),
+            ("sasl_kerberos_password", _) => {
+                return Err("a Kerberos password is never given on the command line (ps shows it to everyone): \
+                            give a keytab (sasl_kerberos_keytab=FILE, mode 600), or kinit and sasl_kerberos"
+                    .into())
+            }
             ("sasl_password" | "sasl_pass", _) => {
                 return Err("the SASL password is never given on the command line (ps shows it to everyone): \
                             write it to a file of mode 600 and give sasl_password_file=FILE"
@@ -209,7 +224,8 @@ impl SecureWords {
     }
 
     fn into_options(self) -> Result<crate::zookeeper::secure::Options, String> {
-        use crate::zookeeper::secure::{Options, SaslFiles, TlsFiles};
+        use crate::zookeeper::kerberos::DEFAULT_SERVICE;
+        use crate::zookeeper::secure::{KerberosFiles, Options, SaslFiles, TlsFiles};
         let tls = match (self.ca, self.cert.is_some() || self.key.is_some() || self.no_verify_hostname) {
             (None, true) => {
                 return Err("tls_cert, tls_key and tls_no_verify_hostname need tls_ca=FILE, the CA bundle the \
@@ -229,7 +245,25 @@ impl SecureWords {
             (None, None) => None,
             _ => return Err("sasl_user=NAME and sasl_password_file=FILE go together: give both".into()),
         };
-        Ok(Options { tls, sasl, readonly_ok: self.readonly_ok })
+        let kerberos = (self.kerberos
+            || self.kerberos_principal.is_some()
+            || self.kerberos_keytab.is_some()
+            || self.kerberos_service.is_some()
+            || self.kerberos_host.is_some())
+        .then(|| {
+            Box::new(KerberosFiles {
+                principal: self.kerberos_principal,
+                keytab: self.kerberos_keytab,
+                service: self.kerberos_service.unwrap_or_else(|| DEFAULT_SERVICE.to_string()),
+                host: self.kerberos_host,
+            })
+        });
+        if sasl.is_some() && kerberos.is_some() {
+            return Err("sasl_user/sasl_password_file (DIGEST-MD5) and sasl_kerberos* (GSSAPI) are two SASL \
+                        mechanisms; a mount authenticates with one: give the options of one only"
+                .into());
+        }
+        Ok(Options { tls, sasl, kerberos, readonly_ok: self.readonly_ok })
     }
 }
 
@@ -274,6 +308,14 @@ fn apply_option(config: &mut Config, option: &str) -> Result<(), String> {
         _ => return Err(format!("unknown mount option {option:?}; see zkfs --help for the options")),
     }
     Ok(())
+}
+
+/// The host of the first server of a (checked) connection string, as zookeeper-client
+/// names it to SASL: without port, brackets or chroot.
+pub fn first_host(connect: &str) -> &str {
+    let first = connect.split([',', '/']).next().unwrap_or(connect);
+    let host = first.rsplit_once(':').map_or(first, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Checks a connection string: `host:port[,host:port...][/chroot]`.
@@ -381,6 +423,31 @@ mod tests {
     }
 
     #[test]
+    fn kerberos_options_make_one_gssapi_setting_and_mix_with_no_digest() {
+        let k = mount("h:1 /m -o sasl_kerberos").security.kerberos.expect("kerberos");
+        assert_eq!((k.principal, k.keytab, k.service.as_str(), k.host), (None, None, "zookeeper", None));
+        let k = mount("h:1 /m -o sasl_kerberos_keytab=/k,sasl_kerberos_principal=zkfs/web1@EX.COM")
+            .security
+            .kerberos
+            .expect("a keytab alone means Kerberos");
+        assert_eq!((k.principal.as_deref(), k.keytab), (Some("zkfs/web1@EX.COM"), Some(PathBuf::from("/k"))));
+        let k = mount("h:1 /m -o sasl_kerberos_service=zk,sasl_kerberos_host=zk.example.com").security.kerberos;
+        assert_eq!(k.map(|k| (k.service, k.host)), Some(("zk".into(), Some("zk.example.com".into()))));
+        assert!(mount("h:1 /m").security.kerberos.is_none());
+        let e = parse(args("h:1 /m -o sasl_user=a,sasl_password_file=/p,sasl_kerberos_keytab=/k")).unwrap_err();
+        assert!(e.contains("two SASL mechanisms"), "{e}");
+        let e = parse(args("h:1 /m -o sasl_kerberos_password=x")).unwrap_err();
+        assert!(e.contains("never given on the command line"), "{e}");
+    }
+
+    #[test]
+    fn the_first_host_is_what_sasl_names_the_server_by() {
+        assert_eq!(first_host("zk1.example.com:2181,zk2:2181/app"), "zk1.example.com");
+        assert_eq!(first_host("127.0.0.1:2181"), "127.0.0.1");
+        assert_eq!(first_host("[::1]:2181/x"), "::1");
+    }
+
+    #[test]
     fn tls_and_sasl_options_go_together_and_take_no_secret() {
         let c = mount("h:1 /m -o tls_ca=/ca.pem,tls_cert=/c.pem,tls_key=/c.key,sasl_user=alice,sasl_password_file=/p");
         let tls = c.security.tls.expect("tls");
@@ -397,6 +464,11 @@ mod tests {
             "sasl_user=alice",
             "sasl_password_file=/p",
             "sasl_user=alice,sasl_password=s3cret",
+            "sasl_user=alice,sasl_password_file=/p,sasl_kerberos",
+            "sasl_user=alice,sasl_password_file=/p,sasl_kerberos_keytab=/k",
+            "sasl_kerberos_keytab=",
+            "sasl_kerberos_principal=",
+            "sasl_kerberos=yes",
         ] {
             assert!(parse(args(&format!("h:1 /m -o {bad}"))).is_err(), "{bad}");
         }

@@ -126,6 +126,40 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
         help: "the SASL password, on the first line of FILE (yours or root's, mode 600)",
     },
     MountOption {
+        name: "sasl_kerberos",
+        placeholder: None,
+        value: Value::None,
+        help: "authenticate with SASL GSSAPI (Kerberos) with the tickets of the ticket cache (KRB5CCNAME or the \
+               default cache; kept fresh by kinit, k5start or sssd); implied by the sasl_kerberos_* options",
+    },
+    MountOption {
+        name: "sasl_kerberos_keytab",
+        placeholder: Some("FILE"),
+        value: Value::File,
+        help: "get the Kerberos tickets from the keytab FILE (yours or root's, mode 600) instead, into a ticket \
+               cache of the mount's own in memory, renewed from it",
+    },
+    MountOption {
+        name: "sasl_kerberos_principal",
+        placeholder: Some("NAME"),
+        value: Value::Word,
+        help: "the mount's Kerberos principal (alice@EXAMPLE.COM): which key of the keytab (default its first), or \
+               the principal the ticket cache must hold",
+    },
+    MountOption {
+        name: "sasl_kerberos_service",
+        placeholder: Some("NAME"),
+        value: Value::Word,
+        help: "the service part of the servers' principal NAME/HOST@REALM (default zookeeper; Java's \
+               zookeeper.sasl.client.username)",
+    },
+    MountOption {
+        name: "sasl_kerberos_host",
+        placeholder: Some("HOST"),
+        value: Value::Word,
+        help: "the host part of the servers' principal (default: each server's host as written in CONNECT)",
+    },
+    MountOption {
         name: "readonly_ok",
         placeholder: None,
         value: Value::None,

@@ -10,6 +10,8 @@
 //! * [`auth`] — credentials and the ACLs of nodes zkfs creates;
 //! * [`secure`] — TLS, SASL and read-only servers: their files, checked at mount time,
 //!   certificate rotation, and why a TLS connection failed;
+//! * [`kerberos`] — SASL GSSAPI: the principal, its keytab or ticket cache, checked
+//!   with the KDC at mount time;
 //! * [`wait`] — whether the current thread may wait for ZooKeeper;
 //! * [`background`] — requests the mount makes for itself yield to those programs wait for.
 
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod background;
 pub mod fake;
 pub mod holder;
+pub mod kerberos;
 pub mod saved;
 pub mod secure;
 pub mod session;

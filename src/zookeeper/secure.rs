@@ -1,5 +1,6 @@
 //! Secure ensembles: TLS (a CA bundle, a client certificate and its key, server-name
-//! verification), SASL DIGEST-MD5, and sessions on read-only servers; and, since
+//! verification), SASL DIGEST-MD5 or GSSAPI (Kerberos, in [`super::kerberos`]), and
+//! sessions on read-only servers; and, since
 //! zookeeper-client gives back only "no hosts" for a failed handshake, why a TLS
 //! connection failed.
 //!
@@ -26,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use log::{info, warn};
 use zookeeper_client::{SaslOptions, TlsCa, TlsCerts, TlsDynamicCerts, TlsIdentity, TlsOptions};
 
+use super::kerberos::Kerberos;
+pub use super::kerberos::KerberosFiles;
 use crate::sync::Recover;
 
 /// How often the TLS files are checked for a change.
@@ -60,6 +63,9 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// Authenticate with SASL DIGEST-MD5.
     pub sasl: Option<SaslFiles>,
+    /// Authenticate with SASL GSSAPI (Kerberos); never together with `sasl`. Boxed:
+    /// most mounts have none, and every command's parse result would carry its size.
+    pub kerberos: Option<Box<KerberosFiles>>,
     /// Accept a session on a read-only server (`readonly_ok`).
     pub readonly_ok: bool,
 }
@@ -68,6 +74,7 @@ pub struct Options {
 pub struct Security {
     tls: Option<Tls>,
     sasl: Option<(String, String)>,
+    kerberos: Option<Kerberos>,
     readonly_ok: bool,
 }
 
@@ -94,16 +101,19 @@ struct Stamps {
 impl Security {
     /// Plaintext, no SASL: what a mount has without the options of this module.
     pub fn none() -> Security {
-        Security { tls: None, sasl: None, readonly_ok: false }
+        Security { tls: None, sasl: None, kerberos: None, readonly_ok: false }
     }
 
-    /// Reads and checks every file `options` names.
+    /// Reads and checks every file `options` names; with Kerberos, gets a ticket for
+    /// the service of `first_host`, the first server of the connection string (see
+    /// [`Kerberos::load`]: must run before any other thread).
     ///
     /// # Notable errors
-    /// A file that cannot be read, is readable by others (keys, passwords), holds no PEM
-    /// of its kind, or a client certificate outside its validity dates: the message
-    /// names the file and what to do.
-    pub fn load(options: &Options) -> Result<Security, String> {
+    /// A file that cannot be read, is readable by others (keys, passwords, keytabs),
+    /// holds no PEM of its kind, or a client certificate outside its validity dates; a
+    /// Kerberos principal or keytab the KDC refuses: the message names the file or
+    /// option and what to do.
+    pub fn load(options: &Options, first_host: &str) -> Result<Security, String> {
         let tls = match &options.tls {
             None => None,
             Some(files) => {
@@ -117,7 +127,11 @@ impl Security {
             None => None,
             Some(s) => Some((s.user.clone(), read_password(&s.password_file)?)),
         };
-        Ok(Security { tls, sasl, readonly_ok: options.readonly_ok })
+        let kerberos = options.kerberos.as_ref().map(|k| Kerberos::load(k, first_host)).transpose()?;
+        if let Some(k) = &kerberos {
+            info!("Kerberos credentials of {}", k.principal());
+        }
+        Ok(Security { tls, sasl, kerberos, readonly_ok: options.readonly_ok })
     }
 
     /// True if connections use TLS.
@@ -127,7 +141,21 @@ impl Security {
 
     /// True if the mount has an identity of its own: a client certificate or SASL.
     pub fn authenticates(&self) -> bool {
-        self.sasl.is_some() || self.tls.as_ref().is_some_and(|t| t.files.cert.is_some())
+        self.sasl.is_some() || self.kerberos.is_some() || self.tls.as_ref().is_some_and(|t| t.files.cert.is_some())
+    }
+
+    /// What a server's "authentication failed" means with these credentials.
+    pub fn refusal(&self) -> String {
+        match &self.kerberos {
+            Some(k) => format!(
+                "refused the Kerberos authentication of {} although the KDC gave a ticket for it: the servers' \
+                 keytab does not hold the KDC's current key of {} (make theirs anew), or the server does not \
+                 take SASL (authProvider SASLAuthenticationProvider)",
+                k.principal(),
+                k.service_principal()
+            ),
+            None => "refused the credentials (authentication failed: wrong password or unknown user?)".into(),
+        }
     }
 
     /// True if a read-only server is acceptable.
@@ -157,6 +185,9 @@ impl Security {
         }
         if let Some((user, password)) = &self.sasl {
             connector = connector.with_sasl(SaslOptions::digest_md5(user.clone(), password.clone()));
+        }
+        if let Some(kerberos) = &self.kerberos {
+            connector = connector.with_sasl(kerberos.sasl_options());
         }
         connector.with_readonly(self.readonly_ok)
     }
@@ -319,8 +350,9 @@ fn stamps(files: &TlsFiles) -> Vec<Stamp> {
     [Some(&files.ca), files.cert.as_ref(), files.key.as_ref()].into_iter().flatten().map(|p| stamp(p)).collect()
 }
 
-/// Reads a file that must stay private: yours or root's, no access for group or others.
-fn read_private(path: &Path, what: &str) -> Result<String, String> {
+/// Refuses a file that must stay private unless it is yours or root's, with no access
+/// for group or others.
+pub(super) fn check_private(path: &Path, what: &str) -> Result<(), String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{what} {shown}: {e}"))?;
     if meta.mode() & 0o077 != 0 {
@@ -333,7 +365,13 @@ fn read_private(path: &Path, what: &str) -> Result<String, String> {
     if meta.uid() != uid && meta.uid() != 0 {
         return Err(format!("{what} {shown} belongs to uid {}, not to you or root", meta.uid()));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("{what} {shown}: {e}"))
+    Ok(())
+}
+
+/// Reads a file that must stay private (see [`check_private`]).
+fn read_private(path: &Path, what: &str) -> Result<String, String> {
+    check_private(path, what)?;
+    std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
 fn read_public(path: &Path, what: &str) -> Result<String, String> {

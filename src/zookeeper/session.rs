@@ -262,10 +262,7 @@ impl Session {
             match connector.connect(timeout, true).await {
                 Ok(client) => break client,
                 Err(zk::Error::AuthFailed) => {
-                    return Err(format!(
-                        "ZooKeeper at {connect} refused the credentials (authentication failed: wrong password \
-                         or unknown user?)"
-                    ));
+                    return Err(format!("ZooKeeper at {connect} {}", security.refusal()));
                 }
                 Err(e) if security.setup_failure(&e.to_string()).is_some() => {
                     let why = security.setup_failure(&e.to_string()).unwrap_or_default();

@@ -8,6 +8,8 @@
 //!   (read by the library's `zkfs::kernel::mountinfo`) says of a path;
 //! * [`client`] — [`Zk`], a synchronous ZooKeeper client, independent of the mount,
 //!   to arrange and check what ZooKeeper holds;
+//! * [`secure`] and [`kerberos`] — servers with TLS or SASL, their certificates, and a
+//!   Kerberos realm (an MIT KDC) for SASL GSSAPI;
 //! * [`procs`] — signals by pid and what /proc says of a process (the zkfs serving a
 //!   mountpoint, its memory and CPU time);
 //! * [`inotify`] — the one inotify reader, for tests and benchmarks;
@@ -23,6 +25,7 @@
 
 pub mod client;
 pub mod inotify;
+pub mod kerberos;
 pub mod load;
 pub mod mounts;
 pub mod procs;
@@ -68,6 +71,8 @@ pub enum Needs {
     ZooKeeper,
     /// Root and the kernel's FUSE device: the tests mount filesystems.
     Fuse,
+    /// MIT Kerberos's KDC and admin tools (krb5-kdc, krb5-admin-server).
+    Kerberos,
 }
 
 /// Panics with what is missing and how to get it, instead of failing obscurely later
@@ -102,6 +107,11 @@ pub fn require(needs: Needs) {
             }
             m
         }
+        Needs::Kerberos => ["/usr/sbin/krb5kdc", "/usr/sbin/kdb5_util", "/usr/sbin/kadmin.local"]
+            .iter()
+            .filter(|p| !Path::new(p).exists())
+            .map(|p| format!("{p} (Debian's krb5-kdc and krb5-admin-server)"))
+            .collect(),
     };
     if !missing.is_empty() {
         panic!(

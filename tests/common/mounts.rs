@@ -91,12 +91,21 @@ pub struct Mount {
     log_dir: TempDir,
     connect: String,
     opts: String,
+    env: Vec<(String, String)>,
     /// The zkfs binary it runs.
     exe: PathBuf,
 }
 
-/// Starts `EXE -f [-o OPTS] CONNECT MOUNTPOINT`, its output appended to `log_path`.
-fn spawn_zkfs(exe: &Path, connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> Child {
+/// How zkfs is started: the binary and what is added to its environment.
+struct Start<'a> {
+    exe: &'a Path,
+    env: &'a [(String, String)],
+}
+
+/// Starts `EXE -f [-o OPTS] CONNECT MOUNTPOINT` with `env` added to its environment,
+/// its output appended to `log_path`.
+fn spawn_zkfs(start: Start<'_>, connect: &str, opts: &str, mountpoint: &Path, log_path: &Path) -> Child {
+    let Start { exe, env } = start;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open zkfs log");
     let log2 = log.try_clone().expect("clone log file");
     let mut cmd = Command::new(exe);
@@ -104,7 +113,7 @@ fn spawn_zkfs(exe: &Path, connect: &str, opts: &str, mountpoint: &Path, log_path
     if !opts.is_empty() {
         cmd.arg("-o").arg(opts);
     }
-    cmd.arg(connect).arg(mountpoint).stdin(Stdio::null()).stdout(log).stderr(log2);
+    cmd.arg(connect).arg(mountpoint).envs(env.iter().cloned()).stdin(Stdio::null()).stdout(log).stderr(log2);
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "zkfs=debug");
     }
@@ -134,18 +143,29 @@ impl Mount {
     /// zkfs logs with `RUST_LOG=zkfs=debug` unless `RUST_LOG` is set already.
     /// Panics with zkfs's output if it exits before mounting.
     pub fn with_options(connect: &str, opts: &str) -> Mount {
-        Mount::with_binary(connect, opts, Path::new(env!("CARGO_BIN_EXE_zkfs")))
+        Mount::with_env(connect, opts, &[])
+    }
+
+    /// [`Mount::with_options`], with `env` added to zkfs's environment (a Kerberos
+    /// realm's `KRB5_CONFIG`, say).
+    pub fn with_env(connect: &str, opts: &str, env: &[(String, String)]) -> Mount {
+        Mount::starting(connect, opts, Start { exe: Path::new(env!("CARGO_BIN_EXE_zkfs")), env })
     }
 
     /// [`Mount::with_options`], running the zkfs binary at `exe` (a copy, say, that a
     /// test then replaces, as a package upgrade does).
     pub fn with_binary(connect: &str, opts: &str, exe: &Path) -> Mount {
+        Mount::starting(connect, opts, Start { exe, env: &[] })
+    }
+
+    fn starting(connect: &str, opts: &str, start: Start<'_>) -> Mount {
+        let (exe, env) = (start.exe.to_path_buf(), start.env.to_vec());
         require(Needs::Fuse);
         let mount_dir = tempfile::Builder::new().prefix("zkfs-test-mnt-").tempdir().expect("create temp mountpoint");
         let mountpoint = mount_key(mount_dir.path());
         let log_dir = tempfile::Builder::new().prefix("zkfs-test-log-").tempdir().expect("create temp log dir");
         let log_path = log_dir.path().join("zkfs.log");
-        let child = spawn_zkfs(exe, connect, opts, &mountpoint, &log_path);
+        let child = spawn_zkfs(start, connect, opts, &mountpoint, &log_path);
         let pid = child.id();
         let mut mount = Mount {
             child: Some(child),
@@ -157,7 +177,8 @@ impl Mount {
             log_dir,
             connect: connect.to_string(),
             opts: opts.to_string(),
-            exe: exe.to_path_buf(),
+            env,
+            exe,
         };
         mount.wait_mounted();
         mount
@@ -182,7 +203,8 @@ impl Mount {
         // cache: mounted again is when the new process says so.
         let mounted = |log: &str| log.matches("] mounted ").count();
         let before = mounted(&self.log());
-        let child = spawn_zkfs(&self.exe, &self.connect, &self.opts, &self.mountpoint, &self.log_path);
+        let start = Start { exe: &self.exe, env: &self.env };
+        let child = spawn_zkfs(start, &self.connect, &self.opts, &self.mountpoint, &self.log_path);
         self.pid = child.id();
         self.child = Some(child);
         self.status = None;
