@@ -29,7 +29,7 @@ use libgssapi::name::Name;
 use libgssapi::oid::{OidSet, GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL};
 use zookeeper_client::SaslOptions;
 
-use super::secure::check_private;
+use super::private::check_private;
 
 /// The service name ZooKeeper servers use by default (`zookeeper/HOST@REALM`).
 pub const DEFAULT_SERVICE: &str = "zookeeper";

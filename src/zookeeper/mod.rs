@@ -23,6 +23,7 @@ pub mod background;
 pub mod fake;
 pub mod holder;
 pub mod kerberos;
+mod private;
 pub mod saved;
 pub mod secure;
 pub mod session;

@@ -29,6 +29,7 @@ use zookeeper_client::{SaslOptions, TlsCa, TlsCerts, TlsDynamicCerts, TlsIdentit
 
 use super::kerberos::Kerberos;
 pub use super::kerberos::KerberosFiles;
+use super::private::check_private;
 use crate::sync::Recover;
 
 /// How often the TLS files are checked for a change.
@@ -350,25 +351,7 @@ fn stamps(files: &TlsFiles) -> Vec<Stamp> {
     [Some(&files.ca), files.cert.as_ref(), files.key.as_ref()].into_iter().flatten().map(|p| stamp(p)).collect()
 }
 
-/// Refuses a file that must stay private unless it is yours or root's, with no access
-/// for group or others.
-pub(super) fn check_private(path: &Path, what: &str) -> Result<(), String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {shown}: {e}"))?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{what} {shown} can be read by others (mode {:04o}); run: chmod 600 {shown}",
-            meta.mode() & 0o7777
-        ));
-    }
-    let uid = nix::unistd::getuid().as_raw();
-    if meta.uid() != uid && meta.uid() != 0 {
-        return Err(format!("{what} {shown} belongs to uid {}, not to you or root", meta.uid()));
-    }
-    Ok(())
-}
-
-/// Reads a file that must stay private (see [`check_private`]).
+/// Reads a file that must stay private (see [`super::private::check_private`]).
 fn read_private(path: &Path, what: &str) -> Result<String, String> {
     check_private(path, what)?;
     std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
