@@ -340,6 +340,15 @@ impl View {
         self.cached(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
+    /// True while `path` is removed elsewhere and still shown, until its echo `unlink`
+    /// tells the kernel (see the module docs).
+    pub fn removal_pending(&self, path: &str) -> bool {
+        let Some((parent, name)) = crate::model::inodes::split_path(path) else { return false };
+        let tree = self.tree();
+        let child = tree.nodes.get(parent).and_then(|n| n.children.as_ref()).and_then(|c| c.get(name).copied());
+        matches!(child, Some(Child { presence: Presence::PendingRemove { .. }, .. }))
+    }
+
     /// The node at `path` if it is cached.
     pub fn cached(&self, path: &str) -> Option<NodeView> {
         self.tree().nodes.get(path).map(|n| n.view.clone())

@@ -383,6 +383,19 @@ impl Fs {
         self.open_by(ino, mode, None)
     }
 
+    /// Waits (at most the session timeout) until the removal elsewhere of the
+    /// registration at `path`, inode `ino`, has been echoed to the kernel.
+    fn await_echoed_removal(&self, ino: u64, path: &str) {
+        let deadline = std::time::Instant::now() + self.session.timeout();
+        while self.view.removal_pending(path) && self.view.inode(ino).is_some() {
+            if std::time::Instant::now() >= deadline {
+                debug!("{path}: removed elsewhere, and its echo did not come");
+                return;
+            }
+            std::thread::sleep(crate::fs::locks::DROPPED_POLL);
+        }
+    }
+
     /// [`Fs::open`] by thread `tid`: a read is remembered as the version that thread's
     /// next replacing write is based on (see [`crate::fs::handles`]).
     pub fn open_by(&self, ino: u64, mode: OpenMode, tid: Option<u32>) -> Result<Opened> {
@@ -394,6 +407,14 @@ impl Fs {
         if inode.kind == InodeKind::Registration {
             // Removed by its lock's close a moment ago? Then it is to be created anew.
             self.open_removed(ino, &inode.path, &node)?;
+            // Removed elsewhere, its echo on the way: once it is gone from the kernel,
+            // ESTALE makes the kernel look the name up again (and an `O_CREAT` open
+            // then registers it anew) instead of opening — and locking — a node gone.
+            if self.view.removal_pending(&inode.path) {
+                crate::zookeeper::wait::may_wait()?;
+                self.await_echoed_removal(ino, &inode.path);
+                return Err(Error::Stale);
+            }
         }
         if mode.writes() {
             self.changeable(&inode.path)?;
