@@ -241,3 +241,24 @@ fn a_reload_while_zookeeper_does_not_answer_is_refused_and_works_once_it_does() 
     });
     mount.unmount();
 }
+
+#[test]
+fn a_crash_after_a_reload_keeps_the_registrations_as_a_crash_before_one() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.mkdir_p("/svc/providers");
+    let mut mount = Mount::with_options(&server.connect_string(), "session_timeout=10");
+    let held = "/svc/providers/10.0.0.1:80";
+    let plain = "/svc/providers/10.0.0.2:80";
+    let _holder = Holder::start(&mount.join(held));
+    sh_ok(&format!("touch {}", q(&mount.join(plain))));
+    let r = reload(&mount);
+    assert!(r.ok, "{}", r.stderr);
+    let observer = Observer::start(&server.connect_string(), vec![held.into(), plain.into()]);
+    mount.crash_and_restart();
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(observer.finish(), 0, "another client saw a registration gone:\n{}", mount.log());
+    assert!(mount.log().contains("resumed session"), "{}", mount.log());
+    assert!(mount.join(held).exists() && mount.join(plain).exists());
+    mount.unmount();
+}

@@ -7,6 +7,7 @@ mod common;
 mod shell;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -151,10 +152,13 @@ fn a_state_file_others_can_read_is_refused_and_the_mount_opens_a_new_session() {
 /// `flock REG sleep 120` on `mount`, once the registration is made and the state file
 /// saves it as held by that process.
 fn held_by_flock(zk: &Zk, mount: &Mount) -> std::process::Child {
+    // Its own process group: flock(1) and the `sleep` it runs, which shares the locked
+    // open file, end together (`kill_holder`).
     let holder = std::process::Command::new("flock")
         .arg(mount.join(REG))
         .args(["sleep", "120"])
         .stdin(std::process::Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("flock(1)");
     wait_until(Duration::from_secs(5), "flock holds the registration, saved as held by it", || {
@@ -164,6 +168,13 @@ fn held_by_flock(zk: &Zk, mount: &Mount) -> std::process::Child {
                 .is_some_and(|t| t.contains(&format!(r#""locked":[{{"path":"{REG}""#)))
     });
     holder
+}
+
+/// Ends flock(1) and its command, which both have the locked file open.
+fn kill_holder(holder: &mut std::process::Child) {
+    let group = nix::unistd::Pid::from_raw(holder.id() as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    holder.wait().unwrap();
 }
 
 /// A registration a flock holds: after a crash the holder's descriptor is dead (its
@@ -179,8 +190,7 @@ fn a_registration_held_by_a_flock_stays_while_its_holder_lives_and_goes_when_it_
     let (gone, polls) = observer.finish();
     assert_eq!(gone, 0, "the registration went in {gone} of {polls} polls while its holder lives");
     assert!(mount.log().contains("for as long as pid"), "{}", mount.log());
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    kill_holder(&mut holder);
     wait_until(Duration::from_secs(3), "the holder's exit removes its registration", || !zk.exists(REG));
 }
 
@@ -190,8 +200,7 @@ fn a_registration_whose_holder_exited_while_zkfs_was_down_goes_at_the_restart() 
     let (_server, zk, mut mount) = setup();
     let mut holder = held_by_flock(&zk, &mount);
     mount.crash();
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    kill_holder(&mut holder);
     assert!(zk.exists(REG), "the session lives on while zkfs is down");
     mount.restart();
     wait_until(Duration::from_secs(3), "the restart removes the dead holder's registration", || !zk.exists(REG));

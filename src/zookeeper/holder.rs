@@ -28,6 +28,37 @@ impl Holder {
         (start_time(pid) == Some(started)).then_some(Holder { fd })
     }
 
+    /// The processes that have `file` open (a registration's file on the dead mount
+    /// a crashed zkfs left: a flock's open file description lives on in every process
+    /// that shares it, such as the shell of `exec 9>>FILE; flock 9` when flock(1) —
+    /// the process that asked for the lock — has long exited), but this one; each
+    /// with its start time. Once the dead mount is detached (replaced by the new one)
+    /// the kernel names such a file by its path inside that mount, `detached`.
+    pub fn with_open(file: &std::path::Path, detached: &std::path::Path) -> Vec<(u32, u64, Holder)> {
+        let me = std::process::id();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+        let mut found = Vec::new();
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+            let holds = fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == file || target == detached));
+            if !holds {
+                continue;
+            }
+            if let Some(started) = start_time(pid) {
+                if let Some(holder) = Holder::find(pid, started) {
+                    found.push((pid, started, holder));
+                }
+            }
+        }
+        found
+    }
+
     /// Returns when the process has exited (its pidfd becomes readable).
     pub async fn exited(self) {
         // SAFETY: the AsyncFd owns the OwnedFd: it stays open, the same descriptor,

@@ -63,6 +63,11 @@ impl StateFile {
         }
     }
 
+    /// The mountpoint it is of.
+    pub fn mountpoint(&self) -> &str {
+        &self.mountpoint
+    }
+
     /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -122,7 +127,7 @@ impl StateFile {
         // Never the session of a zkfs that still serves it (a second mount stacked on
         // a live one): taking it would cut that one off.
         if let (Some(pid), Some(started)) = (v["pid"].as_u64(), v["started"].as_u64()) {
-            if pid as u32 != std::process::id() && start_time(pid as u32) == Some(started) {
+            if pid as u32 != std::process::id() && live_start_time(pid as u32) == Some(started) {
                 return Err(format!("the zkfs that saved it (pid {pid}) still runs"));
             }
         }
@@ -223,6 +228,18 @@ fn escape(path: &str) -> String {
 
 /// When process `pid` started (clock ticks after boot, /proc/PID/stat field 22): with
 /// the pid, it names one process, never a later one given the same pid.
+/// [`start_time`] of a process that has not exited: `None` for a zombie (killed a
+/// moment ago and not yet reaped — its successor may start before its parent reaps
+/// it) or one that is exiting.
+fn live_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    if matches!(rest.split(' ').next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    start_time(pid)
+}
+
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after its end.

@@ -605,23 +605,35 @@ impl Session {
                 self.remember_registration(&path, &data);
                 continue;
             };
-            match crate::zookeeper::holder::Holder::find(pid, started) {
-                Some(process) => {
-                    info!("holding {path} again for as long as pid {pid} lives (its lock was lost in the crash)");
-                    self.remember_registration(&path, &data);
-                    self.lock_holders.locked().insert(path.clone(), (pid, started));
-                    let this = Arc::clone(self);
-                    self.rt.spawn(async move {
-                        process.exited().await;
-                        info!("pid {pid}, which held {path}, exited: unregistering it");
-                        this.remove_registration(&path, stat.czxid).await;
-                    });
-                }
-                None => {
-                    info!("{path}: its holder pid {pid} exited while no zkfs ran; unregistering it");
-                    self.remove_registration(&path, stat.czxid).await;
+            let mut holders: Vec<(u32, u64, crate::zookeeper::holder::Holder)> =
+                crate::zookeeper::holder::Holder::find(pid, started).map(|h| (pid, started, h)).into_iter().collect();
+            if holders.is_empty() {
+                // The process that locked is gone (flock(1) of `exec 9>>FILE; flock 9`
+                // exits at once); those sharing its open file hold the lock as much.
+                let mountpoint = self.state_file.locked().as_ref().map(|f| f.mountpoint().to_string());
+                if let Some(mountpoint) = mountpoint {
+                    let file = std::path::Path::new(&mountpoint).join(path.trim_start_matches('/'));
+                    holders = crate::zookeeper::holder::Holder::with_open(&file, std::path::Path::new(&path));
                 }
             }
+            if holders.is_empty() {
+                info!("{path}: its holder pid {pid} exited while no zkfs ran; unregistering it");
+                self.remove_registration(&path, stat.czxid).await;
+                continue;
+            }
+            let pids: Vec<u32> = holders.iter().map(|(p, _, _)| *p).collect();
+            info!("holding {path} again for as long as pid {pids:?} lives (its lock was lost in the crash)");
+            self.remember_registration(&path, &data);
+            let (first, first_started) = (holders[0].0, holders[0].1);
+            self.lock_holders.locked().insert(path.clone(), (first, first_started));
+            let this = Arc::clone(self);
+            self.rt.spawn(async move {
+                for (_, _, process) in holders {
+                    process.exited().await;
+                }
+                info!("pid {pids:?}, which held {path}, exited: unregistering it");
+                this.remove_registration(&path, stat.czxid).await;
+            });
         }
         self.save_state();
     }
