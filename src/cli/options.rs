@@ -688,7 +688,7 @@ _zkfs() {
     read -r -a words <<<"${line:0:${#line}-${#cur}}"
     local prev=${words[${#words[@]}-1]}
 
-    if [[ ${words[1]} == status && ${#words[@]} -eq 2 ]]; then
+    if [[ ( ${words[1]} == status || ${words[1]} == reload ) && ${#words[@]} -eq 2 ]]; then
         local -a mounts
         mapfile -t mounts < <(awk '$3 == "fuse.zkfs" { print $2 }' /proc/self/mounts 2>/dev/null)
         local -a files

@@ -133,6 +133,11 @@ impl Running {
         }
         let started = Instant::now();
         (self.notify)("RELOADING=1");
+        // The echoes stop before any request is held, never after: an echo's
+        // invalidation can wait for a lock of the kernel that a held request keeps
+        // (a directory's, say), and the pause would then wait for ever. The price: a
+        // request in progress that waits for an echo (an open of a registration
+        // removed elsewhere) waits until DRAIN_LIMIT, and the reload fails.
         let paused = self.echo.pause();
         self.gate.set_holding(true);
         while self.gate.busy() > 0 {
