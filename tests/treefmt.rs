@@ -265,7 +265,11 @@ fn links_are_followed_by_ls_cd_and_readlink() {
     assert_eq!(std::fs::read_link(&link).unwrap().to_str(), Some("../../../cms/providers"));
     assert_eq!(std::fs::canonicalize(&link).unwrap(), mount.join("cms/providers"));
     // ls through the link and a path through it (zc.zk's README resolves
-    // /lb/pools/cms/providers/1.2.3.4:5 to /cms/providers/1.2.3.4:5).
+    // /lb/pools/cms/providers/1.2.3.4:5 to /cms/providers/1.2.3.4:5). The registration
+    // made elsewhere shows once its echo has told the kernel (README "The live view").
+    common::wait_until(std::time::Duration::from_secs(10), "the registration made elsewhere shows", || {
+        shell::ls(&mount.join("cms/providers")).len() == 2
+    });
     assert_eq!(shell::ls(&link), ["1.2.3.4:5", "properties.json"]);
     assert_eq!(shell::cat_json(&link.join("1.2.3.4:5")), json!({"pid": 1}));
     let ran = shell::sh(&format!("cd '{}' && pwd -P", link.display()));
