@@ -523,7 +523,8 @@ fn shapes(server: &ZkServer, admin: &Zk, s: &Scale, rows: &mut Rows) {
         woken.sort_by_key(|w| w.values().sum::<u64>());
         let w = &woken[(woken.len() - 1) / 2];
         let per = |v: u64| format!("{:.1}", v as f64 / n as f64);
-        let by: Vec<String> = w.iter().map(|(comm, v)| format!("{comm} {}", per(*v))).collect();
+        let by: Vec<String> =
+            w.iter().filter(|(_, v)| **v > 0).map(|(comm, v)| format!("{comm} {}", per(*v))).collect();
         rows.push(
             "  then: the daemon's thread wake-ups per file",
             per(w.values().sum()),
