@@ -419,7 +419,9 @@ fn walks(server: &ZkServer, admin: &Zk, s: &Scale, rows: &mut Rows) {
             }
         })
     };
+    let before = wakeups(mount.pid());
     let (cold, cold_req, ()) = counted(server, walk);
+    let woken = since(&before, &wakeups(mount.pid()));
     // The mount learns the kinds of the walked directories' children once the walk
     // is over (see README "Every change is heard"): the reference runs after that.
     let (learnt, late_req) = quiet(server);
@@ -444,6 +446,7 @@ fn walks(server: &ZkServer, admin: &Zk, s: &Scale, rows: &mut Rows) {
         Some(ratio(cold, native_cold)),
         Target::AtMost(1.2),
     );
+    wakeups_row(rows, &woken, n);
     rows.push(
         "  then: kinds of their siblings learnt in the background",
         format!("+{}", fmt_dur(learnt)),
@@ -521,20 +524,24 @@ fn shapes(server: &ZkServer, admin: &Zk, s: &Scale, rows: &mut Rows) {
         );
         // The run with the median total.
         woken.sort_by_key(|w| w.values().sum::<u64>());
-        let w = &woken[(woken.len() - 1) / 2];
-        let per = |v: u64| format!("{:.1}", v as f64 / n as f64);
-        let by: Vec<String> =
-            w.iter().filter(|(_, v)| **v > 0).map(|(comm, v)| format!("{comm} {}", per(*v))).collect();
-        rows.push(
-            "  then: the daemon's thread wake-ups per file",
-            per(w.values().sum()),
-            None,
-            &format!("by thread: {}", by.join(", ")),
-            String::new(),
-            None,
-            Target::Info,
-        );
+        wakeups_row(rows, &woken[(woken.len() - 1) / 2], n);
     }
+}
+
+/// The row of the daemon's thread wake-ups per file read, by thread name.
+fn wakeups_row(rows: &mut Rows, woken: &std::collections::BTreeMap<String, u64>, files: usize) {
+    let per = |v: u64| format!("{:.1}", v as f64 / files as f64);
+    let by: Vec<String> =
+        woken.iter().filter(|(_, v)| **v > 0).map(|(comm, v)| format!("{comm} {}", per(*v))).collect();
+    rows.push(
+        "  then: the daemon's thread wake-ups per file",
+        per(woken.values().sum()),
+        None,
+        &format!("by thread: {}", by.join(", ")),
+        String::new(),
+        None,
+        Target::Info,
+    );
 }
 
 /// Times each thread of process `pid` went to sleep (voluntary context switches: each

@@ -744,15 +744,21 @@ impl View {
             }
             ahead
         };
-        drop(self.session.runtime().spawn(async move { view.load_many(ahead).await }));
+        drop(self.session.runtime().spawn(async move {
+            for (path, outcome) in view.load_many(ahead).await {
+                if let Err(e) = outcome {
+                    debug!("read ahead of {path}: {e}");
+                }
+            }
+        }));
     }
 
     /// Reads and lists `paths` (children of one directory, not cached) in one
     /// multi-read, each as [`View::ensure_children`] would: leading both of its
     /// flights, its watch set before the request goes out, its outcome published to
-    /// whoever follows it. A path already in flight is left to its leader.
-    async fn load_many(&self, paths: Vec<String>) {
-        let deadline = tokio::time::Instant::now() + self.session.timeout();
+    /// whoever follows it. A path already in flight is left to its leader. The
+    /// outcome of each path led.
+    async fn load_many(&self, paths: Vec<String>) -> Vec<(String, Result<()>)> {
         let led: Vec<_> = {
             let mut tree = self.tree();
             let mut led = Vec::new();
@@ -767,22 +773,18 @@ impl View {
             led
         };
         if led.is_empty() {
-            return;
+            return Vec::new();
         }
         for (path, _, _) in &led {
             self.watch(path);
         }
         let paths: Vec<String> = led.iter().map(|(p, _, _)| p.clone()).collect();
         let parent = split_path(&paths[0]).map_or("/", |(p, _)| p).to_string();
-        let answer = {
-            let _busy = self.session.foreground.busy();
-            match self.session.client() {
-                Ok(client) => tokio::time::timeout_at(deadline, client.read_and_list_many(&paths)).await,
-                Err(e) => Ok(Err(crate::zookeeper::Error::UnexpectedError(e.to_string()))),
-            }
-        };
+        // As every read: bounded by the session timeout, failing at once in an outage.
+        let asked = paths.clone();
+        let answer = self.session.call_async(&parent, move |c| c.read_and_list_many(&asked)).await;
         let results: Vec<Result<(NodeView, Vec<String>)>> = match answer {
-            Ok(Ok(results)) if results.len() == paths.len() => results
+            Ok(results) if results.len() == paths.len() => results
                 .into_iter()
                 .zip(&paths)
                 .map(|(r, path)| match r {
@@ -793,14 +795,11 @@ impl View {
                     Err(e) => Err(crate::zookeeper::error_at(e, path)),
                 })
                 .collect(),
-            Ok(Ok(_)) => paths
+            Ok(_) => paths
                 .iter()
                 .map(|_| Err(Error::Unavailable(format!("{parent}: a multi-read answered amiss"))))
                 .collect(),
-            Ok(Err(e)) => paths.iter().map(|_| Err(crate::zookeeper::error_at(e.clone(), &parent))).collect(),
-            Err(_) => {
-                paths.iter().map(|_| Err(Error::Unavailable(format!("{parent}: read ahead timed out")))).collect()
-            }
+            Err(e) => paths.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut done = Vec::with_capacity(led.len());
         {
@@ -820,6 +819,7 @@ impl View {
                 done.push((path, read, list, outcome, reread, relist));
             }
         }
+        let mut outcomes = Vec::with_capacity(done.len());
         for (path, read, list, outcome, reread, relist) in done {
             read.send_replace(Some(outcome.clone()));
             list.send_replace(Some(outcome.clone()));
@@ -829,11 +829,12 @@ impl View {
             if relist {
                 self.queue(Change::Relist(path.clone()));
             }
-            match outcome {
-                Ok(()) => self.learn_kinds(&path),
-                Err(e) => debug!("read ahead of {path}: {e}"),
+            if outcome.is_ok() {
+                self.learn_kinds(&path);
             }
+            outcomes.push((path, outcome));
         }
+        outcomes
     }
 
     /// Waits for the outcome of a load led by another request, until `deadline`.
@@ -943,10 +944,19 @@ impl View {
         loop {
             let join = {
                 let mut tree = self.tree();
-                if tree.nodes.get(path).is_some_and(|n| n.children.is_some()) {
-                    return Ok(());
+                match tree.nodes.get(path) {
+                    // A registration has no children: left unlisted.
+                    Some(n) if n.children.is_some() || n.view.kind == Kind::Registration => return Ok(()),
+                    // Neither cached nor in flight: one multi-read reads and lists it.
+                    None if !tree.reads.flying(path) && !tree.lists.flying(path) => None,
+                    _ => Some(tree.lists.join(path)),
                 }
-                tree.lists.join(path)
+            };
+            let Some(join) = join else {
+                if let Some((_, Err(e))) = self.load_many(vec![path.to_string()]).await.pop() {
+                    return Err(e);
+                }
+                continue; // loaded, or led by another request meanwhile: look again
             };
             match join {
                 Join::Follow(rx) => self.follow(rx, path, deadline).await?,
