@@ -451,3 +451,36 @@ fn children_there_before_the_mount_of_a_directory_only_path_walked_are_heard_goi
     assert_eq!(left.len(), 121, "120 registrations and properties.json: {left:?}");
     assert!(!left.iter().any(|n| n == "1sub" || n == "10.0.0.1:80"), "{left:?}");
 }
+
+/// A program reading the directories' files in name order (a walk) finds the next
+/// ones read ahead: they answer from memory even once the server is frozen, and a
+/// change made elsewhere after they were read ahead is what they show.
+#[test]
+fn a_walk_in_name_order_finds_the_next_directories_read_ahead() {
+    let server = ZkServer::start();
+    let zk = Zk::connect(&server.connect_string());
+    zk.create("/walk", b"");
+    for d in 0..40 {
+        zk.create(&format!("/walk/d{d:02}"), format!(r#"{{"d": {d}}}"#).as_bytes());
+    }
+    let mount = Mount::with_options(&server.connect_string(), &format!("session_timeout={TIMEOUT}"));
+    let file = |d: usize| mount.join(format!("walk/d{d:02}/properties.json"));
+    let value = |d: usize| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(file(d)).unwrap_or_else(|e| panic!("read d{d:02}: {e}"))).unwrap()
+    };
+    for d in 0..3 {
+        assert_eq!(value(d), json!({"d": d}));
+    }
+    // Changed elsewhere after the walk's lookups read it ahead (or while they do).
+    zk.set("/walk/d05", br#"{"d": 5, "changed": true}"#);
+    wait_until(SOON, "d05 shows the change made elsewhere", || value(5) == json!({"d": 5, "changed": true}));
+    thread::sleep(Duration::from_millis(300));
+    server.pause();
+    let started = Instant::now();
+    for d in 6..16 {
+        assert_eq!(value(d), json!({"d": d}), "d{d:02} read ahead");
+    }
+    let took = started.elapsed();
+    server.resume();
+    assert!(took < Duration::from_secs(2), "the files read ahead took {took:?} with the server frozen");
+}

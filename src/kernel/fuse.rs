@@ -14,7 +14,11 @@
 //! answers at once when what the view holds is enough; if it would wait, it runs again
 //! on tokio's blocking pool, which grows with the number of waiting requests, and
 //! answers from there. Operations that always need ZooKeeper (changes) go to the pool
-//! at once ([`ZkFuse::offload`]). `Fs` stays synchronous: a handler is one line,
+//! at once ([`ZkFuse::offload`]). Most waits are for one load — a node read, a
+//! directory listed — which the inline run hands back (`wait.rs`, "Needs"): a task on
+//! the client's runtime awaits it and runs the operation inline again, and answers
+//! from there; no thread of the pool waits for it ([`ZkFuse::follow_up`]).
+//! `Fs` stays synchronous: a handler is one line,
 //! `self.dispatch("op", reply, move |fs| fs.op(..))`. Each request waiting on the pool
 //! is bounded by the session timeout from its own start (`session.rs`), side by side.
 
@@ -37,6 +41,10 @@ use crate::fs::{Attr, DirEntry, FileKind, Fs, Opened};
 use crate::kernel::echo::KernelCache;
 use crate::model::view::Kind;
 use crate::zookeeper::wait;
+
+/// Loads one request may await on the runtime before it moves to the waiting pool
+/// (see [`ZkFuse::follow_up`]): a cold lookup needs two at most.
+const MAX_NEEDS: usize = 4;
 
 /// How long the kernel may keep entries and attributes. Long, because the view tells
 /// the kernel precisely when something changed.
@@ -110,10 +118,61 @@ impl ZkFuse {
     where
         R: Answer<T>,
     {
-        match wait::inline(|| f(&self.fs)) {
-            Some(result) => reply.answer(op, result),
-            None => self.offload(op, reply, f),
+        match wait::attempt(|| f(&self.fs)) {
+            wait::Attempt::Done(result) => reply.answer(op, result),
+            wait::Attempt::Need(need) => self.follow_up(op, reply, f, need),
+            wait::Attempt::Wait => self.offload(op, reply, f),
         }
+    }
+
+    /// Answers `reply` with `f` once what it needs is loaded: a task on the client's
+    /// runtime awaits `need` and runs `f` inline again there, for as long as each run
+    /// names one more load (a lookup of a directory: the child, then its listing). A
+    /// run that must wait for anything else, or a load that finds nothing, moves to
+    /// the waiting pool; a load that fails is the answer (every error of a load is
+    /// what the operation would answer). Each load is bounded by the session timeout.
+    fn follow_up<T, R>(
+        &self,
+        op: &'static str,
+        reply: R,
+        f: impl Fn(&Fs) -> Result<T, Error> + Send + 'static,
+        need: wait::Need,
+    ) where
+        R: Answer<T>,
+    {
+        let fs = Arc::clone(&self.fs);
+        let gate = Arc::clone(&self.gate);
+        gate.busy.fetch_add(1, Ordering::SeqCst);
+        let runtime = self.fs.view().session().runtime().clone();
+        drop(runtime.spawn(async move {
+            let mut need = need;
+            for _ in 0..MAX_NEEDS {
+                match need.await {
+                    Ok(()) => {}
+                    // A node gone: whether that is the answer is the operation's call.
+                    Err(Error::NotFound(_)) => break,
+                    Err(e) => {
+                        reply.answer(op, Err(e));
+                        gate.busy.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                match wait::attempt(|| f(&fs)) {
+                    wait::Attempt::Done(result) => {
+                        reply.answer(op, result);
+                        gate.busy.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                    wait::Attempt::Need(next) => need = next,
+                    wait::Attempt::Wait => break,
+                }
+            }
+            let pool = fs.view().session().runtime().clone();
+            drop(pool.spawn_blocking(move || {
+                reply.answer(op, f(&fs));
+                gate.busy.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }));
     }
 
     /// Answers `reply` with `f` on the waiting pool: `f` needs ZooKeeper.

@@ -69,14 +69,34 @@ fn stat_of(f: [i64; 11]) -> Stat {
 }
 
 impl View {
-    /// The view as it is now, for the successor.
+    /// The view as it is now, for the successor: every inode number, and the cached
+    /// nodes the kernel holds (and the root, and the mount's registrations), which the
+    /// successor watches again ([`View::rearm_handed`]). The others — read ahead, or
+    /// forgotten by the kernel and in their grace — are not: unwatched there, they
+    /// would not be trusted, and any use reads them afresh.
     pub fn handed_over(&self) -> HandedView {
+        let registrations: std::collections::HashSet<String> = self.session().registrations().into_iter().collect();
         let tree = self.tree();
         let (next, inodes) = tree.inodes.saved();
         let held = tree.held.iter().map(|(ino, n)| (*ino, *n)).collect();
+        let mut wanted: std::collections::HashSet<String> = registrations;
+        wanted.insert("/".to_string());
+        for ino in tree.held.keys() {
+            if let Some(inode) = tree.inodes.get(*ino) {
+                let path = match inode.kind {
+                    // A link lives in its directory's data.
+                    InodeKind::Link => {
+                        crate::model::inodes::split_path(&inode.path).map(|(dir, _)| dir.to_string()).unwrap_or_default()
+                    }
+                    _ => inode.path,
+                };
+                wanted.insert(path);
+            }
+        }
         let nodes = tree
             .nodes
             .iter()
+            .filter(|(path, _)| wanted.contains(&***path))
             .map(|(path, node)| HandedNode {
                 path: path.to_string(),
                 kind: node.view.kind,

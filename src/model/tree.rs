@@ -248,6 +248,9 @@ pub(crate) struct Tree {
     /// their directory was sent, which may not show the change (see
     /// `View::refresh_children`).
     pub(crate) touched: HashSet<String>,
+    /// The child each directory had looked up last, for telling a walk through its
+    /// children in name order (see `View::read_ahead`). Bounded: cleared when full.
+    pub(crate) walked: HashMap<String, String>,
 }
 
 impl Tree {

@@ -25,6 +25,11 @@
 //! kind left to learn, and its removal only invalidates the kernel's entry and cached
 //! listing (see the README, "Every change is heard").
 //!
+//! A program walking a directory in name order (each lookup the sibling after the
+//! last one's) has the next siblings read and listed ahead of it, a multi-read per
+//! half window, each led as its own lookup would lead it ([`View::read_ahead`]): a
+//! cold walk pays a round trip per 16 directories, not per directory.
+//!
 //! The view watches what the kernel holds, nothing else (`watches.rs`, and the README,
 //! "The live view"): each node from before its first read for as long as the kernel
 //! holds one of its inodes, with one ZooKeeper ≥ 3.6 persistent watch — a directory's
@@ -71,8 +76,8 @@
 //! entry, so the view is right even when no event can be given.
 //!
 //! Every change the kernel could know of is heard: every directory the kernel has an
-//! inode for is listed — a looked up directory is listed by its lookup (names only;
-//! no request when the stat just read says it has no children), and a
+//! inode for is listed — a looked up directory is listed by its lookup (names only,
+//! asked together with its read: one round trip), and a
 //! directory made by `mkdir` here or echoed from elsewhere is *adopted*: listed by the
 //! event task, its children created since the directory itself shown as created
 //! (echoed). A data change is echoed for every node whose file the kernel may know (its
@@ -121,6 +126,13 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// so a batch's answer stays small enough for the usual small registrations and
 /// properties (at most this many times ZooKeeper's 1 MB node limit for huge ones).
 const KIND_BATCH: usize = 100;
+
+/// Siblings read ahead of a walk through a directory (see [`View::read_ahead`]), in
+/// multi-reads of half as many: a round trip's worth of lookups answered from memory.
+const READ_AHEAD: usize = 32;
+
+/// Directories whose last lookup is remembered for [`View::read_ahead`].
+const MAX_WALKED: usize = 1024;
 
 /// How long a `readdir` waits for the first answer of the batch learning the kinds it
 /// lacks (see [`View::listing`]): a round trip and the server's read of 100 nodes.
@@ -335,8 +347,8 @@ impl View {
         if let Some(n) = self.tree().nodes.get(path).filter(|n| !n.stale) {
             return Ok(n.view.clone());
         }
-        crate::zookeeper::wait::may_wait()?;
-        self.session.runtime().block_on(self.ensure(path))?;
+        let p = path.to_string();
+        self.wait_for(|view| async move { view.ensure(&p).await })?;
         self.cached(path).ok_or_else(|| Error::NotFound(path.to_string()))
     }
 
@@ -377,10 +389,13 @@ impl View {
             // program has seen its name was read before its removal, by ZooKeeper's
             // order, and its removal is echoed (see `watch.rs`). Bounded, so that a
             // frozen server delays a listing of what the mount knows by no more.
-            crate::zookeeper::wait::may_wait()?;
-            if let Some(answered) = self.learn_shown_soon(path) {
-                let _ = self.session.runtime().block_on(async { tokio::time::timeout(FIRST_ANSWER, answered).await });
-            }
+            let p = path.to_string();
+            self.wait_for(|view| async move {
+                if let Some(answered) = view.learn_shown_soon(&p) {
+                    let _ = tokio::time::timeout(FIRST_ANSWER, answered).await;
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -619,8 +634,25 @@ impl View {
         if self.tree().nodes.get(path).is_some_and(|n| n.children.is_some()) {
             return Ok(());
         }
-        crate::zookeeper::wait::may_wait()?;
-        self.session.runtime().block_on(self.ensure_children(path))
+        let p = path.to_string();
+        self.wait_for(|view| async move { view.ensure_children(&p).await })
+    }
+
+    /// Waits for `load` of this view; on a thread that must not wait, hands it to the
+    /// FUSE adapter as what the request needs instead (see `wait.rs`: the adapter
+    /// awaits it on the runtime and runs the request again there).
+    ///
+    /// # Notable errors
+    /// [`Error::WouldWait`] on a thread that must not wait.
+    fn wait_for<F>(&self, load: impl FnOnce(Arc<View>) -> F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let Some(view) = self.me.upgrade() else {
+            return Err(Error::Unavailable("the mount is closing".into()));
+        };
+        let load = crate::zookeeper::wait::need(load(view))?;
+        self.session.runtime().block_on(load)
     }
 
     /// Child `name` of `parent` if it is shown (a child on its way in is not). A child
@@ -639,8 +671,10 @@ impl View {
                 return Ok(None);
             }
         }
-        crate::zookeeper::wait::may_wait()?;
-        match self.session.runtime().block_on(self.ensure(&path)) {
+        // Read by the lookup that asks (or kept by a batch): no wait.
+        let fresh = self.tree().nodes.get(path.as_str()).is_some_and(|n| !n.stale);
+        let p = path.clone();
+        match if fresh { Ok(()) } else { self.wait_for(|view| async move { view.ensure(&p).await }) } {
             Ok(()) => {}
             Err(Error::NotFound(_)) => return Ok(None), // its deletion event follows
             Err(e) => return Err(e),
@@ -665,14 +699,14 @@ impl View {
         if unread && names_shown {
             // A `readdir` gave this name with DT_UNKNOWN: whoever needs its type (`ls
             // -l`, `find -type`) asks for every sibling's, so all are learnt at once.
-            crate::zookeeper::wait::may_wait()?;
-            self.session.runtime().block_on(self.learn_shown(parent))?;
+            let p = parent.to_string();
+            self.wait_for(|view| async move { view.learn_shown(&p).await })?;
         }
         let unread = self.tree().nodes.get(parent).is_some_and(|n| n.unknown.contains(name));
         if unread && !self.tree().nodes.contains_key(path.as_str()) {
             // Read it, and list it if it is a directory with children.
-            crate::zookeeper::wait::may_wait()?;
-            match self.session.runtime().block_on(self.ensure_children(&path)) {
+            let p = path.clone();
+            match self.wait_for(|view| async move { view.ensure_children(&p).await }) {
                 Ok(()) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -681,7 +715,135 @@ impl View {
         if child.is_some_and(|c| c.kind == Kind::Dir && c.presence == Presence::Present) {
             self.listed(&path)?;
         }
+        self.read_ahead(parent, name);
         Ok(child)
+    }
+
+    /// A lookup of `name` in `parent` is done. If it follows the lookup of the sibling
+    /// just before it (in name order, allowing a couple skipped), a program is walking
+    /// the directory — `for d in */`, a list of paths in order, `find`, `ls -l` — and
+    /// the next [`READ_AHEAD`] siblings not cached are read and listed now, half a
+    /// window at a time in one multi-read ([`View::load_many`]), each as its own
+    /// lookup would: the walk then finds them in memory instead of paying a round trip
+    /// each. Registrations are left out (a listing's batch learns and keeps those).
+    /// Nodes read ahead and never looked up are dropped by the sweep with their
+    /// watches (`watches.rs`), as any node read and not held by the kernel.
+    fn read_ahead(&self, parent: &str, name: &str) {
+        let Some(view) = self.me.upgrade() else { return };
+        let ahead: Vec<String> = {
+            let mut tree = self.tree();
+            if tree.walked.len() >= MAX_WALKED && !tree.walked.contains_key(parent) {
+                tree.walked.clear();
+            }
+            let before = tree.walked.insert(parent.to_string(), name.to_string());
+            let Some(node) = tree.nodes.get(parent) else { return };
+            let walking = before.is_some_and(|b| b.as_str() < name && names_after(node, &b, 3).any(|(n, _)| n == name));
+            if !walking {
+                return;
+            }
+            let ahead: Vec<String> = names_after(node, name, READ_AHEAD)
+                .filter(|(_, kind)| *kind != Some(Kind::Registration))
+                .map(|(n, _)| child_path(parent, n))
+                .filter(|p| !tree.nodes.contains_key(p.as_str()) && !tree.reads.flying(p) && !tree.lists.flying(p))
+                .collect();
+            // In batches of half the window: one request for each, sent while the
+            // other half is being walked.
+            if ahead.len() < READ_AHEAD / 2 || self.session.state().0 != crate::zookeeper::session::State::Connected {
+                return;
+            }
+            ahead
+        };
+        drop(self.session.runtime().spawn(async move {
+            for (path, outcome) in view.load_many(ahead).await {
+                if let Err(e) = outcome {
+                    debug!("read ahead of {path}: {e}");
+                }
+            }
+        }));
+    }
+
+    /// Reads and lists `paths` (children of one directory, not cached) in one
+    /// multi-read, each as [`View::ensure_children`] would: leading both of its
+    /// flights, its watch set before the request goes out, its outcome published to
+    /// whoever follows it. A path already in flight is left to its leader. The
+    /// outcome of each path led.
+    async fn load_many(&self, paths: Vec<String>) -> Vec<(String, Result<()>)> {
+        let led: Vec<_> = {
+            let mut tree = self.tree();
+            let mut led = Vec::new();
+            for path in paths {
+                if tree.nodes.contains_key(path.as_str()) || tree.reads.flying(&path) || tree.lists.flying(&path) {
+                    continue;
+                }
+                if let (Join::Lead(read), Join::Lead(list)) = (tree.reads.join(&path), tree.lists.join(&path)) {
+                    led.push((path, read, list));
+                }
+            }
+            led
+        };
+        if led.is_empty() {
+            return Vec::new();
+        }
+        for (path, _, _) in &led {
+            self.watch(path);
+        }
+        let paths: Vec<String> = led.iter().map(|(p, _, _)| p.clone()).collect();
+        let parent = split_path(&paths[0]).map_or("/", |(p, _)| p).to_string();
+        // As every read: bounded by the session timeout, failing at once in an outage.
+        let asked = paths.clone();
+        let answer = self.session.call_async(&parent, move |c| c.read_and_list_many(&asked)).await;
+        let results: Vec<Result<(NodeView, Vec<String>)>> = match answer {
+            Ok(results) if results.len() == paths.len() => results
+                .into_iter()
+                .zip(&paths)
+                .map(|(r, path)| match r {
+                    Ok((data, stat, names)) => {
+                        self.saw(&stat);
+                        Ok((node_view(data, stat), names))
+                    }
+                    Err(e) => Err(crate::zookeeper::error_at(e, path)),
+                })
+                .collect(),
+            Ok(_) => paths
+                .iter()
+                .map(|_| Err(Error::Unavailable(format!("{parent}: a multi-read answered amiss"))))
+                .collect(),
+            Err(e) => paths.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut done = Vec::with_capacity(led.len());
+        {
+            let mut tree = self.tree();
+            for ((path, read, list), result) in led.into_iter().zip(results) {
+                let (reread, relist) = (tree.reads.finish(&path), tree.lists.finish(&path));
+                let outcome = result.map(|(view, names)| {
+                    tree.cache(&path, Node::new(view));
+                    if let Some(n) = tree.nodes.get_mut(path.as_str()).filter(|n| n.children.is_none()) {
+                        // A registration has no children: left unlisted.
+                        if n.view.kind == Kind::Dir {
+                            n.children = Some(Box::default());
+                            n.unknown = names.into_iter().collect();
+                        }
+                    }
+                });
+                done.push((path, read, list, outcome, reread, relist));
+            }
+        }
+        let mut outcomes = Vec::with_capacity(done.len());
+        for (path, read, list, outcome, reread, relist) in done {
+            read.send_replace(Some(outcome.clone()));
+            list.send_replace(Some(outcome.clone()));
+            if reread {
+                self.queue(Change::Recheck(path.clone()));
+            }
+            if relist {
+                self.queue(Change::Relist(path.clone()));
+            }
+            if outcome.is_ok() {
+                self.learn_kinds(&path);
+            }
+            outcomes.push((path, outcome));
+        }
+        outcomes
     }
 
     /// Waits for the outcome of a load led by another request, until `deadline`.
@@ -791,35 +953,38 @@ impl View {
         loop {
             let join = {
                 let mut tree = self.tree();
-                if tree.nodes.get(path).is_some_and(|n| n.children.is_some()) {
-                    return Ok(());
+                match tree.nodes.get(path) {
+                    // A registration has no children: left unlisted.
+                    Some(n) if n.children.is_some() || n.view.kind == Kind::Registration => return Ok(()),
+                    // Neither cached nor in flight: one multi-read reads and lists it.
+                    None if !tree.reads.flying(path) && !tree.lists.flying(path) => None,
+                    _ => Some(tree.lists.join(path)),
                 }
-                tree.lists.join(path)
+            };
+            let Some(join) = join else {
+                if let Some((_, Err(e))) = self.load_many(vec![path.to_string()]).await.pop() {
+                    return Err(e);
+                }
+                continue; // loaded, or led by another request meanwhile: look again
             };
             match join {
                 Join::Follow(rx) => self.follow(rx, path, deadline).await?,
                 Join::Lead(tx) => {
-                    // A node read here, after this listing began, whose stat says it has
-                    // no children needs no listing: a child made since is heard (the
-                    // event task marks this flight). A read led by another request may
-                    // be older than that, so then the names are listed.
+                    // A node not cached is read and listed at once: both requests go
+                    // out together (one round trip, not two), the listing after the
+                    // node's watch, so a child made since is heard (the event task marks
+                    // this flight). A registration's empty listing is dropped.
                     let cached = self.tree().nodes.contains_key(path);
                     let (read, listed) = if cached {
                         (Ok(()), self.list_names(path).await)
                     } else {
-                        match self.ensure_led(path).await {
-                            Ok(led) => {
-                                let empty = self
-                                    .tree()
-                                    .nodes
-                                    .get(path)
-                                    .map(|n| (n.view.kind, n.view.stat.num_children == 0 && led));
-                                match empty {
-                                    Some((Kind::Registration, _)) | Some((_, true)) => (Ok(()), Ok(Vec::new())),
-                                    _ => (Ok(()), self.list_names(path).await),
-                                }
-                            }
-                            Err(e) => (Err(e), Ok(Vec::new())),
+                        self.watch(path);
+                        match tokio::join!(self.ensure_led(path), self.list_names(path)) {
+                            (Ok(_), listed) => match self.tree().nodes.get(path).map(|n| n.view.kind) {
+                                Some(Kind::Registration) => (Ok(()), Ok(Vec::new())),
+                                _ => (Ok(()), listed),
+                            },
+                            (Err(e), _) => (Err(e), Ok(Vec::new())),
                         }
                     };
                     let (outcome, relist) = {
@@ -1116,6 +1281,15 @@ impl View {
             self.echo_removed(parent, name);
         }
     }
+}
+
+/// The first `limit` children of `node` after `from` in name order, with their kinds
+/// where known.
+fn names_after<'a>(node: &'a Node, from: &'a str, limit: usize) -> impl Iterator<Item = (&'a String, Option<Kind>)> {
+    let bound = (std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded);
+    let known = node.children.iter().flat_map(move |c| c.range::<str, _>(bound)).map(|(n, c)| (n, Some(c.kind)));
+    let unknown = node.unknown.range::<str, _>(bound).map(|n| (n, None));
+    merge_by_name(known, unknown).take(limit)
 }
 
 /// Two iterators sorted by name, with no name in both, merged in name order.

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Acl, Error, EventType, Mode, Op, Read, Reply, SessionState, Stat, TreeWatcher, WatchedEvent};
+use super::{Acl, Error, EventType, Mode, Op, Read, ReadListed, Reply, SessionState, Stat, TreeWatcher, WatchedEvent};
 use crate::sync::Recover;
 
 /// One znode.
@@ -508,14 +508,18 @@ impl Client {
 
     pub(crate) fn list_children(&self, path: &str) -> Reply<Vec<String>> {
         let path = path.to_string();
+        self.0.server.request(self.0.id, move |s, _| children_of(s, &path))
+    }
+
+    pub(crate) fn read_and_list_many(&self, paths: &[String]) -> Reply<Vec<ReadListed>> {
+        let paths = paths.to_vec();
         self.0.server.request(self.0.id, move |s, _| {
-            s.node(&path)?;
-            let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
-            Ok(s.nodes
-                .range(prefix.clone()..)
-                .take_while(|(p, _)| p.starts_with(&prefix))
-                .filter_map(|(p, _)| p.get(prefix.len()..).filter(|rest| !rest.is_empty() && !rest.contains('/')))
-                .map(str::to_string)
+            Ok(paths
+                .iter()
+                .map(|p| {
+                    let (data, stat) = s.node(p).map(|n| (n.data.clone(), n.stat))?;
+                    Ok((data, stat, children_of(s, p)?))
+                })
                 .collect())
         })
     }
@@ -594,6 +598,18 @@ impl Client {
             .get(&self.0.id)
             .map_or(0, |sess| sess.watchers.iter().filter(|(p, w)| p.is_some() && !w.is_closed()).count())
     }
+}
+
+/// The names of the children of the node at `path`.
+fn children_of(s: &State, path: &str) -> Result<Vec<String>, Error> {
+    s.node(path)?;
+    let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+    Ok(s.nodes
+        .range(prefix.clone()..)
+        .take_while(|(p, _)| p.starts_with(&prefix))
+        .filter_map(|(p, _)| p.get(prefix.len()..).filter(|rest| !rest.is_empty() && !rest.contains('/')))
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]

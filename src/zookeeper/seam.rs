@@ -21,6 +21,9 @@ pub use zookeeper_client::{Acl, Error, EventType, SessionState, Stat};
 /// One node's data and stat, or why it could not be read.
 pub type Read = Result<(Vec<u8>, Stat), Error>;
 
+/// One node's data, stat and children's names, or why it could not be read.
+pub type ReadListed = Result<(Vec<u8>, Stat, Vec<String>), Error>;
+
 /// The answer to a request already sent.
 pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
 
@@ -210,6 +213,48 @@ impl Client {
                 }
             }
             Client::Fake(c) => c.get_data_many(paths),
+        }
+    }
+
+    /// Reads and lists many nodes in one request (a multi-read of a `getData` and a
+    /// `getChildren` per node): for each, its data, stat and children's names, or its
+    /// error. The answers come in the order of `paths`. Sent before this returns, as
+    /// [`Client::get_data_many`].
+    pub fn read_and_list_many(&self, paths: &[String]) -> Reply<Vec<ReadListed>> {
+        match self {
+            Client::Real(c) => {
+                let (c, paths) = (c.clone(), paths.to_vec());
+                let read = async move {
+                    let mut reader = c.new_multi_reader();
+                    for path in &paths {
+                        reader.add_get_data(path)?;
+                        reader.add_get_children(path)?;
+                    }
+                    let results = reader.commit().await?;
+                    if results.len() != 2 * paths.len() {
+                        return Err(Error::UnexpectedError("a multi-read answered amiss".into()));
+                    }
+                    let mut results = results.into_iter();
+                    let mut out = Vec::with_capacity(paths.len());
+                    while let (Some(read), Some(listed)) = (results.next(), results.next()) {
+                        use zookeeper_client::MultiReadResult as R;
+                        out.push(match (read, listed) {
+                            (R::Data { data, stat }, R::Children { children }) => Ok((data, stat, children)),
+                            (R::Error { err }, _) | (_, R::Error { err }) => Err(err),
+                            _ => Err(Error::UnexpectedError("a multi-read answered amiss".into())),
+                        });
+                    }
+                    Ok(out)
+                };
+                // As in `get_data_many`: polled once here, the request goes out now.
+                let mut read: Reply<Vec<ReadListed>> = Box::pin(read);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match read.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
+                    std::task::Poll::Pending => read,
+                }
+            }
+            Client::Fake(c) => c.read_and_list_many(paths),
         }
     }
 

@@ -19,6 +19,7 @@ use tracing::field::display;
 use tracing::{debug, info, instrument, warn, Span};
 
 use self::connection::{AsyncReadToBuf, Connection, Connector};
+pub use self::connection::TcpStream;
 pub use self::depot::Depot;
 use self::event::WatcherEvent;
 pub use self::request::{
