@@ -85,9 +85,9 @@ impl View {
             if let Some(inode) = tree.inodes.get(*ino) {
                 let path = match inode.kind {
                     // A link lives in its directory's data.
-                    InodeKind::Link => {
-                        crate::model::inodes::split_path(&inode.path).map(|(dir, _)| dir.to_string()).unwrap_or_default()
-                    }
+                    InodeKind::Link => crate::model::inodes::split_path(&inode.path)
+                        .map(|(dir, _)| dir.to_string())
+                        .unwrap_or_default(),
                     _ => inode.path,
                 };
                 wanted.insert(path);
