@@ -385,6 +385,11 @@ fn links_added_or_removed_elsewhere_give_events_and_show_at_once() {
         std::fs::read_link(svc.join("t")).is_ok_and(|t| t.to_str() == Some("../other"))
     });
 
+    // The retarget's own events (its echo is an unlink and a symlink) come after
+    // readlink follows: taken now, so that the IN_DELETE awaited next is the removal's.
+    watcher.wait_for(soon, "IN_CREATE of the retargeted link", |e| e.is(libc::IN_CREATE, "t"));
+    watcher.collect(std::time::Duration::ZERO);
+
     // Removed elsewhere: IN_DELETE, and gone from ls, lookup and readlink.
     zk.set("/svc", br#"{"threads": 1}"#);
     watcher.wait_for(soon, "IN_DELETE of the link", |e| e.is(libc::IN_DELETE, "t"));
