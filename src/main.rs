@@ -205,9 +205,9 @@ fn run(
     image: Image,
 ) -> Result<(), Failure> {
     let Image { exe, args, handed } = image;
-    let (fuse_fd, handed) = match handed {
-        Some((fd, h)) => (Some(fd), Some(h)),
-        None => (None, None),
+    let (fuse_fd, handed_session, handed) = match handed {
+        Some((fd, h)) => (Some(fd), Some(h.session), Some((h.fs, h.notes, h.reloads))),
+        None => (None, None, None),
     };
     let rt =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("zkfs-zk").enable_all().build()
@@ -217,10 +217,6 @@ fn run(
         };
     // A crashed zkfs of this mount left its session here: taken back if still alive.
     let state = zkfs::zookeeper::saved::StateFile::new(&config.connect, mountpoint);
-    let (handed_session, handed) = match handed {
-        Some(h) => (Some(h.session), Some((h.fs, h.notes, h.reloads))),
-        None => (None, None),
-    };
     let opened = Session::open_or_take_over(
         rt.handle().clone(),
         &config.connect,

@@ -21,7 +21,7 @@ const ZKFS: &str = env!("CARGO_BIN_EXE_zkfs");
 const SOON: Duration = Duration::from_secs(5);
 
 fn reload(mount: &Mount) -> shell::Ran {
-    sh(&format!("{ZKFS} reload {}", q(mount.path())))
+    reload_path(mount.path())
 }
 
 fn status(mount: &Mount, key: &str) -> String {

@@ -13,7 +13,6 @@
 //! with no identity of its own, a narrower ACL would lock the mount out of the nodes
 //! it made.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use zookeeper_client::{AuthId, Permission};
@@ -23,17 +22,7 @@ use crate::zookeeper::Acl;
 /// Reads `user:password` from `path`, refusing a file others could read.
 pub fn read_credentials(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("credentials file {shown}: {e}"))?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "credentials file {shown} can be read by others (mode {:04o}); run: chmod 600 {shown}",
-            meta.mode() & 0o7777
-        ));
-    }
-    let uid = nix::unistd::getuid().as_raw();
-    if meta.uid() != uid && meta.uid() != 0 {
-        return Err(format!("credentials file {shown} belongs to uid {}, not to you or root", meta.uid()));
-    }
+    crate::zookeeper::private::check_private(path, "credentials file")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("credentials file {shown}: {e}"))?;
     let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
     match line.split_once(':') {

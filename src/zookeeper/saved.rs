@@ -232,19 +232,22 @@ fn escape(path: &str) -> String {
 /// moment ago and not yet reaped — its successor may start before its parent reaps
 /// it) or one that is exiting.
 fn live_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    if matches!(rest.split(' ').next(), Some("Z" | "X" | "x")) {
-        return None;
-    }
-    start_time(pid)
+    let (state, started) = state_and_start_time(pid)?;
+    (!matches!(state, 'Z' | 'X' | 'x')).then_some(started)
 }
 
 pub fn start_time(pid: u32) -> Option<u64> {
+    state_and_start_time(pid).map(|(_, started)| started)
+}
+
+/// The state letter and the start time of process `pid`, from `/proc/PID/stat`.
+fn state_and_start_time(pid: u32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after its end.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 fn hex(bytes: &[u8]) -> String {

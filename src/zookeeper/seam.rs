@@ -200,17 +200,8 @@ impl Client {
                         })
                         .collect())
                 };
-                // The reader's future borrows the client, so it is made inside `read`; polled
-                // once here, `read` sends the request (the client sends it in `commit`, a
-                // channel send that needs no runtime), so that it goes out before this
-                // returns, on any thread: callers pipeline several, and know it is out
-                // (see `View::learn_shown_soon`). The caller's polls then wait for it.
-                let mut read: Reply<Vec<Read>> = Box::pin(read);
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                match read.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
-                    std::task::Poll::Pending => read,
-                }
+                // The reader's future borrows the client, so it is made inside `read`.
+                sent_now(Box::pin(read))
             }
             Client::Fake(c) => c.get_data_many(paths),
         }
@@ -246,13 +237,7 @@ impl Client {
                     }
                     Ok(out)
                 };
-                // As in `get_data_many`: polled once here, the request goes out now.
-                let mut read: Reply<Vec<ReadListed>> = Box::pin(read);
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                match read.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
-                    std::task::Poll::Pending => read,
-                }
+                sent_now(Box::pin(read))
             }
             Client::Fake(c) => c.read_and_list_many(paths),
         }
@@ -541,6 +526,18 @@ pub fn error_at(err: Error, path: &str) -> crate::error::Error {
         )),
         Zk::QuotaExceeded => E::TooLarge(format!("{path}: ZooKeeper quota exceeded")),
         other => E::Unavailable(format!("{path}: {other}")),
+    }
+}
+
+/// `read` polled once, so that its request goes out before this returns, on any
+/// thread (the client sends it in `commit`, a channel send that needs no runtime):
+/// callers pipeline several, and know it is out (see `View::learn_shown_soon`). The
+/// caller's polls then wait for the answer.
+fn sent_now<T: Send + 'static>(mut read: Reply<T>) -> Reply<T> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match read.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Box::pin(std::future::ready(r)),
+        std::task::Poll::Pending => read,
     }
 }
 
